@@ -1,0 +1,1 @@
+"""localmesh's Kubernetes API server: HTTP handlers over the object store."""

@@ -1,0 +1,126 @@
+"""Label and field selectors, parsed the way ``k8s.io/apimachinery/pkg/labels`` does.
+
+Supported: ``a=b``, ``a==b``, ``a!=b``, ``a in (x,y)``, ``a notin (x)``, ``a``, ``!a``; and
+for fields ``metadata.name``, ``metadata.namespace``, ``status.phase``, ``spec.nodeName``
+and any dotted path, with ``=``/``==``/``!=``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from localmesh.api.status import bad_request
+
+_SET_RE = re.compile(r"^\s*([A-Za-z0-9_./-]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")
+
+
+def _split_top(selector: str) -> list[str]:
+    parts, depth, cur = [], 0, ""
+    for ch in selector:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        parts.append(cur)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def label_matcher(selector: str | None) -> Callable[[dict], bool]:
+    """Return a predicate over a labels dict; raises 400 on a malformed selector."""
+    if not selector:
+        return lambda labels: True
+    tests: list[Callable[[dict], bool]] = []
+    for req in _split_top(selector):
+        m = _SET_RE.match(req)
+        if m:
+            key, op, vals = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",")}
+            if op == "in":
+                tests.append(lambda lb, k=key, vs=vals: lb.get(k) in vs)
+            else:
+                tests.append(lambda lb, k=key, vs=vals: lb.get(k) not in vs)
+            continue
+        for op in ("!=", "==", "="):
+            if op in req:
+                key, _, val = req.partition(op)
+                key, val = key.strip(), val.strip()
+                if not key:
+                    raise bad_request(f"unable to parse requirement: {req!r}")
+                if op == "!=":
+                    tests.append(lambda lb, k=key, v=val: lb.get(k) != v)
+                else:
+                    tests.append(lambda lb, k=key, v=val: lb.get(k) == v)
+                break
+        else:
+            if req.startswith("!"):
+                tests.append(lambda lb, k=req[1:].strip(): k not in lb)
+            elif re.fullmatch(r"[A-Za-z0-9_./-]+", req):
+                tests.append(lambda lb, k=req: k in lb)
+            else:
+                raise bad_request(f"unable to parse requirement: {req!r}")
+    return lambda labels: all(t(labels or {}) for t in tests)
+
+
+def _field(obj: dict, path: str) -> str:
+    cur: object = obj
+    for part in path.split("."):
+        if not isinstance(cur, dict):
+            return ""
+        cur = cur.get(part)
+    if cur is None:
+        return ""
+    if isinstance(cur, bool):
+        return "true" if cur else "false"
+    return str(cur)
+
+
+def field_matcher(selector: str | None) -> Callable[[dict], bool]:
+    """Return a predicate over a whole object for a field selector."""
+    if not selector:
+        return lambda obj: True
+    tests: list[Callable[[dict], bool]] = []
+    for req in _split_top(selector):
+        for op in ("!=", "==", "="):
+            if op in req:
+                key, _, val = req.partition(op)
+                key, val = key.strip(), val.strip()
+                if op == "!=":
+                    tests.append(lambda o, k=key, v=val: _field(o, k) != v)
+                else:
+                    tests.append(lambda o, k=key, v=val: _field(o, k) == v)
+                break
+        else:
+            raise bad_request(f"invalid selector: '{selector}'; can't understand '{req}'")
+    return lambda obj: all(t(obj) for t in tests)
+
+
+def selector_from_match_labels(selector: dict | None) -> Callable[[dict], bool]:
+    """A LabelSelector object (matchLabels + matchExpressions) as a predicate."""
+    if not selector:
+        return lambda labels: False
+    ml = selector.get("matchLabels") or {}
+    exprs = selector.get("matchExpressions") or []
+
+    def match(labels: dict) -> bool:
+        labels = labels or {}
+        if any(labels.get(k) != v for k, v in ml.items()):
+            return False
+        for e in exprs:
+            key, op, vals = e.get("key"), e.get("operator"), set(e.get("values") or [])
+            if op == "In" and labels.get(key) not in vals:
+                return False
+            if op == "NotIn" and labels.get(key) in vals:
+                return False
+            if op == "Exists" and key not in labels:
+                return False
+            if op == "DoesNotExist" and key in labels:
+                return False
+        return True
+
+    return match

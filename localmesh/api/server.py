@@ -1,0 +1,436 @@
+"""The HTTP face of the API server: authentication, discovery, REST verbs, watch.
+
+Paths and response shapes follow the Kubernetes API conventions so that the official
+clients and kubectl work unchanged:
+``/api/v1/namespaces/{ns}/{resource}/{name}/{subresource}`` and
+``/apis/{group}/{version}/...``. Subresources that reach into pods (exec, log,
+portforward, proxy) are delegated to the kubelet; services/proxy to the service proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from localmesh.api import status
+from localmesh.api.objects import ObjectAPI
+from localmesh.api.patch import apply_patch
+from localmesh.api.selectors import field_matcher, label_matcher
+from localmesh.api.status import ApiError
+from localmesh.resources import ResourceType
+from localmesh.store import StoreError
+
+log = logging.getLogger("localmesh.api")
+
+KUBE_VERSION = {
+    "major": "1",
+    "minor": "33",
+    "gitVersion": "v1.33.0-localmesh",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.24.0",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+SubresourceHandler = Callable[[web.Request, ResourceType, str, str], Awaitable[web.StreamResponse]]
+
+
+def _json(body: Any, code: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(body), status=code, content_type="application/json")
+
+
+def _error(err: ApiError) -> web.Response:
+    return _json(err.status(), err.code)
+
+
+class APIServer:
+    """Routes requests to the object API and to subresource providers."""
+
+    def __init__(self, objects: ObjectAPI, token: str) -> None:
+        self.objects = objects
+        self.token = token
+        self.subresources: dict[tuple[tuple[str, str], str], SubresourceHandler] = {}
+        self.extra_routes: list[tuple[str, str, Callable]] = []
+        self.openapi: Any = None  # set by localmesh.api.openapi
+        self._stopping = asyncio.Event()
+
+    # -- app -----------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth], client_max_size=64 * 1024 * 1024)
+        for method, path, handler in self.extra_routes:
+            app.router.add_route(method, path, handler)
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        return app
+
+    def stop_watches(self) -> None:
+        self._stopping.set()
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+        if request.path in ("/livez", "/readyz", "/healthz") or request.path.startswith(
+                "/localmesh/"):
+            return await handler(request)
+        auth = request.headers.get("Authorization", "")
+        if auth != f"Bearer {self.token}":
+            return _error(status.unauthorized())
+        try:
+            return await handler(request)
+        except ApiError as err:
+            return _error(err)
+        except StoreError as err:
+            return _error(ApiError(err.code, err.reason, err.message))
+
+    # -- dispatch ------------------------------------------------------------------------
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        parts = [p for p in request.path.split("/") if p]
+        if not parts:
+            return _json({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez",
+                                    "/openapi/v2", "/openapi/v3", "/readyz", "/version"]})
+        head = parts[0]
+        if head in ("healthz", "livez", "readyz"):
+            return web.Response(text="ok")
+        if head == "version":
+            return _json(KUBE_VERSION)
+        if head == "openapi":
+            if self.openapi is None:
+                raise status.not_found("openapi", "/".join(parts))
+            return await self.openapi.handle(request, parts[1:])
+        if head == "api":
+            if len(parts) == 1:
+                return _json({"kind": "APIVersions", "versions": ["v1"],
+                              "serverAddressByClientCIDRs": [
+                                  {"clientCIDR": "0.0.0.0/0", "serverAddress": request.host}]})
+            return await self._resource(request, "", parts[1], parts[2:])
+        if head == "apis":
+            if len(parts) == 1:
+                return _json(self._api_group_list())
+            if len(parts) == 2:
+                return _json(self._api_group(parts[1]))
+            return await self._resource(request, parts[1], parts[2], parts[3:])
+        raise status.not_found("", request.path)
+
+    # -- discovery -----------------------------------------------------------------------
+    def _group_doc(self, group: str, versions: list[str]) -> dict:
+        vs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+        return {"name": group, "versions": vs, "preferredVersion": vs[0]}
+
+    def _api_group_list(self) -> dict:
+        groups = [
+            self._group_doc(g, vs)
+            for g, vs in self.objects.registry.group_versions().items() if g
+        ]
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+
+    def _api_group(self, group: str) -> dict:
+        versions = self.objects.registry.group_versions().get(group)
+        if not versions:
+            raise status.not_found("", f"/apis/{group}")
+        return {"kind": "APIGroup", "apiVersion": "v1", **self._group_doc(group, versions)}
+
+    def _resource_list(self, group: str, version: str) -> dict:
+        types = self.objects.registry.in_group_version(group, version)
+        if not types:
+            raise status.not_found("", f"/apis/{group}/{version}")
+        resources: list[dict] = []
+        for rt in types:
+            resources.extend(rt.discovery())
+        return {"kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}" if group else version,
+                "resources": resources}
+
+    # -- resources -----------------------------------------------------------------------
+    async def _resource(self, request: web.Request, group: str, version: str,
+                        rest: list[str]) -> web.StreamResponse:
+        if not rest:
+            if request.method != "GET":
+                raise status.method_not_allowed()
+            return _json(self._resource_list(group, version))
+        namespace = ""
+        if rest[0] == "namespaces" and len(rest) >= 3 and rest[2:]:
+            ns_rt = self.objects.registry.find("", "v1", "namespaces")
+            # /api/v1/namespaces/{ns}/{resource}... unless it is the namespace's own
+            # subresource (/namespaces/{ns}/status|finalize).
+            if not (group == "" and len(rest) == 3 and rest[2] in ("status", "finalize")):
+                namespace, rest = rest[1], rest[2:]
+            del ns_rt
+        plural = rest[0]
+        rt = self.objects.registry.find(group, version, plural)
+        if rt is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        name = rest[1] if len(rest) > 1 else ""
+        sub = rest[2] if len(rest) > 2 else ""
+        if rt.namespaced is False and namespace:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if sub:
+            if sub not in rt.subresources:
+                raise ApiError(404, "NotFound",
+                               "the server could not find the requested resource")
+            if sub in ("status", "scale", "finalize"):
+                return await self._status_like(request, rt, namespace, name, sub)
+            handler = self.subresources.get((rt.key, sub))
+            if handler is None:
+                raise status.method_not_allowed()
+            return await handler(request, rt, namespace, name)
+        if not name:
+            if request.method == "GET":
+                q = request.query
+                if q.get("watch") in ("1", "true", "True"):
+                    return await self._watch(request, rt, namespace)
+                return _json(self._list(rt, namespace, q))
+            if request.method == "POST":
+                body = await self._body(request)
+                created = self.objects.create(rt, namespace, body, dry_run=self._dry(request))
+                return _json(created, 201)
+            if request.method == "DELETE":
+                return _json(self._delete_collection(request, rt, namespace))
+            raise status.method_not_allowed()
+        if request.method == "GET":
+            return _json(self.objects.get(rt, namespace, name))
+        if request.method == "PUT":
+            body = await self._body(request)
+            out = self.objects.update(rt, namespace, name, body, dry_run=self._dry(request),
+                                      allow_create=rt.custom)
+            return _json(out)
+        if request.method == "PATCH":
+            return await self._patch(request, rt, namespace, name)
+        if request.method == "DELETE":
+            opts = await self._delete_options(request)
+            out = self.objects.delete(rt, namespace, name, **opts)
+            return _json(out)
+        raise status.method_not_allowed()
+
+    async def _body(self, request: web.Request) -> Any:
+        raw = await request.read()
+        ctype = request.headers.get("Content-Type", "application/json")
+        if "protobuf" in ctype or "cbor" in ctype:
+            # Clients fall back to JSON on 415 (client-go does since the CBOR work).
+            raise ApiError(415, "UnsupportedMediaType",
+                           f"the body of the request was in an unknown format - accepted media "
+                           f"types include: application/json, application/yaml (got {ctype})")
+        try:
+            if "yaml" in ctype:
+                import yaml
+
+                return yaml.safe_load(raw.decode())
+            return json.loads(raw.decode() or "null")
+        except Exception as exc:  # noqa: BLE001 - any decode error is a 400
+            raise status.bad_request(
+                f"the request body could not be decoded as {ctype}: {exc}") from exc
+
+    @staticmethod
+    def _dry(request: web.Request) -> bool:
+        return "All" in request.query.getall("dryRun", [])
+
+    def _list(self, rt: ResourceType, namespace: str, q: Any) -> dict:
+        labels = label_matcher(q.get("labelSelector"))
+        fields = field_matcher(q.get("fieldSelector"))
+        items = [
+            o for o in self.objects.list(rt, namespace or None)
+            if labels(o.get("metadata", {}).get("labels") or {}) and fields(o)
+        ]
+        meta: dict = {"resourceVersion": str(self.objects.store.revision)}
+        limit = int(q.get("limit") or 0)
+        start = int(q.get("continue") or 0) if (q.get("continue") or "").isdigit() else 0
+        if q.get("continue") and not q.get("continue", "").isdigit():
+            raise status.bad_request("continue key is not valid")
+        if limit:
+            page = items[start:start + limit]
+            if start + limit < len(items):
+                meta["continue"] = str(start + limit)
+                meta["remainingItemCount"] = len(items) - start - limit
+            items = page
+        for o in items:
+            o.pop("apiVersion", None)
+            o.pop("kind", None)
+        kind = rt.list_kind or f"{rt.kind}List"
+        return {"kind": kind, "apiVersion": rt.api_version, "metadata": meta, "items": items}
+
+    def _delete_collection(self, request: web.Request, rt: ResourceType, namespace: str) -> dict:
+        listing = self._list(rt, namespace, request.query)
+        for o in listing["items"]:
+            try:
+                self.objects.delete(rt, o["metadata"].get("namespace", ""), o["metadata"]["name"])
+            except ApiError as exc:
+                if exc.code != 404:
+                    raise
+        return listing
+
+    async def _delete_options(self, request: web.Request) -> dict:
+        opts: dict = {}
+        q = request.query
+        raw = await request.read()
+        body: dict = {}
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+            except ValueError as exc:
+                raise status.bad_request(f"invalid DeleteOptions: {exc}") from exc
+        prop = body.get("propagationPolicy") or q.get("propagationPolicy")
+        if prop is None and body.get("orphanDependents") is True:
+            prop = "Orphan"
+        if prop is not None:
+            if prop not in ("Orphan", "Background", "Foreground"):
+                raise status.bad_request(f"unsupported propagationPolicy {prop!r}")
+            opts["propagation"] = prop
+        grace = body.get("gracePeriodSeconds", q.get("gracePeriodSeconds"))
+        if grace is not None:
+            opts["grace"] = int(grace)
+        if body.get("preconditions"):
+            opts["preconditions"] = body["preconditions"]
+        opts["dry_run"] = self._dry(request) or "All" in (body.get("dryRun") or [])
+        return opts
+
+    async def _patch(self, request: web.Request, rt: ResourceType, namespace: str, name: str,
+                     sub: str = "") -> web.Response:
+        raw = await request.read()
+        ctype = request.headers.get("Content-Type", "")
+        is_apply = ctype.startswith("application/apply-patch")
+        try:
+            live = self.objects.store.get(rt.key, namespace if rt.namespaced else "", name)
+            if live is None:
+                if not is_apply:
+                    raise status.not_found(rt.plural, name, rt.group)
+                body = apply_patch({}, raw, ctype)
+                body.setdefault("metadata", {})["name"] = name
+                return _json(self.objects.create(rt, namespace, body,
+                                                 dry_run=self._dry(request)), 201)
+            patched = apply_patch(live, raw, ctype)
+        except ApiError:
+            raise
+        if not isinstance(patched, dict):
+            raise status.bad_request("patched object is not a JSON object")
+        patched.setdefault("metadata", {})
+        patched["metadata"]["resourceVersion"] = (
+            patched["metadata"].get("resourceVersion") or live["metadata"]["resourceVersion"]
+        )
+        out = self.objects.update(rt, namespace, name, patched, subresource=sub,
+                                  dry_run=self._dry(request))
+        return _json(out)
+
+    async def _status_like(self, request: web.Request, rt: ResourceType, namespace: str,
+                           name: str, sub: str) -> web.Response:
+        if sub == "scale":
+            return await self._scale(request, rt, namespace, name)
+        if request.method == "GET":
+            return _json(self.objects.get(rt, namespace, name))
+        if request.method == "PUT":
+            body = await self._body(request)
+            if sub == "finalize":
+                live = self.objects.get(rt, namespace, name)
+                live.setdefault("spec", {})["finalizers"] = body.get("spec", {}).get(
+                    "finalizers", [])
+                live["metadata"]["resourceVersion"] = body.get("metadata", {}).get(
+                    "resourceVersion") or live["metadata"]["resourceVersion"]
+                out = self.objects.update(rt, namespace, name, live, subresource="finalize")
+                return _json(out)
+            return _json(self.objects.update(rt, namespace, name, body, subresource="status"))
+        if request.method == "PATCH":
+            return await self._patch(request, rt, namespace, name, sub="status")
+        raise status.method_not_allowed()
+
+    async def _scale(self, request: web.Request, rt: ResourceType, namespace: str,
+                     name: str) -> web.Response:
+        obj = self.objects.get(rt, namespace, name)
+
+        def scale_of(o: dict) -> dict:
+            return {
+                "kind": "Scale", "apiVersion": "autoscaling/v1",
+                "metadata": {k: o["metadata"].get(k) for k in
+                             ("name", "namespace", "uid", "resourceVersion",
+                              "creationTimestamp")},
+                "spec": {"replicas": o.get("spec", {}).get("replicas", 1)},
+                "status": {"replicas": o.get("status", {}).get("replicas", 0),
+                           "selector": ",".join(
+                               f"{k}={v}" for k, v in (o.get("spec", {}).get("selector", {})
+                                                       .get("matchLabels") or {}).items())},
+            }
+
+        if request.method == "GET":
+            return _json(scale_of(obj))
+        if request.method in ("PUT", "PATCH"):
+            if request.method == "PUT":
+                body = await self._body(request)
+            else:
+                body = apply_patch(scale_of(obj), await request.read(),
+                                   request.headers.get("Content-Type", ""))
+            replicas = body.get("spec", {}).get("replicas")
+            if not isinstance(replicas, int) or replicas < 0:
+                raise status.invalid("Scale", name, [("spec.replicas", "FieldValueInvalid",
+                                                      "Invalid value: must be >= 0")],
+                                     "autoscaling")
+            obj["spec"]["replicas"] = replicas
+            out = self.objects.update(rt, namespace, name, obj, check_version=False)
+            return _json(scale_of(out))
+        raise status.method_not_allowed()
+
+    # -- watch ---------------------------------------------------------------------------
+    async def _watch(self, request: web.Request, rt: ResourceType,
+                     namespace: str) -> web.StreamResponse:
+        q = request.query
+        labels = label_matcher(q.get("labelSelector"))
+        fields = field_matcher(q.get("fieldSelector"))
+        rv = q.get("resourceVersion")
+        timeout = float(q.get("timeoutSeconds") or 1800)
+        store = self.objects.store
+        since: int | None = None
+        initial: list[dict] = []
+        if rv and rv != "0":
+            try:
+                since = int(rv)
+            except ValueError as exc:
+                raise status.bad_request(f"invalid resourceVersion {rv!r}") from exc
+        else:
+            initial = self.objects.list(rt, namespace or None)
+        try:
+            w = store.watch(rt.key, namespace or None, since)
+        except StoreError as exc:
+            if exc.code == 410:
+                resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+                await resp.prepare(request)
+                gone = ApiError(410, "Expired", exc.message).status()
+                await resp.write(json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n")
+                return resp
+            raise
+        resp = web.StreamResponse(headers={"Content-Type": "application/json",
+                                           "Transfer-Encoding": "chunked"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+
+        def visible(obj: dict) -> bool:
+            return labels(obj.get("metadata", {}).get("labels") or {}) and fields(obj)
+
+        async def send(type_: str, obj: dict) -> None:
+            obj = dict(obj)
+            obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+            await resp.write(json.dumps({"type": type_, "object": obj}).encode() + b"\n")
+
+        deadline = time.monotonic() + timeout
+        try:
+            for obj in initial:
+                if visible(obj):
+                    await send("ADDED", obj)
+            while not self._stopping.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    ev = await asyncio.wait_for(w.queue.get(), timeout=min(remaining, 1.0))
+                except asyncio.TimeoutError:
+                    if request.transport is None or request.transport.is_closing():
+                        break
+                    continue
+                if visible(ev.obj):
+                    await send(ev.type, ev.obj)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            store.unwatch(w)
+        return resp

@@ -1,0 +1,261 @@
+"""Deployment → ReplicaSet → Pod, as kube-controller-manager's deployment and replicaset
+controllers do it, with the status fields ``kubectl rollout status`` and ``kubectl wait``
+read (observedGeneration, updated/ready/available replicas, Available and Progressing
+conditions, the ``deployment.kubernetes.io/revision`` annotation)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+
+from localmesh.api.objects import ObjectAPI
+from localmesh.api.selectors import selector_from_match_labels
+from localmesh.api.status import ApiError
+from localmesh.controllers.base import Reconciler
+from localmesh.store import now_rfc3339
+
+DEPLOY = ("apps", "deployments")
+RS = ("apps", "replicasets")
+PODS = ("", "pods")
+REVISION = "deployment.kubernetes.io/revision"
+_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def template_hash(template: dict) -> str:
+    """A short, stable hash of a pod template (the ``pod-template-hash`` label)."""
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).digest()
+    return "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:10])
+
+
+def owner_ref(obj: dict) -> dict:
+    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"],
+            "name": obj["metadata"]["name"], "uid": obj["metadata"]["uid"],
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def owned_by(obj: dict, owner_uid: str) -> bool:
+    return any(r.get("uid") == owner_uid and r.get("controller")
+               for r in obj["metadata"].get("ownerReferences") or [])
+
+
+def pod_ready(pod: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in pod.get("status", {}).get("conditions") or [])
+
+
+def alive(obj: dict) -> bool:
+    return not obj["metadata"].get("deletionTimestamp")
+
+
+def _condition(type_: str, status: str, reason: str, message: str, prev: list[dict]) -> dict:
+    old = next((c for c in prev if c.get("type") == type_), None)
+    now = now_rfc3339()
+    transition = old.get("lastTransitionTime", now) if old and old.get("status") == status \
+        else now
+    return {"type": type_, "status": status, "lastUpdateTime": now,
+            "lastTransitionTime": transition, "reason": reason, "message": message}
+
+
+class ReplicaSetController(Reconciler):
+    name = "replicaset-controller"
+    keys = (RS, PODS)
+
+    def reconcile(self) -> None:
+        api: ObjectAPI = self.api
+        rs_rt = api.rt("apps/v1", "ReplicaSet")
+        pod_rt = api.rt("v1", "Pod")
+        pods = api.store.list(PODS)
+        for rs in api.store.list(RS):
+            if not alive(rs):
+                continue
+            uid = rs["metadata"]["uid"]
+            ns = rs["metadata"]["namespace"]
+            mine = [p for p in pods if p["metadata"].get("namespace") == ns and owned_by(p, uid)]
+            live = [p for p in mine if alive(p) and p.get("status", {}).get("phase") not in
+                    ("Succeeded", "Failed")]
+            want = rs["spec"].get("replicas", 1)
+            if len(live) < want:
+                for _ in range(want - len(live)):
+                    tmpl = copy.deepcopy(rs["spec"]["template"])
+                    pod = {
+                        "apiVersion": "v1", "kind": "Pod",
+                        "metadata": {
+                            **(tmpl.get("metadata") or {}),
+                            "generateName": rs["metadata"]["name"] + "-",
+                            "namespace": ns,
+                            "ownerReferences": [owner_ref({**rs, "apiVersion": "apps/v1",
+                                                           "kind": "ReplicaSet"})],
+                        },
+                        "spec": tmpl.get("spec", {}),
+                    }
+                    try:
+                        api.create(pod_rt, ns, pod)
+                    except ApiError as exc:
+                        if exc.code not in (403, 404):
+                            raise
+            elif len(live) > want:
+                surplus = sorted(live, key=lambda p: (pod_ready(p),
+                                                      p["metadata"]["creationTimestamp"]))
+                for p in surplus[: len(live) - want]:
+                    try:
+                        api.delete(pod_rt, ns, p["metadata"]["name"])
+                    except ApiError as exc:
+                        if exc.code != 404:
+                            raise
+            ready = sum(1 for p in live if pod_ready(p))
+            status = {
+                "replicas": len(live),
+                "fullyLabeledReplicas": len(live),
+                "readyReplicas": ready,
+                "availableReplicas": ready,
+                "observedGeneration": rs["metadata"].get("generation", 1),
+            }
+            if not ready:
+                status.pop("readyReplicas")
+                status.pop("availableReplicas")
+            api.set_status(rs_rt, rs, status)
+
+
+class DeploymentController(Reconciler):
+    name = "deployment-controller"
+    keys = (DEPLOY, RS)
+
+    def reconcile(self) -> None:
+        api: ObjectAPI = self.api
+        rs_rt = api.rt("apps/v1", "ReplicaSet")
+        d_rt = api.rt("apps/v1", "Deployment")
+        all_rs = api.store.list(RS)
+        for d in api.store.list(DEPLOY):
+            if not alive(d):
+                continue
+            self._sync(api, d, d_rt, rs_rt, all_rs)
+
+    def _sync(self, api: ObjectAPI, d: dict, d_rt, rs_rt, all_rs: list[dict]) -> None:
+        meta, spec = d["metadata"], d["spec"]
+        ns, uid = meta["namespace"], meta["uid"]
+        owned = [r for r in all_rs if r["metadata"].get("namespace") == ns and owned_by(r, uid)
+                 and alive(r)]
+        h = template_hash(spec["template"])
+        new = next((r for r in owned if r["metadata"].get("labels", {}).get(
+            "pod-template-hash") == h), None)
+        old = [r for r in owned if r is not new]
+        desired = spec.get("replicas", 1)
+        revisions = [int(r["metadata"].get("annotations", {}).get(REVISION, "0")) for r in owned]
+        strategy = spec.get("strategy", {}).get("type", "RollingUpdate")
+        if new is None:
+            revision = max(revisions, default=0) + 1
+            tmpl = copy.deepcopy(spec["template"])
+            tmpl.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = h
+            selector = copy.deepcopy(spec["selector"])
+            selector.setdefault("matchLabels", {})["pod-template-hash"] = h
+            start = 0 if (strategy == "Recreate" and any(
+                r["spec"].get("replicas", 0) or r.get("status", {}).get("replicas", 0)
+                for r in old)) else desired
+            body = {
+                "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {
+                    "name": f"{meta['name']}-{h}", "namespace": ns,
+                    "labels": {**tmpl["metadata"]["labels"]},
+                    "annotations": {REVISION: str(revision),
+                                    "deployment.kubernetes.io/desired-replicas": str(desired)},
+                    "ownerReferences": [owner_ref({**d, "apiVersion": "apps/v1",
+                                                   "kind": "Deployment"})],
+                },
+                "spec": {"replicas": start, "selector": selector, "template": tmpl,
+                         "minReadySeconds": spec.get("minReadySeconds", 0)},
+            }
+            try:
+                new = api.create(rs_rt, ns, body)
+            except ApiError as exc:
+                if exc.code != 409:
+                    raise
+                new = api.store.get(RS, ns, body["metadata"]["name"])
+                if new is None:
+                    return
+        new_ready = new.get("status", {}).get("readyReplicas", 0)
+        if strategy == "Recreate":
+            old_running = sum(r.get("status", {}).get("replicas", 0) for r in old)
+            for r in old:
+                self._scale(api, rs_rt, r, 0)
+            if old_running == 0:
+                self._scale(api, rs_rt, new, desired)
+        else:
+            self._scale(api, rs_rt, new, desired)
+            budget = max(0, desired - new_ready)
+            for r in sorted(old, key=lambda r: r["metadata"]["creationTimestamp"], reverse=True):
+                keep = min(r["spec"].get("replicas", 0), budget)
+                budget -= keep
+                self._scale(api, rs_rt, r, keep)
+        if meta.get("annotations", {}).get(REVISION) != new["metadata"]["annotations"].get(
+                REVISION):
+            body = copy.deepcopy(d)
+            body["metadata"].setdefault("annotations", {})[REVISION] = \
+                new["metadata"]["annotations"][REVISION]
+            body["metadata"]["resourceVersion"] = None
+            try:
+                d = api.update(d_rt, ns, meta["name"], body, check_version=False)
+            except ApiError as exc:
+                if exc.code == 404:
+                    return
+                raise
+        all_now = [new] + old
+        replicas = sum(r.get("status", {}).get("replicas", 0) for r in all_now)
+        ready = sum(r.get("status", {}).get("readyReplicas", 0) for r in all_now)
+        updated = new.get("status", {}).get("replicas", 0)
+        prev = d.get("status", {}).get("conditions") or []
+        available = ready >= desired - _max_unavailable(spec, desired)
+        complete = updated == desired and replicas == desired and new_ready >= desired
+        conds = [
+            _condition("Available", "True" if available else "False",
+                       "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
+                       "Deployment has minimum availability." if available else
+                       "Deployment does not have minimum availability.", prev),
+            _condition("Progressing", "True",
+                       "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
+                       f'ReplicaSet "{new["metadata"]["name"]}" has successfully progressed.'
+                       if complete else
+                       f'ReplicaSet "{new["metadata"]["name"]}" is progressing.', prev),
+        ]
+        for c, p in zip(conds, [next((x for x in prev if x["type"] == c["type"]), None)
+                                for c in conds]):
+            if p and p.get("status") == c["status"] and p.get("reason") == c["reason"]:
+                c["lastUpdateTime"] = p.get("lastUpdateTime", c["lastUpdateTime"])
+        status = {
+            "observedGeneration": d["metadata"].get("generation", 1),
+            "replicas": replicas,
+            "updatedReplicas": updated,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "unavailableReplicas": max(0, desired - ready),
+            "conditions": conds,
+        }
+        for k in ("readyReplicas", "availableReplicas", "unavailableReplicas", "updatedReplicas",
+                  "replicas"):
+            if not status[k]:
+                status.pop(k)
+        api.set_status(d_rt, d, status)
+
+    @staticmethod
+    def _scale(api: ObjectAPI, rs_rt, rs: dict, replicas: int) -> None:
+        if rs["spec"].get("replicas") == replicas:
+            return
+        body = copy.deepcopy(rs)
+        body["spec"]["replicas"] = replicas
+        body["metadata"]["resourceVersion"] = None
+        body["metadata"].setdefault("annotations", {})[
+            "deployment.kubernetes.io/desired-replicas"] = str(replicas)
+        try:
+            api.update(rs_rt, rs["metadata"]["namespace"], rs["metadata"]["name"], body,
+                       check_version=False)
+        except ApiError as exc:
+            if exc.code != 404:
+                raise
+
+
+def _max_unavailable(spec: dict, desired: int) -> int:
+    ru = (spec.get("strategy") or {}).get("rollingUpdate") or {}
+    v = ru.get("maxUnavailable", "25%")
+    if isinstance(v, str) and v.endswith("%"):
+        return int(desired * int(v[:-1]) / 100)
+    return int(v)

@@ -1,0 +1,1 @@
+"""localmesh's Istio: the injector (admission), istiod (xDS) and the mesh installer."""

@@ -1,0 +1,388 @@
+"""istiod: watches the cluster, serves xDS over ADS (gRPC), and its debug endpoints.
+
+The ADS server speaks the state-of-the-world variant of the xDS protocol
+(envoy/service/discovery/v3/ads.proto): for each type a proxy subscribes to, it sends the
+full set with a version and nonce, records the proxy's ACK (same nonce, version echoed) or
+NACK (``error_detail`` set), and pushes again whenever the generated set changes.
+``/debug/syncz`` reports sent and acked versions per proxy as istiod's own does
+(pilot/pkg/xds/debug.go), and ``/debug/config_dump?proxyID=<pod>.<ns>`` returns what
+istiod would send, in the Envoy admin dump layout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+from aiohttp import web
+from google.protobuf import any_pb2, json_format
+
+# The message modules register the types that Any fields in the resources refer to.
+import envoy.config.cluster.v3.cluster_pb2 as cluster_pb2  # noqa: F401
+import envoy.config.endpoint.v3.endpoint_pb2 as endpoint_pb2
+import envoy.config.listener.v3.listener_pb2 as listener_pb2
+import envoy.config.route.v3.route_pb2 as route_pb2
+import envoy.config.route.v3.scoped_route_pb2 as scoped_route_pb2
+import envoy.extensions.access_loggers.file.v3.file_pb2  # noqa: F401
+import envoy.extensions.access_loggers.grpc.v3.als_pb2  # noqa: F401
+import envoy.extensions.filters.http.header_mutation.v3.header_mutation_pb2  # noqa: F401
+import envoy.extensions.filters.http.router.v3.router_pb2  # noqa: F401
+import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2  # noqa: F401,E501
+import envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2  # noqa: F401
+import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2  # noqa: F401
+import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2  # noqa: F401
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from localmesh.api.objects import ObjectAPI
+from localmesh.istio import xds
+from localmesh.store import now_rfc3339
+
+log = logging.getLogger("localmesh.istiod")
+
+MESSAGES = {
+    xds.T_CLUSTER: cluster_pb2.Cluster,
+    xds.T_ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
+    xds.T_LISTENER: listener_pb2.Listener,
+    xds.T_ROUTE: route_pb2.RouteConfiguration,
+    xds.T_SCOPED: scoped_route_pb2.ScopedRouteConfiguration,
+}
+SHORT = {xds.T_CLUSTER: "cluster", xds.T_ENDPOINT: "endpoint", xds.T_LISTENER: "listener",
+         xds.T_ROUTE: "route", xds.T_SCOPED: "scopedroute"}
+WATCHED = [("", "services"), ("", "endpoints"), ("", "pods"), ("networking.k8s.io", "ingresses"),
+           ("networking.k8s.io", "ingressclasses"), ("networking.istio.io", "gateways"),
+           ("networking.istio.io", "virtualservices"),
+           ("networking.istio.io", "destinationrules")]
+
+
+@dataclass
+class TypeState:
+    names: set[str] = field(default_factory=set)
+    wildcard: bool = True
+    sent_version: str = ""
+    sent_nonce: str = ""
+    acked_version: str = ""
+    nacked: str = ""
+    subscribed: bool = False
+
+
+@dataclass
+class Connection:
+    """One connected proxy's ADS stream."""
+
+    conn_id: str
+    node_id: str
+    proxy: xds.Proxy | None
+    queue: asyncio.Queue
+    types: dict[str, TypeState] = field(default_factory=dict)
+    connected_at: str = field(default_factory=now_rfc3339)
+    proxy_version: str = ""
+
+
+class Istiod:
+    """The control plane, in process, attached to the object API."""
+
+    def __init__(self, api: ObjectAPI, address: str, xds_port: int = 15010,
+                 debug_port: int = 15014) -> None:
+        self.api = api
+        self.address = address
+        self.xds_port = xds_port
+        self.debug_port = debug_port
+        self.connections: dict[str, Connection] = {}
+        self._ids = itertools.count(1)
+        self._nonce = itertools.count(1)
+        self._server: grpc.aio.Server | None = None
+        self._debug: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._dirty = asyncio.Event()
+        self._cache: dict[str, dict[str, dict[str, dict]]] = {}
+        self.pushes = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
+        bound = server.add_insecure_port(f"{self.address}:{self.xds_port}")
+        if not bound:
+            raise OSError(f"istiod cannot listen on {self.address}:{self.xds_port}")
+        await server.start()
+        self._server = server
+        app = web.Application()
+        app.router.add_get("/debug/syncz", self._syncz)
+        app.router.add_get("/debug/config_dump", self._config_dump)
+        app.router.add_get("/debug/connections", self._syncz)
+        app.router.add_get("/ready", lambda r: web.Response(text="ok"))
+        app.router.add_get("/metrics", self._metrics)
+        self._debug = web.AppRunner(app, access_log=None)
+        await self._debug.setup()
+        await web.TCPSite(self._debug, self.address, self.debug_port).start()
+        for key in WATCHED:
+            w = self.api.store.watch(key)
+            self._tasks.append(asyncio.ensure_future(self._pump(w)))
+        self._tasks.append(asyncio.ensure_future(self._pusher()))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        if self._server is not None:
+            await self._server.stop(0.2)
+        if self._debug is not None:
+            await self._debug.cleanup()
+
+    async def _pump(self, w) -> None:
+        while True:
+            await w.queue.get()
+            self._dirty.set()
+
+    async def _pusher(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(0.005)  # coalesce a burst of changes into one push
+            self._dirty.clear()
+            state = self.state()
+            for conn in list(self.connections.values()):
+                self._refresh_proxy(conn)
+                conn.queue.put_nowait(("push", state))
+
+    # -- state ---------------------------------------------------------------------------
+    def state(self) -> xds.MeshState:
+        store = self.api.store
+        services = []
+        for s in store.list(("", "services")):
+            spec = s.get("spec") or {}
+            ports = [xds.ServicePort(p.get("name", ""), p["port"],
+                                     p.get("targetPort", p["port"]),
+                                     _protocol(p)) for p in spec.get("ports") or []]
+            services.append(xds.Service(s["metadata"]["name"], s["metadata"]["namespace"],
+                                        spec.get("clusterIP", ""), ports,
+                                        spec.get("selector") or {},
+                                        s["metadata"].get("labels") or {}))
+        pods_by_ip = {p.get("status", {}).get("podIP"): p for p in store.list(("", "pods"))}
+        endpoints: dict[tuple[str, str], list[dict]] = {}
+        for ep in store.list(("", "endpoints")):
+            subsets = []
+            for sub in ep.get("subsets") or []:
+                sub = dict(sub)
+                sub["addresses"] = [
+                    {**a, "_labels": (pods_by_ip.get(a["ip"]) or {}).get("metadata", {}).get(
+                        "labels") or {}} for a in sub.get("addresses") or []]
+                subsets.append(sub)
+            endpoints[(ep["metadata"]["namespace"], ep["metadata"]["name"])] = subsets
+        classes = {c["metadata"]["name"]: c
+                   for c in store.list(("networking.k8s.io", "ingressclasses"))}
+        return xds.MeshState(
+            services=services, endpoints=endpoints,
+            ingresses=store.list(("networking.k8s.io", "ingresses")), ingress_classes=classes,
+            gateways=store.list(("networking.istio.io", "gateways")),
+            virtual_services=store.list(("networking.istio.io", "virtualservices")),
+            destination_rules=store.list(("networking.istio.io", "destinationrules")),
+        )
+
+    def proxy_for(self, node_id: str, metadata: dict) -> xds.Proxy | None:
+        """Resolve ``sidecar~<ip>~<pod>.<ns>~<ns>.svc.cluster.local`` to its pod."""
+        parts = node_id.split("~")
+        if len(parts) != 4:
+            return None
+        kind, ip, pod_ns = parts[0], parts[1], parts[2]
+        pod_name, _, ns = pod_ns.rpartition(".")
+        pod = self.api.store.get(("", "pods"), ns, pod_name)
+        labels = (pod or {}).get("metadata", {}).get("labels") or metadata.get("LABELS") or {}
+        ports = []
+        for c in ((pod or {}).get("spec") or {}).get("containers") or []:
+            ports.extend(c.get("ports") or [])
+        local = ".".join([*ip.split(".")[:2], str(int(ip.split(".")[2]) + 64),
+                          ip.split(".")[3]])
+        return xds.Proxy(kind=kind, ip=ip, local_ip=metadata.get("LOCAL_IP", local),
+                         pod=pod_name, namespace=ns, labels=labels,
+                         workload=metadata.get("WORKLOAD_NAME", pod_name),
+                         container_ports=ports, metadata=metadata)
+
+    def _refresh_proxy(self, conn: Connection) -> None:
+        if conn.proxy is not None:
+            fresh = self.proxy_for(conn.node_id, conn.proxy.metadata)
+            if fresh is not None:
+                conn.proxy = fresh
+
+    def resources(self, conn: Connection, state: xds.MeshState) -> dict[str, dict[str, dict]]:
+        if conn.proxy is None:
+            return {t: {} for t in xds.TYPES}
+        res = xds.resources_for(state, conn.proxy)
+        self._cache[conn.conn_id] = res
+        return res
+
+    # -- ADS -----------------------------------------------------------------------------
+    def response(self, conn: Connection, type_url: str, resources: dict[str, dict],
+                 version: str) -> discovery_pb2.DiscoveryResponse:
+        ts = conn.types.setdefault(type_url, TypeState())
+        nonce = str(next(self._nonce))
+        out = discovery_pb2.DiscoveryResponse(version_info=version, type_url=type_url,
+                                              nonce=nonce)
+        names = sorted(resources) if ts.wildcard else sorted(n for n in ts.names
+                                                               if n in resources)
+        for name in names:
+            msg = json_format.ParseDict(resources[name], MESSAGES[type_url]())
+            a = any_pb2.Any()
+            a.Pack(msg)
+            out.resources.append(a)
+        ts.sent_version, ts.sent_nonce = version, nonce
+        self.pushes += 1
+        return out
+
+    @staticmethod
+    def version_of(resources: dict[str, dict], ts: TypeState) -> str:
+        chosen = resources if ts.wildcard else {n: resources[n] for n in ts.names
+                                                if n in resources}
+        digest = hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:12]
+        return f"{now_rfc3339()}/{digest}"
+
+    # -- debug ---------------------------------------------------------------------------
+    async def _syncz(self, request: web.Request) -> web.Response:
+        out = []
+        for conn in self.connections.values():
+            if conn.proxy is None:
+                continue
+            entry = {"cluster_id": "Kubernetes", "proxy": conn.proxy.id,
+                     "proxy_type": "router" if conn.proxy.kind == "router" else "sidecar",
+                     "proxy_version": conn.proxy_version or "1.28.0",
+                     "istio_version": "1.28.0-localmesh"}
+            for t, short in SHORT.items():
+                ts = conn.types.get(t)
+                entry[f"{short}_sent"] = ts.sent_nonce if ts else ""
+                entry[f"{short}_acked"] = ts.sent_nonce if ts and ts.acked_version == \
+                    ts.sent_version and ts.sent_version else ""
+                if ts and ts.nacked:
+                    entry[f"{short}_nacked"] = ts.nacked
+            out.append(entry)
+        return web.json_response(out)
+
+    async def _config_dump(self, request: web.Request) -> web.Response:
+        proxy_id = request.query.get("proxyID", "")
+        conn = next((c for c in self.connections.values()
+                     if c.proxy is not None and c.proxy.id == proxy_id), None)
+        if conn is None:
+            return web.Response(status=404, text=f"proxy not connected: {proxy_id}\n")
+        res = xds.resources_for(self.state(), conn.proxy) if conn.proxy else {}
+        ts_now = now_rfc3339()
+        version = lambda t: conn.types.get(t, TypeState()).sent_version  # noqa: E731
+        dump = {"configs": [
+            {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
+             "version_info": version(xds.T_CLUSTER),
+             "dynamic_active_clusters": [
+                 {"version_info": version(xds.T_CLUSTER),
+                  "cluster": {"@type": xds.T_CLUSTER, **c}, "last_updated": ts_now}
+                 for c in res.get(xds.T_CLUSTER, {}).values()]},
+            {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+             "version_info": version(xds.T_LISTENER),
+             "dynamic_listeners": [
+                 {"name": n, "active_state": {"version_info": version(xds.T_LISTENER),
+                                              "listener": {"@type": xds.T_LISTENER, **lst},
+                                              "last_updated": ts_now}}
+                 for n, lst in res.get(xds.T_LISTENER, {}).items()]},
+            {"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
+             "dynamic_route_configs": [
+                 {"version_info": version(xds.T_ROUTE),
+                  "route_config": {"@type": xds.T_ROUTE, **r}, "last_updated": ts_now}
+                 for r in res.get(xds.T_ROUTE, {}).values()]},
+        ]}
+        if "include_eds" in request.query:
+            dump["configs"].append({
+                "@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",
+                "dynamic_endpoint_configs": [
+                    {"version_info": version(xds.T_ENDPOINT),
+                     "endpoint_config": {"@type": xds.T_ENDPOINT, **e}}
+                    for e in res.get(xds.T_ENDPOINT, {}).values()]})
+        return web.json_response(dump)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        lines = ["# TYPE pilot_xds gauge", f"pilot_xds {len(self.connections)}",
+                 "# TYPE pilot_xds_pushes counter", f"pilot_xds_pushes {self.pushes}"]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+def _protocol(port: dict) -> str:
+    from localmesh.istio.names import port_protocol
+
+    return port_protocol(port)
+
+
+class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
+    """The ADS stream handler: requests in, responses out, pushes in between."""
+
+    def __init__(self, istiod: Istiod) -> None:
+        self.istiod = istiod
+
+    async def StreamAggregatedResources(self, request_iterator, context):  # noqa: N802
+        istiod = self.istiod
+        queue: asyncio.Queue = asyncio.Queue()
+        conn: Connection | None = None
+
+        async def reader() -> None:
+            try:
+                async for req in request_iterator:
+                    queue.put_nowait(("req", req))
+            except (grpc.aio.AioRpcError, asyncio.CancelledError):
+                pass
+            finally:
+                queue.put_nowait(("end", None))
+
+        task = asyncio.ensure_future(reader())
+        state = istiod.state()
+        try:
+            while True:
+                kind, item = await queue.get()
+                if kind == "end":
+                    return
+                if kind == "push":
+                    state = item
+                    if conn is None:
+                        continue
+                    res = istiod.resources(conn, state)
+                    # Clusters before endpoints, listeners before routes (Envoy's order).
+                    for t in xds.TYPES:
+                        ts = conn.types.get(t)
+                        if ts is None or not ts.subscribed:
+                            continue
+                        version = istiod.version_of(res.get(t, {}), ts)
+                        if version.split("/")[1] != ts.sent_version.split("/")[-1]:
+                            yield istiod.response(conn, t, res.get(t, {}), version)
+                    continue
+                req: discovery_pb2.DiscoveryRequest = item
+                if conn is None:
+                    meta = json_format.MessageToDict(req.node.metadata) if \
+                        req.node.HasField("metadata") else {}
+                    conn = Connection(f"{req.node.id}-{next(istiod._ids)}", req.node.id,
+                                      istiod.proxy_for(req.node.id, meta), queue,
+                                      proxy_version=meta.get("ISTIO_VERSION", ""))
+                    istiod.connections[conn.conn_id] = conn
+                    log.info("ADS: %s connected", req.node.id)
+                t = req.type_url
+                if t not in MESSAGES:
+                    continue
+                ts = conn.types.setdefault(t, TypeState())
+                if req.HasField("error_detail") and req.error_detail.code:
+                    ts.nacked = req.error_detail.message[:500]
+                    log.warning("ADS: %s NACKed %s: %s", conn.node_id, SHORT[t],
+                                req.error_detail.message[:300])
+                    continue
+                names = set(req.resource_names)
+                wildcard = t in (xds.T_CLUSTER, xds.T_LISTENER, xds.T_SCOPED) and not names
+                changed_subscription = (names != ts.names or wildcard != ts.wildcard or
+                                        not ts.subscribed)
+                ts.names, ts.wildcard, ts.subscribed = names, wildcard, True
+                if req.response_nonce and req.response_nonce == ts.sent_nonce:
+                    ts.acked_version = req.version_info
+                    ts.nacked = ""
+                    if not changed_subscription:
+                        continue
+                res = istiod.resources(conn, state)
+                version = istiod.version_of(res.get(t, {}), ts)
+                yield istiod.response(conn, t, res.get(t, {}), version)
+        finally:
+            task.cancel()
+            if conn is not None:
+                istiod.connections.pop(conn.conn_id, None)
+                istiod._cache.pop(conn.conn_id, None)
+                log.info("ADS: %s disconnected", conn.node_id)

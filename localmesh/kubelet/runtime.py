@@ -1,0 +1,125 @@
+"""Containers as process groups: start, watch, signal, and their logs on disk.
+
+Each container is one process in its own session (so a signal reaches the whole group),
+started with ``PR_SET_PDEATHSIG`` = SIGKILL so nothing outlives the localmesh process even
+if it is killed with SIGKILL; the process groups are also recorded in the state directory
+so the next ``localmesh up`` can reap any survivor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SETPRIV = shutil.which("setpriv")
+
+
+def die_with_parent(argv: list[str], sig: str = "KILL") -> list[str]:
+    """Prefix argv so the process gets ``sig`` when its parent dies (PR_SET_PDEATHSIG).
+
+    util-linux's setpriv sets it and execs the program; a Python ``preexec_fn`` cannot be
+    used because forking a process that runs gRPC threads and then running Python code in
+    the child crashes intermittently (SIGSEGV) — gRPC's fork handlers are skipped.
+    """
+    if SETPRIV is None:
+        return argv
+    return [SETPRIV, "--pdeathsig", sig, "--", *argv]
+
+
+@dataclass
+class Process:
+    """One running container process."""
+
+    proc: asyncio.subprocess.Process
+    log_path: Path
+    started_at: str
+    pgid: int
+    waiter: asyncio.Task | None = None
+    exit_code: int | None = None
+    finished_at: str | None = None
+    signalled: set[int] = field(default_factory=set)
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.pgid, sig)
+            self.signalled.add(sig)
+        except ProcessLookupError:
+            pass
+
+
+async def spawn(argv: list[str], env: dict[str, str], cwd: Path, log_path: Path,
+                started_at: str) -> Process:
+    """Start a container process; stdout and stderr both go to its log file."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *die_with_parent(argv), env=env, cwd=str(cwd), stdin=asyncio.subprocess.DEVNULL,
+            stdout=fd, stderr=fd, start_new_session=True,
+        )
+    finally:
+        os.close(fd)
+    return Process(proc, log_path, started_at, proc.pid)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+class PidRegistry:
+    """Process groups started by this instance, on disk for reaping after a crash."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def add(self, pgid: int) -> None:
+        (self.path / str(pgid)).write_text(str(os.getpid()))
+
+    def remove(self, pgid: int) -> None:
+        try:
+            (self.path / str(pgid)).unlink()
+        except FileNotFoundError:
+            pass
+
+    def reap_leftovers(self) -> list[int]:
+        """Kill groups recorded by a previous, dead instance; return them."""
+        killed = []
+        for f in self.path.iterdir():
+            if not f.name.isdigit():
+                continue
+            pgid = int(f.name)
+            try:
+                owner = int(f.read_text() or "0")
+            except ValueError:
+                owner = 0
+            if owner and owner != os.getpid() and _pid_alive(owner):
+                continue
+            if group_alive(pgid):
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                    killed.append(pgid)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            f.unlink(missing_ok=True)
+        return killed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True

