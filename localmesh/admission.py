@@ -152,7 +152,7 @@ def validate_objects(api: ObjectAPI, rt: ResourceType, obj: dict, old: dict | No
                        "end with an alphanumeric character"))
     for k, v in (meta.get("labels") or {}).items():
         if not isinstance(v, str) or not LABEL_VALUE.match(v) or len(v) > 63:
-            causes.append((f"metadata.labels", "FieldValueInvalid",
+            causes.append(("metadata.labels", "FieldValueInvalid",
                            f'Invalid value: "{v}": a valid label value for {k} must be an '
                            "empty string or consist of alphanumeric characters, '-', '_' or "
                            "'.'"))

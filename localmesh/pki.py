@@ -29,7 +29,7 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 def generate(pki_dir: Path) -> tuple[Path, Path, Path]:
     """Write ca.crt, apiserver.crt and apiserver.key; return their paths."""
     pki_dir.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localmesh-ca")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)

@@ -172,8 +172,8 @@ class ObjectAPI:
         meta = obj.setdefault("metadata", {})
         if meta.get("name") and meta["name"] != name:
             raise status.bad_request(
-                "the name of the object (%s) does not match the name on the URL (%s)"
-                % (meta["name"], name)
+                f"the name of the object ({meta['name']}) does not match the name on the "
+                f"URL ({name})"
             )
         meta["name"] = name
         if old is None:

@@ -58,7 +58,8 @@ def _merge_key(field: str, items: list) -> str | None:
     key = MERGE_KEYS.get(field)
     if key is None:
         return None
-    if field == "ports" and items and isinstance(items[0], dict) and "containerPort" not in items[0]:
+    first = items[0] if items else None
+    if field == "ports" and isinstance(first, dict) and "containerPort" not in first:
         return "port"
     return key
 
@@ -215,7 +216,7 @@ def apply_patch(live: dict, body: bytes, content_type: str) -> dict:
             patch = yaml.safe_load(body.decode() or "{}")
         else:
             patch = json.loads(body.decode() or "null")
-    except Exception as exc:  # noqa: BLE001 - any parse error is a 400
+    except Exception as exc:
         raise bad_request(f"error decoding patch: {exc}") from exc
     if ctype == "application/json-patch+json":
         return json_patch(live, patch)  # type: ignore[return-value]

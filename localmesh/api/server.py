@@ -221,7 +221,7 @@ class APIServer:
 
                 return yaml.safe_load(raw.decode())
             return json.loads(raw.decode() or "null")
-        except Exception as exc:  # noqa: BLE001 - any decode error is a 400
+        except Exception as exc:
             raise status.bad_request(
                 f"the request body could not be decoded as {ctype}: {exc}") from exc
 
@@ -423,7 +423,7 @@ class APIServer:
                     break
                 try:
                     ev = await asyncio.wait_for(w.queue.get(), timeout=min(remaining, 1.0))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if request.transport is None or request.transport.is_closing():
                         break
                     continue

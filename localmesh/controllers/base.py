@@ -54,7 +54,7 @@ class Reconciler:
             if self.resync_seconds:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.resync_seconds)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             else:
                 await self._wake.wait()
@@ -63,7 +63,7 @@ class Reconciler:
                 result = self.reconcile()
                 if asyncio.iscoroutine(result):
                     await result
-            except Exception:  # noqa: BLE001 - a reconciler must survive and retry
+            except Exception:
                 log.exception("%s: reconcile failed; retrying", self.name)
                 await asyncio.sleep(0.2)
                 self._wake.set()

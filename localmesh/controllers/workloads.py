@@ -10,7 +10,6 @@ import hashlib
 import json
 
 from localmesh.api.objects import ObjectAPI
-from localmesh.api.selectors import selector_from_match_labels
 from localmesh.api.status import ApiError
 from localmesh.controllers.base import Reconciler
 from localmesh.store import now_rfc3339
@@ -199,7 +198,7 @@ class DeploymentController(Reconciler):
                 if exc.code == 404:
                     return
                 raise
-        all_now = [new] + old
+        all_now = [new, *old]
         replicas = sum(r.get("status", {}).get("replicas", 0) for r in all_now)
         ready = sum(r.get("status", {}).get("readyReplicas", 0) for r in all_now)
         updated = new.get("status", {}).get("replicas", 0)
@@ -218,7 +217,7 @@ class DeploymentController(Reconciler):
                        f'ReplicaSet "{new["metadata"]["name"]}" is progressing.', prev),
         ]
         for c, p in zip(conds, [next((x for x in prev if x["type"] == c["type"]), None)
-                                for c in conds]):
+                                for c in conds], strict=True):
             if p and p.get("status") == c["status"] and p.get("reason") == c["reason"]:
                 c["lastUpdateTime"] = p.get("lastUpdateTime", c["lastUpdateTime"])
         status = {

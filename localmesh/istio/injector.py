@@ -155,7 +155,7 @@ def inject(api: ObjectAPI, rt: ResourceType, pod: dict, old: dict | None) -> Non
 
     _container_defaults(init)
     _container_defaults(proxy)
-    spec["initContainers"] = [init, proxy] + list(spec.get("initContainers") or [])
+    spec["initContainers"] = [init, proxy, *(spec.get("initContainers") or [])]
     spec.setdefault("volumes", [])
     spec["volumes"] += [
         {"name": "istio-envoy", "emptyDir": {"medium": "Memory"}},

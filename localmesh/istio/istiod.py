@@ -18,25 +18,25 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-import grpc
-from aiohttp import web
-from google.protobuf import any_pb2, json_format
-
 # The message modules register the types that Any fields in the resources refer to.
-import envoy.config.cluster.v3.cluster_pb2 as cluster_pb2  # noqa: F401
+import envoy.config.cluster.v3.cluster_pb2 as cluster_pb2
 import envoy.config.endpoint.v3.endpoint_pb2 as endpoint_pb2
 import envoy.config.listener.v3.listener_pb2 as listener_pb2
 import envoy.config.route.v3.route_pb2 as route_pb2
 import envoy.config.route.v3.scoped_route_pb2 as scoped_route_pb2
-import envoy.extensions.access_loggers.file.v3.file_pb2  # noqa: F401
-import envoy.extensions.access_loggers.grpc.v3.als_pb2  # noqa: F401
-import envoy.extensions.filters.http.header_mutation.v3.header_mutation_pb2  # noqa: F401
-import envoy.extensions.filters.http.router.v3.router_pb2  # noqa: F401
-import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2  # noqa: F401,E501
-import envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2  # noqa: F401
-import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2  # noqa: F401
+import envoy.extensions.access_loggers.file.v3.file_pb2
+import envoy.extensions.access_loggers.grpc.v3.als_pb2
+import envoy.extensions.filters.http.header_mutation.v3.header_mutation_pb2
+import envoy.extensions.filters.http.router.v3.router_pb2
+import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
+import envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2
+import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2
 import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2  # noqa: F401
+import grpc
+from aiohttp import web
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import any_pb2, json_format
+
 from localmesh.api.objects import ObjectAPI
 from localmesh.istio import xds
 from localmesh.store import now_rfc3339
@@ -314,7 +314,7 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def __init__(self, istiod: Istiod) -> None:
         self.istiod = istiod
 
-    async def StreamAggregatedResources(self, request_iterator, context):  # noqa: N802
+    async def StreamAggregatedResources(self, request_iterator, context):
         istiod = self.istiod
         queue: asyncio.Queue = asyncio.Queue()
         conn: Connection | None = None

@@ -404,7 +404,8 @@ def outbound_route_configs(state: MeshState, proxy: Proxy) -> dict[str, dict]:
         vhosts.sort(key=lambda v: v["name"])
         vhosts.append({"name": "allow_any", "domains": ["*"], "routes": [
             {"name": "allow_any", "match": {"prefix": "/"},
-             "route": {"cluster": "PassthroughCluster", "timeout": "0s"}}], "include_request_attempt_count": True})
+             "route": {"cluster": "PassthroughCluster", "timeout": "0s"}}],
+            "include_request_attempt_count": True})
         out[str(port)] = {"name": str(port), "virtual_hosts": vhosts,
                           "validate_clusters": False, "max_direct_response_body_size_bytes":
                               1048576, "ignore_port_in_host_matching": True}

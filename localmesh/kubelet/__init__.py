@@ -106,7 +106,7 @@ class Kubelet:
             worker = PodWorker(self, pod)
             self.workers[uid] = worker
             worker.start()
-            asyncio.ensure_future(self._after(worker))
+            self._tasks.append(asyncio.ensure_future(self._after(worker)))
             return
         worker.pod["metadata"] = pod["metadata"]
         if pod["metadata"].get("deletionTimestamp") and not worker.terminating.is_set():
@@ -118,7 +118,7 @@ class Kubelet:
         if worker.task is not None:
             try:
                 await worker.task
-            except Exception:  # noqa: BLE001 - logged; the pod's processes are gone
+            except Exception:
                 log.exception("pod %s/%s worker failed", worker.ns, worker.name)
         self.workers.pop(worker.uid, None)
         pod = self.store.get(PODS, worker.ns, worker.name)
@@ -232,7 +232,7 @@ class Kubelet:
             return 126, b"", str(exc).encode()
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
             return 124, b"", b"probe timed out"

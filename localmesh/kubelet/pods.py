@@ -178,7 +178,7 @@ class PodWorker:
         if delay:
             try:
                 await asyncio.wait_for(self.terminating.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _start(self, c: ContainerState) -> None:
@@ -322,7 +322,7 @@ class PodWorker:
             timeout = min(waits) if waits else 1.0
             try:
                 await asyncio.wait_for(self.changed.wait(), max(0.05, timeout))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             if self.terminating.is_set():
                 return
@@ -392,7 +392,7 @@ class PodWorker:
         for p in procs:
             p.signal(signal.SIGTERM)
         if procs:
-            done, pending = await asyncio.wait([p.waiter for p in procs if p.waiter],
+            _, pending = await asyncio.wait([p.waiter for p in procs if p.waiter],
                                                timeout=max(grace, 0.1))
             for p in procs:
                 if p.exit_code is None:

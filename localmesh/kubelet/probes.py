@@ -52,7 +52,7 @@ async def run_probe(pod: PodWorker, c: ContainerState, probe: dict) -> bool:
             _, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
             w.close()
             return True
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     return False
 

@@ -207,7 +207,7 @@ async def forward_http(request: web.Request, url: str) -> web.StreamResponse:
                                if k.lower() not in HOP_HEADERS}
                 payload = await upstream.read()
                 return web.Response(status=upstream.status, body=payload, headers=out_headers)
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise ApiError(503, "ServiceUnavailable",
                        f"error trying to reach service: {exc.__class__.__name__}: {exc}") \
             from exc

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import grpc
 from aiohttp import web
-
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
+
 from localmesh.istio.xds import ALS_PORT, PEER_HEADER
 from localmesh.kubelet.runtime import die_with_parent
 from localmesh.pilot_agent.telemetry import Identity, Metrics, Request, flags_of
@@ -135,7 +135,7 @@ class _ALS(als_pb2_grpc.AccessLogServiceServicer):
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
-    async def StreamAccessLogs(self, request_iterator, context):  # noqa: N802
+    async def StreamAccessLogs(self, request_iterator, context):
         log_name = ""
         async for msg in request_iterator:
             if msg.HasField("identifier"):
@@ -212,14 +212,14 @@ async def _serve(kind: str) -> int:
     async def ready(_: web.Request) -> web.Response:
         code, body = await asyncio.to_thread(admin, "ready")
         if code == 200 and body.strip() == b"LIVE":
-            lcode, stats = await asyncio.to_thread(
+            _, stats = await asyncio.to_thread(
                 admin, "stats?filter=^listener_manager.workers_started$")
             if b"workers_started: 1" in stats:
                 return web.Response(text="")
         return web.Response(status=503, text=f"Envoy proxy is NOT ready: {body.decode()}")
 
     async def stats(_: web.Request) -> web.Response:
-        code, body = await asyncio.to_thread(admin, "stats/prometheus?usedonly")
+        _, body = await asyncio.to_thread(admin, "stats/prometheus?usedonly")
         text = body.decode(errors="replace") + metrics.exposition()
         return web.Response(text=text, content_type="text/plain")
 
@@ -242,7 +242,7 @@ async def _serve(kind: str) -> int:
         envoy.terminate()
         try:
             await asyncio.wait_for(envoy_done, 5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             envoy.kill()
             await envoy_done
         code = 0

@@ -156,7 +156,7 @@ def _esc(v: str) -> str:
 
 
 def _fmt(key: tuple) -> str:
-    return ",".join(f'{k}="{_esc(v)}"' for k, v in zip(LABELS, key))
+    return ",".join(f'{k}="{_esc(v)}"' for k, v in zip(LABELS, key, strict=True))
 
 
 FLAG_NAMES = {

@@ -1,0 +1,237 @@
+"""Cluster access: everything the suite does to a cluster goes through a kubeconfig.
+
+:class:`Cluster` wraps the official ``kubernetes`` client. It applies manifests (typed
+and custom kinds alike, through the DynamicClient with a per-run discovery cache), runs
+commands in containers over pods/exec, and reaches in-cluster HTTP services through the
+API server's services/proxy — the same calls on localmesh, kind or OpenShift.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+from kubernetes.stream import stream
+
+
+class ClusterError(RuntimeError):
+    """A cluster-level failure with a message a user can act on."""
+
+
+@dataclass
+class ExecResult:
+    stdout: str
+    stderr: str
+    returncode: int
+
+
+@dataclass
+class Cluster:
+    """A cluster reached through a kubeconfig (and optionally one of its contexts)."""
+
+    kubeconfig: Path | None
+    context: str | None = None
+    api_client: client.ApiClient = field(init=False)
+    _dynamic: DynamicClient | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        cfg = client.Configuration()
+        path = str(self.kubeconfig) if self.kubeconfig else None
+        if path is not None and not Path(path).is_file():
+            raise ClusterError(
+                f"kubeconfig {path} does not exist: pass --kubeconfig with the path of a "
+                "kubeconfig file, or set KUBECONFIG")
+        try:
+            config.load_kube_config(config_file=path, context=self.context,
+                                    client_configuration=cfg, persist_config=False)
+        except config.ConfigException as exc:
+            raise ClusterError(f"cannot use kubeconfig {path or '~/.kube/config'}: {exc}: "
+                               "check that it is a kubeconfig file and that the context "
+                               "exists") from exc
+        except Exception as exc:
+            raise ClusterError(f"{path or '~/.kube/config'} is not a kubeconfig "
+                               f"({exc.__class__.__name__}: {exc}): pass the path of a "
+                               "kubeconfig file") from exc
+        # The suite's own calls never go through an HTTP proxy from the environment.
+        cfg.proxy = None
+        cfg.retries = urllib3.Retry(total=2, connect=2, read=0, backoff_factor=0.1)
+        self.api_client = client.ApiClient(cfg)
+        self.core = client.CoreV1Api(self.api_client)
+        self.apps = client.AppsV1Api(self.api_client)
+
+    @property
+    def host(self) -> str:
+        return self.api_client.configuration.host
+
+    # -- discovery -----------------------------------------------------------------------
+    @property
+    def dynamic(self) -> DynamicClient:
+        if self._dynamic is None:
+            # A per-process discovery cache: the default one is shared by every client of
+            # the same host and goes stale when CRDs change (lab-facts §3).
+            cache = Path(tempfile.gettempdir()) / f"meshgate-discovery-{os.getpid()}.json"
+            try:
+                self._dynamic = DynamicClient(self.api_client, cache_file=str(cache))
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise ClusterError(f"cannot reach the API server at {self.host}: {exc}: is "
+                                   "the cluster running?") from exc
+            except ApiException as exc:
+                raise self._api_error(exc, "discover the API") from exc
+        return self._dynamic
+
+    def has_api(self, group_version: str, kind: str | None = None) -> bool:
+        """Is ``group_version`` (and ``kind`` in it) served? Capabilities, not branches."""
+        try:
+            if kind is None:
+                group, _, version = group_version.rpartition("/")
+                path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+                self.api_client.call_api(path, "GET", auth_settings=["BearerToken"],
+                                         response_type="object", _preload_content=False)
+                return True
+            self.dynamic.resources.get(api_version=group_version, kind=kind)
+            return True
+        except (ResourceNotFoundError, ApiException):
+            return False
+
+    def server_version(self) -> str:
+        try:
+            info = client.VersionApi(self.api_client).get_code()
+        except ApiException as exc:
+            raise self._api_error(exc, "read the server version") from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise ClusterError(f"cannot reach the API server at {self.host}: {exc}: is the "
+                               "cluster running and the kubeconfig current?") from exc
+        return info.git_version
+
+    def _api_error(self, exc: ApiException, doing: str) -> ClusterError:
+        reason = exc.reason
+        try:
+            reason = json.loads(exc.body or "{}").get("message") or reason
+        except ValueError:
+            pass
+        if exc.status == 401:
+            return ClusterError(f"the API server at {self.host} refused the credentials "
+                                f"while trying to {doing} (401 Unauthorized): the kubeconfig's "
+                                "token or certificate is wrong or expired")
+        if exc.status == 403:
+            return ClusterError(f"forbidden to {doing}: {reason}: grant the suite the RBAC in "
+                                "deploy/rbac.yaml")
+        return ClusterError(f"failed to {doing}: {exc.status} {reason}")
+
+    # -- objects -------------------------------------------------------------------------
+    def resource(self, api_version: str, kind: str) -> Any:
+        try:
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError as exc:
+            raise ClusterError(
+                f"the cluster does not serve {kind} ({api_version}): install the CRDs or "
+                "the component that provides it, or leave it out of the manifests") from exc
+
+    def apply(self, obj: dict, namespace: str | None, *, dry_run: bool = False) -> dict:
+        """Server-side apply, as ``kubectl apply --server-side`` does it."""
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        ns = namespace if res.namespaced else None
+        body = dict(obj)
+        meta = dict(body.get("metadata") or {})
+        if res.namespaced and ns:
+            meta["namespace"] = ns
+        body["metadata"] = meta
+        try:
+            out = res.server_side_apply(body=body, name=meta["name"], namespace=ns,
+                                        field_manager="meshgate", force_conflicts=True,
+                                        dry_run="All" if dry_run else None)
+        except ApiException as exc:
+            raise self._api_error(exc, f"apply {obj['kind']} {meta.get('name')}") from exc
+        return out.to_dict()
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
+        res = self.resource(api_version, kind)
+        try:
+            res.delete(name=name, namespace=namespace if res.namespaced else None,
+                       body={"propagationPolicy": "Background"})
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise self._api_error(exc, f"delete {kind} {name}") from exc
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict | None:
+        res = self.resource(api_version, kind)
+        try:
+            return res.get(name=name, namespace=namespace).to_dict()
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise self._api_error(exc, f"get {kind} {name}") from exc
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None,
+             label_selector: str | None = None) -> list[dict]:
+        res = self.resource(api_version, kind)
+        try:
+            out = res.get(namespace=namespace, label_selector=label_selector)
+        except ApiException as exc:
+            raise self._api_error(exc, f"list {kind}") from exc
+        return [i.to_dict() for i in out.items]
+
+    # -- pods ----------------------------------------------------------------------------
+    def exec(self, namespace: str, pod: str, container: str, command: list[str],
+             timeout: float = 30.0) -> ExecResult:
+        """Run a command in a container over pods/exec (WebSocket), with its exit code."""
+        try:
+            ws = stream(self.core.connect_get_namespaced_pod_exec, pod, namespace,
+                        container=container, command=command, stderr=True, stdin=False,
+                        stdout=True, tty=False, _preload_content=False)
+        except ApiException as exc:
+            raise self._api_error(exc, f"exec into {namespace}/{pod} -c {container}") from exc
+        out: list[str] = []
+        err: list[str] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while ws.is_open() and time.monotonic() < deadline:
+                ws.update(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                if ws.peek_stdout():
+                    out.append(ws.read_stdout())
+                if ws.peek_stderr():
+                    err.append(ws.read_stderr())
+            if ws.is_open():
+                raise ClusterError(f"exec in {namespace}/{pod} -c {container} did not finish "
+                                   f"within {timeout:.0f}s: {' '.join(command)}")
+            code = ws.returncode
+        finally:
+            ws.close()
+        return ExecResult("".join(out), "".join(err), code if code is not None else 0)
+
+    def service_get(self, namespace: str, service: str, port: int | str, path: str,
+                    params: dict | None = None, timeout: float = 15.0) -> tuple[int, bytes]:
+        """GET through the API server's services/proxy; returns (status, body)."""
+        api_path = f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/" \
+                   f"{path.lstrip('/')}"
+        query = list((params or {}).items())
+        try:
+            resp = self.api_client.call_api(
+                api_path, "GET", query_params=query, auth_settings=["BearerToken"],
+                _preload_content=False, _request_timeout=timeout)
+            data = resp[0].data
+            return resp[1], data
+        except ApiException as exc:
+            return exc.status, (exc.body or b"") if isinstance(exc.body, bytes) else \
+                (exc.body or "").encode()
+
+    def pod_logs(self, namespace: str, pod: str, container: str, tail: int | None = None
+                 ) -> str:
+        try:
+            return self.core.read_namespaced_pod_log(pod, namespace, container=container,
+                                                     tail_lines=tail)
+        except ApiException as exc:
+            raise self._api_error(exc, f"read the logs of {namespace}/{pod} -c {container}") \
+                from exc

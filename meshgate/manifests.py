@@ -1,0 +1,82 @@
+"""The workloads' manifests: load, check, apply, and wait for what they declare.
+
+Manifests are plain Kubernetes YAML without namespaces (see manifests/README.md); the
+suite applies them into the scenario's namespace with server-side apply. A manifest that
+does not parse, or names no kind, is rejected before anything is applied, so a bad input
+never leaves a half-deployed namespace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from meshgate.cluster import Cluster
+
+MANIFEST_DIR = Path(__file__).resolve().parents[1] / "manifests"
+WORKLOADS = ("composer", "vp0", "membersrvc")
+
+
+class ManifestError(ValueError):
+    """A manifest is unusable; the message names the file and what to fix."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    objects: tuple[dict, ...]
+
+
+def load(path: Path) -> Manifest:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ManifestError(f"cannot read manifest {path}: {exc.strerror}") from exc
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ManifestError(f"manifest {path} is not valid YAML{where}: "
+                            f"{getattr(exc, 'problem', exc)}; fix the file") from exc
+    for i, d in enumerate(docs):
+        if not isinstance(d, dict) or not d.get("apiVersion") or not d.get("kind"):
+            raise ManifestError(f"document {i + 1} of {path} has no apiVersion/kind: every "
+                                "document must be a Kubernetes object")
+        if not (d.get("metadata") or {}).get("name"):
+            raise ManifestError(f"document {i + 1} ({d['kind']}) of {path} has no "
+                                "metadata.name")
+    return Manifest(path, tuple(docs))
+
+
+def workload_manifest(name: str, directory: Path = MANIFEST_DIR) -> Manifest:
+    path = directory / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in directory.glob("*.yaml"))
+        raise ManifestError(f"no manifest for workload {name!r} in {directory}; known: "
+                            f"{', '.join(known)}")
+    return load(path)
+
+
+def apply(cluster: Cluster, manifest: Manifest, namespace: str) -> list[dict]:
+    """Check every object with a server-side dry run, then apply them all."""
+    for obj in manifest.objects:
+        cluster.apply(obj, namespace, dry_run=True)
+    return [cluster.apply(obj, namespace) for obj in manifest.objects]
+
+
+def deployment_ready(d: dict) -> bool:
+    """The condition ``kubectl rollout status`` checks."""
+    spec, status, meta = d.get("spec") or {}, d.get("status") or {}, d.get("metadata") or {}
+    want = spec.get("replicas", 1)
+    return (status.get("observedGeneration", 0) >= meta.get("generation", 1)
+            and status.get("updatedReplicas", 0) == want
+            and status.get("replicas", 0) == want
+            and status.get("availableReplicas", 0) >= want)
+
+
+def pods_of(cluster: Cluster, namespace: str, app: str) -> list[dict]:
+    return [p for p in cluster.list("v1", "Pod", namespace, label_selector=f"app={app}")
+            if not (p.get("metadata") or {}).get("deletionTimestamp")]

@@ -1,0 +1,59 @@
+"""Reading a sidecar's (or gateway's) live Envoy configuration.
+
+Envoy's admin port listens on the pod's localhost only (Istio's bootstrap binds
+``127.0.0.1:15000``; istio-mapping.md §1.3), so pods/proxy cannot reach it. The suite does
+what one does on a real cluster: ``kubectl exec -c istio-proxy -- pilot-agent request GET
+config_dump?...`` over pods/exec. Injection is recognised by the
+``sidecar.istio.io/status`` annotation, never by container position (with native
+sidecars ``istio-proxy`` is an init container).
+"""
+
+from __future__ import annotations
+
+import json
+
+from meshgate.cluster import Cluster, ClusterError
+from meshgate.config_dump import RouteEntry, load_config_dump, route_entries
+
+PROXY_CONTAINER = "istio-proxy"
+
+
+def is_injected(pod: dict) -> bool:
+    ann = (pod.get("metadata") or {}).get("annotations") or {}
+    return "sidecar.istio.io/status" in ann
+
+
+def has_proxy_container(pod: dict) -> bool:
+    spec = pod.get("spec") or {}
+    return any(c.get("name") == PROXY_CONTAINER
+               for c in (spec.get("containers") or []) + (spec.get("initContainers") or []))
+
+
+def admin_get(cluster: Cluster, namespace: str, pod: str, path: str,
+              timeout: float = 30.0) -> str:
+    """GET an Envoy admin path through ``pilot-agent request`` in the proxy container."""
+    res = cluster.exec(namespace, pod, PROXY_CONTAINER,
+                       ["pilot-agent", "request", "GET", path.lstrip("/")], timeout=timeout)
+    if res.returncode != 0:
+        raise ClusterError(f"pilot-agent request GET {path} in {namespace}/{pod} failed "
+                           f"(exit {res.returncode}): {res.stderr.strip() or res.stdout[:200]}")
+    return res.stdout
+
+
+def route_dump(cluster: Cluster, namespace: str, pod: str) -> dict:
+    """The proxy's route configurations, as istioctl's ``proxy-config routes`` reads them."""
+    text = admin_get(cluster, namespace, pod,
+                     "config_dump?mask=dynamic_route_configs,static_route_configs")
+    dump = load_config_dump(text)
+    if not isinstance(dump, dict):
+        raise ClusterError(f"unexpected config dump from {namespace}/{pod}")
+    return dump
+
+
+def routes(cluster: Cluster, namespace: str, pod: str) -> list[RouteEntry]:
+    return route_entries(route_dump(cluster, namespace, pod))
+
+
+def server_state(cluster: Cluster, namespace: str, pod: str) -> str:
+    info = json.loads(admin_get(cluster, namespace, pod, "server_info"))
+    return info.get("state", "")

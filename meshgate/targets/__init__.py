@@ -1,0 +1,60 @@
+"""Targets: where the suite's cluster comes from.
+
+A target yields a kubeconfig (and context); after that the suite sees only the cluster.
+``local`` boots localmesh (the only module allowed to import it), ``kubeconfig`` uses an
+existing cluster, ``kind`` and ``k3s`` create one. Unknown names are refused with the
+list of known ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+TARGETS = ("local", "kubeconfig", "kind", "k3s")
+
+
+class TargetError(RuntimeError):
+    """The target cannot provide a cluster; the message says why and what to do."""
+
+
+class TargetUnavailable(TargetError):
+    """The target cannot exist on this machine (no Docker, no kind); tests skip on it."""
+
+
+@dataclass
+class Provided:
+    kubeconfig: Path
+    context: str | None
+    description: str
+
+
+class Target(Protocol):
+    name: str
+
+    def start(self) -> Provided: ...
+
+    def stop(self) -> None: ...
+
+
+def make(name: str, *, kubeconfig: str | None, context: str | None, state_dir: Path) -> Target:
+    if name == "local":
+        from meshgate.targets.local import LocalTarget
+
+        return LocalTarget(state_dir=state_dir, kubeconfig=kubeconfig)
+    if name == "kubeconfig":
+        from meshgate.targets.kubeconfig import KubeconfigTarget
+
+        return KubeconfigTarget(kubeconfig=kubeconfig, context=context)
+    if name == "kind":
+        from meshgate.targets.kind import KindTarget
+
+        return KindTarget(state_dir=state_dir)
+    if name == "k3s":
+        from meshgate.targets.k3s import K3sTarget
+
+        return K3sTarget(state_dir=state_dir)
+    close = [t for t in TARGETS if t[0] == name[:1]]
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise TargetError(f"unknown target {name!r}{hint}: choose one of {', '.join(TARGETS)}")

@@ -1,0 +1,47 @@
+"""The embedded target: boots localmesh, or reuses one named by ``--kubeconfig``.
+
+This is the one place in meshgate allowed to import ``localmesh`` (DESIGN.md, "the one
+rule"): it starts the embedded cluster and hands the suite its kubeconfig.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from meshgate.targets import Provided, TargetError
+
+
+@dataclass
+class LocalTarget:
+    state_dir: Path
+    kubeconfig: str | None = None
+    name: str = "local"
+    _handle: object | None = field(default=None, repr=False)
+
+    def start(self) -> Provided:
+        if self.kubeconfig:
+            path = Path(self.kubeconfig)
+            if not path.is_file():
+                raise TargetError(f"--kubeconfig {path} does not exist: start localmesh with "
+                                  "`localmesh up` and pass the kubeconfig it prints, or omit "
+                                  "--kubeconfig to boot one")
+            return Provided(path, None, f"localmesh (reused, {path})")
+        from localmesh.cli import LaunchError, launch
+
+        try:
+            handle = launch(self.state_dir)
+        except LaunchError as exc:
+            raise TargetError(f"cannot boot localmesh: {exc}") from exc
+        self._handle = handle
+        return Provided(handle.kubeconfig, None,
+                        f"localmesh (booted in {handle.boot_seconds:.2f}s, {handle.server})")
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.stop()  # type: ignore[attr-defined]
+            self._handle = None
+
+    @property
+    def boot_seconds(self) -> float | None:
+        return getattr(self._handle, "boot_seconds", None)
