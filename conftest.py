@@ -4,6 +4,11 @@ pytest_plugins = [
     "fixtures.options",
     "fixtures.cluster",
     "fixtures.namespace",
+    "fixtures.world",
     "steps.deploy",
     "steps.routes",
+    "steps.traffic",
+    "steps.telemetry",
+    "steps.graph",
+    "steps.ingress",
 ]

@@ -182,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"localmesh up: {exc}", file=sys.stderr)
             return 1
         print(f"localmesh is ready in {h.boot_seconds:.2f}s at {h.server}")
+        info = current(state) or {}
+        if info.get("mesh_not_ready"):
+            print("warning: these istio-system components are not ready: "
+                  f"{', '.join(info['mesh_not_ready'])} (kubectl -n istio-system get pods; "
+                  "describe them for the reason)", file=sys.stderr)
         print(f"export KUBECONFIG={h.kubeconfig}")
         return 0
     if args.cmd == "down":

@@ -84,7 +84,10 @@ class Instance:
                             GarbageCollector(self.api)]
         self.extras: list = []
         self.mesh = None
+        self.mesh_timeout = 30.0
+        self.sd_address = ""
         self._runner: web.AppRunner | None = None
+        self._sd_runner: web.AppRunner | None = None
 
     def _alloc_node_port(self) -> int:
         used = {p.get("nodePort") for s in self.store.list(("", "services"))
@@ -114,13 +117,21 @@ class Instance:
         for c in self.controllers:
             c.start()
         self.kubelet.start()
+        # localmesh's own discovery endpoint for Prometheus (plain HTTP on the instance's
+        # loopback address; see serviceproxy.py).
+        sd_app = web.Application()
+        sd_app.router.add_get("/localmesh/v1/prometheus-targets", proxy.prometheus_targets)
+        self._sd_runner = web.AppRunner(sd_app, access_log=None)
+        await self._sd_runner.setup()
+        await web.TCPSite(self._sd_runner, self.addresses.server_address(3), 8080).start()
+        self.sd_address = f"{self.addresses.server_address(3)}:8080"
+        pending: list[str] = []
         if self.with_mesh:
             from localmesh.istio.mesh import Mesh
 
             self.mesh = Mesh(self)
             await self.mesh.install()
-        self.server.extra_routes.append(("GET", "/localmesh/v1/prometheus-targets",
-                                         proxy.prometheus_targets))
+            pending = await self.mesh.wait_ready(self.mesh_timeout)
         self._runner = web.AppRunner(self.server.app(), access_log=None,
                                      handler_cancellation=True)
         await self._runner.setup()
@@ -135,7 +146,7 @@ class Instance:
         info = {"pid": os.getpid(), "server": f"https://127.0.0.1:{port}",
                 "kubeconfig": str(self.kubeconfig), "block": self.addresses.block,
                 "started": time.time(), "boot_seconds": round(time.monotonic() - t0, 3),
-                "mesh": self.with_mesh,
+                "mesh": self.with_mesh, "mesh_not_ready": pending,
                 "load_balancer_ports": proxy.lb_notes}
         (self.state_dir / "instance.json").write_text(json.dumps(info, indent=2))
 
@@ -159,8 +170,9 @@ class Instance:
         await self.kubelet.stop()
         for c in self.controllers:
             await c.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in (self._runner, self._sd_runner):
+            if runner is not None:
+                await runner.cleanup()
         self.addresses.close()
 
     async def run(self) -> None:

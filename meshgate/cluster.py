@@ -95,13 +95,29 @@ class Cluster:
             if kind is None:
                 group, _, version = group_version.rpartition("/")
                 path = f"/apis/{group}/{version}" if group else f"/api/{version}"
-                self.api_client.call_api(path, "GET", auth_settings=["BearerToken"],
-                                         response_type="object", _preload_content=False)
-                return True
+                status, _ = self.raw_get(path)
+                return status == 200
             self.dynamic.resources.get(api_version=group_version, kind=kind)
             return True
         except (ResourceNotFoundError, ApiException):
             return False
+
+    def raw_get(self, path: str, query: list[tuple[str, str]] | None = None,
+                timeout: float = 15.0) -> tuple[int, bytes]:
+        """GET any API path with the kubeconfig's credentials; (status, body), no raise."""
+        method, url, headers, body, _ = self.api_client.param_serialize(
+            "GET", path, query_params=query or [], header_params={"Accept": "*/*"},
+            auth_settings=["BearerToken"])
+        try:
+            resp = self.api_client.call_api(method, url, header_params=headers, body=body,
+                                            _request_timeout=timeout)
+            resp.read()
+            return resp.status, resp.data
+        except ApiException as exc:
+            data = exc.body if isinstance(exc.body, bytes) else (exc.body or "").encode()
+            return exc.status, data
+        except urllib3.exceptions.HTTPError as exc:
+            raise ClusterError(f"cannot reach the API server at {self.host}: {exc}") from exc
 
     def server_version(self) -> str:
         try:
@@ -216,16 +232,13 @@ class Cluster:
         """GET through the API server's services/proxy; returns (status, body)."""
         api_path = f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/" \
                    f"{path.lstrip('/')}"
-        query = list((params or {}).items())
-        try:
-            resp = self.api_client.call_api(
-                api_path, "GET", query_params=query, auth_settings=["BearerToken"],
-                _preload_content=False, _request_timeout=timeout)
-            data = resp[0].data
-            return resp[1], data
-        except ApiException as exc:
-            return exc.status, (exc.body or b"") if isinstance(exc.body, bytes) else \
-                (exc.body or "").encode()
+        return self.raw_get(api_path, list((params or {}).items()), timeout)
+
+    def pod_get(self, namespace: str, pod: str, port: int, path: str,
+                timeout: float = 15.0) -> tuple[int, bytes]:
+        """GET through the API server's pods/proxy; returns (status, body)."""
+        api_path = f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/{path.lstrip('/')}"
+        return self.raw_get(api_path, None, timeout)
 
     def pod_logs(self, namespace: str, pod: str, container: str, tail: int | None = None
                  ) -> str:

@@ -42,3 +42,34 @@ def _ready(cluster: Cluster, namespace: str, name: str) -> Deployed | None:
                            for p in pods):
         return None
     return Deployed(name, namespace, tuple(sorted(p["metadata"]["name"] for p in pods)))
+
+
+def deploy_blockchain(cluster: Cluster, namespace: str, *, timeout: float,
+                      log: Convergence | None = None) -> dict[str, Deployed]:
+    """composer, vp0 and membersrvc, and the ingress with the namespace's own host.
+
+    The IngressClass ``istio`` is cluster-scoped: it is created only when missing, so a
+    run on a shared cluster where it exists writes nothing outside its namespace.
+    """
+    from meshgate import ingress
+
+    names = list(manifests.WORKLOADS)
+    loaded = [manifests.workload_manifest(n) for n in names]
+    ing = manifests.load(manifests.MANIFEST_DIR / "ingress.yaml")
+    host = ingress.scenario_host(namespace)
+    objects = [obj for m in loaded for obj in m.objects]
+    for obj in ing.objects:
+        if obj["kind"] == "IngressClass":
+            if cluster.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], None):
+                continue
+        objects.append(ingress.isolate(obj, host))
+    for obj in objects:
+        cluster.apply(obj, namespace, dry_run=True)
+    for obj in objects:
+        cluster.apply(obj, namespace)
+    out = {}
+    for name in names:
+        out[name] = wait_until(
+            lambda n=name: _ready(cluster, namespace, n),
+            area="deploy", what=f"{name} is Ready with a sidecar", timeout=timeout, log=log)
+    return out

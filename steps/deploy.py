@@ -1,23 +1,45 @@
-"""Steps that deploy workloads into the scenario's namespace."""
+"""Steps that deploy the workloads and check that the mesh took them in."""
 
 from __future__ import annotations
 
-import pytest
-from pytest_bdd import given, parsers
+from pytest_bdd import given, parsers, then
 
-from meshgate import rollout
+from fixtures.world import World
+from meshgate import manifests, rollout, sidecars
 from meshgate.cluster import Cluster
 from meshgate.waiting import Convergence, Timeouts
 
 
-@pytest.fixture
-def deployed() -> dict:
-    """Workloads deployed by this scenario, by name."""
-    return {}
+@given("the blockchain workloads are deployed with sidecars")
+def blockchain_deployed(cluster: Cluster, world: World, timeouts: Timeouts,
+                        convergence: Convergence) -> None:
+    """composer, vp0, membersrvc and their Ingress, in the worker's namespace."""
+    world.deployed.update(rollout.deploy_blockchain(cluster, world.namespace,
+                                                    timeout=timeouts["deploy"],
+                                                    log=convergence))
 
 
 @given(parsers.re(r"the (?P<name>[a-z0-9-]+) workload is deployed with a sidecar"))
-def workload_deployed(name: str, cluster: Cluster, namespace: str, timeouts: Timeouts,
-                      convergence: Convergence, deployed: dict) -> None:
-    deployed.update(rollout.deploy(cluster, namespace, [name], timeout=timeouts["deploy"],
-                                   log=convergence))
+def workload_deployed(name: str, cluster: Cluster, world: World, timeouts: Timeouts,
+                      convergence: Convergence) -> None:
+    world.deployed.update(rollout.deploy(cluster, world.namespace, [name],
+                                         timeout=timeouts["deploy"], log=convergence))
+
+
+@then(parsers.parse("every pod of {workload} is Ready with an injected istio-proxy sidecar"))
+def pods_have_sidecars(workload: str, cluster: Cluster, world: World) -> None:
+    pods = manifests.pods_of(cluster, world.namespace, workload)
+    assert pods, f"no pod of {workload} in {world.namespace}; look at `kubectl get pods -n " \
+                 f"{world.namespace}`"
+    for p in pods:
+        name = p["metadata"]["name"]
+        assert sidecars.is_injected(p), (
+            f"pod {world.namespace}/{name} has no sidecar.istio.io/status annotation: the "
+            "injector did not run (is the namespace labelled istio-injection=enabled?)")
+        assert sidecars.has_proxy_container(p), (
+            f"pod {world.namespace}/{name} is annotated as injected but has no istio-proxy "
+            "container")
+        conditions = {c["type"]: c["status"] for c in p["status"].get("conditions") or []}
+        assert conditions.get("Ready") == "True", (
+            f"pod {world.namespace}/{name} is not Ready: {conditions}; see `kubectl describe "
+            f"pod -n {world.namespace} {name}`")

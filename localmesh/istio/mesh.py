@@ -1,22 +1,108 @@
-"""Installs the mesh into a localmesh instance: istiod and the sidecar injector.
+"""Installs the mesh into a localmesh instance, as ``istioctl install --set profile=demo``
+plus Istio's ``samples/addons`` would on a real cluster.
 
-Like ``istioctl install``, it creates the ``istio-system`` namespace and its objects
-through the API; istiod itself runs in the localmesh process (it is one of its
-reconcilers) and serves xDS on the instance's own loopback address.
+Everything is created through the object API, so it is visible to clients exactly as on a
+real cluster: the ``istio-system`` namespace; Istio's CRDs; Deployments, pods and Services
+for ``istiod``, ``istio-ingressgateway`` (a LoadBalancer Service in front of a real Envoy
+in router mode) and the addons ``prometheus`` (Debian's real Prometheus, scraping every
+second), ``kiali`` (20001) and ``servicegraph`` (8088). istiod's logic runs in this
+process (see istiod.py); its pod forwards to it. The injector joins the admission chain.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from typing import TYPE_CHECKING
 
-from localmesh.istio.injector import inject
+import yaml
+
+from localmesh.api.status import ApiError
+from localmesh.istio.injector import ISTIO_VERSION, PROXY_IMAGE, inject
 from localmesh.istio.istiod import Istiod
 
 if TYPE_CHECKING:
     from localmesh.instance import Instance
 
+NS = "istio-system"
+SCRAPE_INTERVAL = "1s"
+
+ISTIO_CRDS = [
+    ("networking.istio.io", "VirtualService", "virtualservices", ["vs"], True),
+    ("networking.istio.io", "Gateway", "gateways", ["gw"], True),
+    ("networking.istio.io", "DestinationRule", "destinationrules", ["dr"], True),
+    ("networking.istio.io", "ServiceEntry", "serviceentries", ["se"], True),
+    ("networking.istio.io", "Sidecar", "sidecars", [], True),
+    ("networking.istio.io", "EnvoyFilter", "envoyfilters", [], True),
+    ("telemetry.istio.io", "Telemetry", "telemetries", ["telemetry"], True),
+    ("security.istio.io", "PeerAuthentication", "peerauthentications", ["pa"], True),
+    ("security.istio.io", "AuthorizationPolicy", "authorizationpolicies", ["ap"], True),
+]
+
+
+def crd(group: str, kind: str, plural: str, short: list[str], namespaced: bool,
+        versions: tuple[str, ...] = ("v1", "v1beta1", "v1alpha3")) -> dict:
+    """A CRD with preserve-unknown-fields schemas, served in Istio's API versions."""
+    if group == "telemetry.istio.io":
+        versions = ("v1", "v1alpha1")
+    if group == "security.istio.io":
+        versions = ("v1", "v1beta1")
+    schema = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields":
+                                  True}}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}", "labels": {"app": "istio-pilot",
+                                                             "release": "istio"}},
+        "spec": {"group": group, "scope": "Namespaced" if namespaced else "Cluster",
+                 "names": {"kind": kind, "plural": plural, "singular": kind.lower(),
+                           "listKind": f"{kind}List", "shortNames": short,
+                           "categories": ["istio-io", group.split(".")[0] + "-istio-io"]},
+                 "versions": [{"name": v, "served": True, "storage": i == 0,
+                               "schema": schema, "subresources": {"status": {}}}
+                              for i, v in enumerate(versions)]},
+    }
+
+
+def _deployment(name: str, labels: dict, container: dict, *, annotations: dict | None = None,
+                volumes: list | None = None) -> dict:
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS, "labels": dict(labels)},
+        "spec": {"replicas": 1, "selector": {"matchLabels": dict(labels)},
+                 "template": {"metadata": {"labels": dict(labels),
+                                           "annotations": annotations or {}},
+                              "spec": {"containers": [container],
+                                       "volumes": volumes or [],
+                                       "terminationGracePeriodSeconds": 2}}},
+    }
+
+
+def _service(name: str, labels: dict, ports: list[dict], type_: str = "ClusterIP") -> dict:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": NS, "labels": dict(labels)},
+            "spec": {"type": type_, "selector": dict(labels), "ports": ports}}
+
+
+def prometheus_config(sd_url: str) -> str:
+    """Istio's addon scrape config (samples/addons/prometheus.yaml, job kubernetes-pods),
+    with discovery through http_sd_configs since Debian's build lacks kubernetes_sd."""
+    return yaml.safe_dump({
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL,
+                   "evaluation_interval": SCRAPE_INTERVAL},
+        "scrape_configs": [{
+            "job_name": "kubernetes-pods",
+            "http_sd_configs": [{"url": sd_url, "refresh_interval": "1s"}],
+            "relabel_configs": [
+                {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_(.+)"},
+            ],
+        }],
+    }, sort_keys=False)
+
 
 class Mesh:
+    """The mesh of one localmesh instance."""
+
     def __init__(self, instance: Instance) -> None:
         self.instance = instance
         self.installed = False
@@ -24,21 +110,146 @@ class Mesh:
         self.istiod = Istiod(instance.api, self.address)
 
     def proxy_config(self) -> dict:
-        """meshConfig.defaultConfig as the injector passes it in PROXY_CONFIG."""
-        return {"discoveryAddress": f"{self.address}:15010", "proxyAdminPort": 15000,
+        """meshConfig.defaultConfig, as the injector passes it in PROXY_CONFIG."""
+        return {"discoveryAddress": "istiod.istio-system.svc:15010", "proxyAdminPort": 15000,
                 "statusPort": 15020, "controlPlaneAuthPolicy": "NONE",
                 "serviceCluster": "istio-proxy", "drainDuration": "1s"}
+
+    def _create(self, obj: dict) -> None:
+        api = self.instance.api
+        rt = api.rt(obj["apiVersion"], obj["kind"])
+        try:
+            api.create(rt, obj["metadata"].get("namespace", ""), obj)
+        except ApiError as exc:
+            if exc.code != 409:
+                raise
 
     async def install(self) -> None:
         api = self.instance.api
         api.mesh = self  # type: ignore[attr-defined]
         api.admission.add_mutator(("", "pods"), inject)
-        ns_rt = api.rt("v1", "Namespace")
-        if api.store.get(ns_rt.key, "", "istio-system") is None:
-            api.create(ns_rt, "", {"metadata": {"name": "istio-system", "labels": {
-                "istio-injection": "disabled"}}})
         await self.istiod.start()
+        self._create({"apiVersion": "v1", "kind": "Namespace",
+                      "metadata": {"name": NS, "labels": {"topology.istio.io/network": ""}}})
+        for spec in ISTIO_CRDS:
+            self._create(crd(*spec))
+        self._create({"apiVersion": "v1", "kind": "ServiceAccount",
+                      "metadata": {"name": "default", "namespace": NS}})
+        # Services first: pods started later get their service environment variables.
+        self._create(_service("istiod", {"app": "istiod", "istio": "pilot"}, [
+            {"name": "grpc-xds", "port": 15010, "targetPort": 15010},
+            {"name": "https-dns", "port": 15012, "targetPort": 15012},
+            {"name": "http-monitoring", "port": 15014, "targetPort": 15014}]))
+        self._create(_service("istio-ingressgateway",
+                              {"app": "istio-ingressgateway", "istio": "ingressgateway"}, [
+                                  {"name": "status-port", "port": 15021, "targetPort": 15021},
+                                  {"name": "http2", "port": 80, "targetPort": 8080},
+                                  {"name": "https", "port": 443, "targetPort": 8443}],
+                              "LoadBalancer"))
+        self._create(_service("prometheus", {"app": "prometheus"},
+                              [{"name": "http", "port": 9090, "targetPort": 9090}]))
+        self._create(_service("kiali", {"app": "kiali"},
+                              [{"name": "http", "port": 20001, "targetPort": 20001},
+                               {"name": "http-metrics", "port": 9090, "targetPort": 9090}]))
+        self._create(_service("servicegraph", {"app": "servicegraph"},
+                              [{"name": "http", "port": 8088, "targetPort": 8088}]))
+        sd_url = f"http://{self.instance.sd_address}/localmesh/v1/prometheus-targets"
+        self._create({"apiVersion": "v1", "kind": "ConfigMap",
+                      "metadata": {"name": "prometheus", "namespace": NS,
+                                   "labels": {"app": "prometheus"}},
+                      "data": {"prometheus.yml": prometheus_config(sd_url)}})
+        self._create(_deployment("istiod", {"app": "istiod", "istio": "pilot"}, {
+            "name": "discovery", "image": f"docker.io/istio/pilot:{ISTIO_VERSION}",
+            "args": ["discovery", "--monitoringAddr=:15014", "--log_output_level=default:info"],
+            "env": [{"name": "ISTIOD_UPSTREAM", "value": self.address},
+                    {"name": "PILOT_ENABLE_ANALYSIS", "value": "false"}],
+            "ports": [{"containerPort": 15010, "name": "grpc-xds"},
+                      {"containerPort": 15012, "name": "tls-xds"},
+                      {"containerPort": 15014, "name": "http-monitoring"}],
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": 15014},
+                               "periodSeconds": 3, "timeoutSeconds": 5}},
+            annotations={"prometheus.io/scrape": "true", "prometheus.io/port": "15014",
+                         "sidecar.istio.io/inject": "false"}))
+        gw_labels = {"app": "istio-ingressgateway", "istio": "ingressgateway",
+                     "service.istio.io/canonical-name": "istio-ingressgateway",
+                     "service.istio.io/canonical-revision": "latest"}
+        self._create(_deployment("istio-ingressgateway", gw_labels, {
+            "name": "istio-proxy", "image": PROXY_IMAGE,
+            "args": ["proxy", "router", "--domain", "$(POD_NAMESPACE).svc.cluster.local",
+                     "--proxyLogLevel=warning"],
+            "env": [
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {
+                    "fieldPath": "metadata.namespace"}}},
+                {"name": "INSTANCE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "PROXY_CONFIG", "value": json.dumps(self.proxy_config())},
+                {"name": "ISTIO_META_WORKLOAD_NAME", "value": "istio-ingressgateway"},
+                {"name": "ISTIO_META_OWNER", "value": "kubernetes://apis/apps/v1/namespaces/"
+                                                      "istio-system/deployments/"
+                                                      "istio-ingressgateway"},
+                {"name": "ISTIO_META_APP", "value": "istio-ingressgateway"},
+                {"name": "ISTIO_META_CANONICAL_SERVICE", "value": "istio-ingressgateway"},
+                {"name": "ISTIO_META_CANONICAL_REVISION", "value": "latest"},
+                {"name": "ISTIO_META_CLUSTER_ID", "value": "Kubernetes"},
+                {"name": "ISTIO_META_ROUTER_MODE", "value": "standard"},
+            ],
+            "ports": [{"containerPort": 15021, "name": "status-port"},
+                      {"containerPort": 8080, "name": "http2"},
+                      {"containerPort": 8443, "name": "https"},
+                      {"containerPort": 15090, "name": "http-envoy-prom"}],
+            "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021},
+                               "periodSeconds": 2, "timeoutSeconds": 3},
+            "volumeMounts": [{"name": "istio-envoy", "mountPath": "/etc/istio/proxy"},
+                             {"name": "podinfo", "mountPath": "/etc/istio/pod"}]},
+            annotations={"prometheus.io/scrape": "true", "prometheus.io/port": "15020",
+                         "prometheus.io/path": "/stats/prometheus",
+                         "sidecar.istio.io/inject": "false"},
+            volumes=[{"name": "istio-envoy", "emptyDir": {}},
+                     {"name": "podinfo", "downwardAPI": {"items": [
+                         {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}]))
+        self._create(_deployment("prometheus", {"app": "prometheus"}, {
+            "name": "prometheus-server", "image": "docker.io/prom/prometheus:v2.42.0",
+            "args": ["--config.file=$(LOCALMESH_MOUNT_ETC_CONFIG)/prometheus.yml",
+                     "--storage.tsdb.path=$(LOCALMESH_MOUNT_DATA)",
+                     "--storage.tsdb.retention.time=1h", "--web.enable-lifecycle",
+                     "--web.listen-address=$(BIND_ADDRESS):9090", "--log.level=warn"],
+            "ports": [{"containerPort": 9090, "name": "http"}],
+            "readinessProbe": {"httpGet": {"path": "/-/ready", "port": 9090},
+                               "periodSeconds": 5, "timeoutSeconds": 4},
+            "volumeMounts": [{"name": "config-volume", "mountPath": "/etc/config"},
+                             {"name": "storage-volume", "mountPath": "/data"}]},
+            annotations={"sidecar.istio.io/inject": "false"},
+            volumes=[{"name": "config-volume", "configMap": {"name": "prometheus"}},
+                     {"name": "storage-volume", "emptyDir": {}}]))
+        for name, image, port in (("kiali", "quay.io/kiali/kiali:v2.17", 20001),
+                                  ("servicegraph", "docker.io/istio/servicegraph:1.1.0", 8088)):
+            self._create(_deployment(name, {"app": name}, {
+                "name": name, "image": image,
+                "env": [{"name": "PORT", "value": str(port)},
+                        {"name": "PROMETHEUS_URL",
+                         "value": "http://$(PROMETHEUS_SERVICE_HOST):$(PROMETHEUS_SERVICE_PORT)"}],
+                "ports": [{"containerPort": port, "name": "http"}],
+                "readinessProbe": {"httpGet": {"path": "/kiali/healthz" if name == "kiali"
+                                               else "/healthz", "port": port},
+                                   "periodSeconds": 5}},
+                annotations={"sidecar.istio.io/inject": "false"}))
         self.installed = True
+
+    async def wait_ready(self, timeout: float = 30.0) -> list[str]:
+        """Wait until every istio-system Deployment is available; return those that are not."""
+        store = self.instance.api.store
+        deadline = time.monotonic() + timeout
+        pending: list[str] = []
+        while time.monotonic() < deadline:
+            pending = []
+            for d in store.list(("apps", "deployments"), NS):
+                st = d.get("status") or {}
+                if st.get("availableReplicas", 0) < d["spec"].get("replicas", 1):
+                    pending.append(d["metadata"]["name"])
+            if not pending:
+                return []
+            await asyncio.sleep(0.02)
+        return pending
 
     async def uninstall(self) -> None:
         await self.istiod.stop()

@@ -55,7 +55,7 @@ def _catalogue() -> dict[str, Image]:
               "Kiali's graph API computed from Prometheus"),
         Image("docker.io/istio/servicegraph", (PY, "-m", "localmesh.addons.servicegraph"),
               "the Istio 0.x servicegraph addon (/graph, /d3graph, /dotviz)"),
-        Image("docker.io/istio/pilot", (PY, "-m", "localmesh.istiod.pod"),
+        Image("docker.io/istio/pilot", (PY, "-m", "localmesh.istio.pod"),
               "istiod's pod: serves the in-process istiod's xDS and debug ports"),
         Image("docker.io/library/busybox", ("/bin/sh",),
               "the host's POSIX tools; `command` runs as given (for tests)",

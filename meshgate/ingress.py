@@ -1,0 +1,160 @@
+"""The ingress: isolating a scenario's Ingress, finding the gateway's entry point, probing.
+
+Isolation: on a shared gateway, two namespaces' host-less Ingresses for ``/login`` would
+collide (Istio merges them into one ``*:80`` virtual host and the first wins), so the
+suite gives each namespace's Ingress rules its own host (``<namespace>.meshgate.test``) and
+sends that Host header. The path semantics stay those of the manifest.
+
+Entry point, by what the platform exposes (istio-mapping.md §4): a LoadBalancer's
+``status.loadBalancer.ingress`` address on the Service port (or on its nodePort there
+when the port is not served); a NodePort on a node address; an OpenShift Route's host.
+Probing requires N consecutive expected answers within T, not one lucky response.
+"""
+
+from __future__ import annotations
+
+import copy
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import requests
+
+from meshgate.cluster import Cluster, ClusterError
+
+GATEWAY_NS = "istio-system"
+GATEWAY_SVC = "istio-ingressgateway"
+HOST_SUFFIX = "meshgate.test"
+
+
+def scenario_host(namespace: str) -> str:
+    return f"{namespace}.{HOST_SUFFIX}"
+
+
+def isolate(obj: dict, host: str) -> dict:
+    """Give every rule of an Ingress the scenario's host; other objects unchanged."""
+    if obj.get("kind") != "Ingress":
+        return obj
+    out = copy.deepcopy(obj)
+    for rule in (out.get("spec") or {}).get("rules") or []:
+        rule["host"] = host
+    return out
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    base_url: str
+    how: str
+
+
+def _reachable(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def entry_point(cluster: Cluster, namespace: str = GATEWAY_NS,
+                service: str = GATEWAY_SVC) -> EntryPoint:
+    svc = cluster.get("v1", "Service", service, namespace)
+    if svc is None:
+        raise ClusterError(f"no Service {namespace}/{service}: is Istio's ingress gateway "
+                           "installed?")
+    spec = svc.get("spec") or {}
+    port = next((p for p in spec.get("ports") or [] if p.get("name") in ("http2", "http")),
+                None)
+    if port is None:
+        raise ClusterError(f"Service {namespace}/{service} has no http2/http port")
+    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    tried = []
+    for ing in ingress:
+        host = ing.get("ip") or ing.get("hostname")
+        if not host:
+            continue
+        for p in (port["port"], port.get("nodePort")):
+            if p and _reachable(host, p):
+                return EntryPoint(f"http://{host}:{p}", f"LoadBalancer {host}:{p}")
+            tried.append(f"{host}:{p}")
+    if port.get("nodePort"):
+        for host in ("127.0.0.1",):
+            if _reachable(host, port["nodePort"]):
+                return EntryPoint(f"http://{host}:{port['nodePort']}",
+                                  f"NodePort {host}:{port['nodePort']}")
+            tried.append(f"{host}:{port['nodePort']}")
+    if cluster.has_api("route.openshift.io/v1"):
+        for route in cluster.list("route.openshift.io/v1", "Route", namespace):
+            if (route.get("spec") or {}).get("to", {}).get("name") == service:
+                host = route["spec"].get("host")
+                if host:
+                    return EntryPoint(f"http://{host}", f"OpenShift Route {host}")
+    raise ClusterError(f"cannot reach the ingress gateway {namespace}/{service} (tried "
+                       f"{', '.join(tried) or 'no LoadBalancer address or NodePort'}): expose "
+                       "it with a LoadBalancer, a NodePort mapped to this machine, or a Route")
+
+
+@dataclass
+class Answer:
+    status: int
+    content_type: str
+    body: bytes
+    seconds: float
+    error: str | None = None
+
+    def summary(self) -> str:
+        if self.error:
+            return f"error {self.error}"
+        return f"{self.status} {self.content_type or '-'} {self.body[:80]!r}"
+
+
+def get(entry: EntryPoint, path: str, host: str | None, timeout: float = 5.0,
+        headers: dict | None = None) -> Answer:
+    h = dict(headers or {})
+    if host:
+        h["Host"] = host
+    start = time.monotonic()
+    with requests.Session() as s:
+        s.trust_env = False  # never through an environment proxy
+        try:
+            r = s.get(entry.base_url + path, headers=h, timeout=timeout, allow_redirects=False)
+        except requests.RequestException as exc:
+            return Answer(0, "", b"", time.monotonic() - start,
+                          f"{exc.__class__.__name__}: {exc}")
+        return Answer(r.status_code, r.headers.get("content-type", ""), r.content,
+                      time.monotonic() - start)
+
+
+@dataclass
+class ProbeResult:
+    ok: bool
+    streak: int
+    attempts: int
+    seconds: float
+    answers: list[Answer] = field(default_factory=list)
+
+
+def probe(entry: EntryPoint, path: str, host: str | None, check: Callable[[Answer], bool],
+          *, consecutive: int, within: float, max_attempts: int = 500) -> ProbeResult:
+    """Require ``consecutive`` expected answers in a row within ``within`` seconds."""
+    start = time.monotonic()
+    streak = attempts = 0
+    answers: list[Answer] = []
+    while attempts < max_attempts and time.monotonic() - start < within:
+        attempts += 1
+        ans = get(entry, path, host, timeout=max(0.5, min(5.0, within / 2)))
+        answers = [*answers, ans][-10:]
+        if check(ans):
+            streak += 1
+            if streak >= consecutive:
+                return ProbeResult(True, streak, attempts, time.monotonic() - start, answers)
+        else:
+            streak = 0
+            time.sleep(0.1)
+    return ProbeResult(False, streak, attempts, time.monotonic() - start, answers)
+
+
+def send(entry: EntryPoint, path: str, host: str | None, count: int,
+         headers: dict | None = None) -> list[Answer]:
+    """Send ``count`` requests (bounded), returning every answer."""
+    return [get(entry, path, host, headers=headers) for _ in range(max(0, min(count, 1000)))]

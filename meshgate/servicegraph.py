@@ -1,0 +1,120 @@
+"""The mesh's service graph, from the best source the cluster offers.
+
+Kiali's graph API when Kiali is installed; else the Istio 0.x servicegraph addon; else
+edges derived from Prometheus with Kiali's own query (istio-mapping.md §3.1). The
+expected edges name workloads; a failure lists the missing edges and the series behind
+the edges found.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from meshgate.cluster import Cluster, ClusterError
+from meshgate.graph import Edge, Node, edges_from_kiali, servicegraph_edges
+from meshgate.mesh import MeshInfo
+from meshgate.telemetry import Prometheus
+
+
+@dataclass(frozen=True)
+class WantedEdge:
+    source: str
+    target: str
+
+    def describe(self) -> str:
+        return f"{self.source} → {self.target}"
+
+
+@dataclass
+class Observed:
+    source_name: str
+    edges: list[Edge]
+    raw: object
+
+    def names(self) -> list[tuple[str, str]]:
+        return sorted({(node_name(e.source), node_name(e.target)) for e in self.edges})
+
+
+def node_name(n: Node) -> str:
+    return n.workload or n.app or n.service or "unknown"
+
+
+def from_kiali(cluster: Cluster, mesh: MeshInfo, namespaces: list[str],
+               duration: str = "60s") -> Observed:
+    assert mesh.kiali is not None
+    status, body = cluster.service_get(
+        mesh.kiali.namespace, mesh.kiali.service, mesh.kiali.port,
+        "/kiali/api/namespaces/graph",
+        {"namespaces": ",".join(namespaces), "graphType": "workload", "duration": duration})
+    if status != 200:
+        raise ClusterError(f"Kiali's graph API answered {status}: {body[:300]!r}")
+    doc = json.loads(body)
+    return Observed("kiali", edges_from_kiali(doc), doc)
+
+
+def from_servicegraph(cluster: Cluster, mesh: MeshInfo) -> Observed:
+    assert mesh.servicegraph is not None
+    status, body = cluster.service_get(mesh.servicegraph.namespace, mesh.servicegraph.service,
+                                       mesh.servicegraph.port, "/d3graph",
+                                       {"time_horizon": "5m"})
+    if status != 200:
+        raise ClusterError(f"the servicegraph addon answered {status}: {body[:300]!r}")
+    doc = json.loads(body)
+    return Observed("servicegraph", servicegraph_edges(doc), doc)
+
+
+def from_prometheus(prom: Prometheus, namespace: str, window: str = "5m") -> Observed:
+    """Edges from Kiali's own query (destination reports, plus source reports for the
+    namespace's outgoing traffic)."""
+    by = ("source_workload_namespace,source_workload,destination_service_namespace,"
+          "destination_service_name,destination_workload_namespace,destination_workload,"
+          "request_protocol")
+    series = []
+    for rep, ns_label in (("destination", "destination_workload_namespace"),
+                          ("source", "source_workload_namespace")):
+        series += prom.query(
+            f'sum(increase(istio_requests_total{{reporter="{rep}",{ns_label}="{namespace}"}}'
+            f"[{window}])) by ({by}) > 0")
+    edges = []
+    seen = set()
+    for s in series:
+        m = s.get("metric") or {}
+        key = (m.get("source_workload_namespace"), m.get("source_workload"),
+               m.get("destination_workload_namespace"), m.get("destination_workload"))
+        if key in seen:
+            continue
+        seen.add(key)
+        src = Node("workload", m.get("source_workload_namespace"), m.get("source_workload"),
+                   None, None, None)
+        dst = Node("workload", m.get("destination_workload_namespace"),
+                   m.get("destination_workload"), None, None,
+                   m.get("destination_service_name"))
+        edges.append(Edge(src, dst, m.get("request_protocol"), float(s["value"][1])))
+    return Observed("prometheus", edges, series)
+
+
+def observe(cluster: Cluster, mesh: MeshInfo, prom: Prometheus | None,
+            namespace: str) -> Observed:
+    if mesh.kiali is not None:
+        return from_kiali(cluster, mesh, [namespace])
+    if mesh.servicegraph is not None:
+        return from_servicegraph(cluster, mesh)
+    if prom is None:
+        raise ClusterError("no graph source: the cluster has neither Kiali, the servicegraph "
+                           "addon nor Prometheus in istio-system")
+    return from_prometheus(prom, namespace)
+
+
+def missing(observed: Observed, wanted: list[WantedEdge]) -> list[WantedEdge]:
+    have = set(observed.names())
+    return [w for w in wanted if (w.source, w.target) not in have]
+
+
+def describe_found(observed: Observed) -> str:
+    if not observed.edges:
+        return f"{observed.source_name} shows no edges at all"
+    parts = [f"{node_name(e.source)} → {node_name(e.target)}"
+             + (f" ({e.protocol}, {e.rate:g}/s)" if e.rate is not None else "")
+             for e in observed.edges]
+    return f"{observed.source_name} shows: " + "; ".join(sorted(set(parts)))

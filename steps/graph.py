@@ -1,0 +1,49 @@
+"""Steps about the mesh's service graph."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pytest_bdd import parsers, then
+
+from fixtures.world import World
+from meshgate import servicegraph, telemetry
+from meshgate.cluster import Cluster
+from meshgate.mesh import MeshInfo
+from meshgate.servicegraph import WantedEdge
+from meshgate.waiting import Convergence, Timeouts, WaitTimeout, wait_until
+
+
+@then(parsers.parse("the service graph has these edges:"))
+def graph_has_edges(datatable: list[list[str]], cluster: Cluster, world: World,
+                    mesh_info: MeshInfo, timeouts: Timeouts, convergence: Convergence,
+                    request: pytest.FixtureRequest) -> None:
+    header, *rows = datatable
+    idx = {name.strip(): i for i, name in enumerate(header)}
+    wanted = [WantedEdge(r[idx["source"]].strip(), r[idx["target"]].strip()) for r in rows]
+    prom = telemetry.prometheus_for(cluster, world, mesh_info) if mesh_info.prometheus \
+        else None
+
+    def probe() -> object:
+        world.graph = servicegraph.observe(cluster, mesh_info, prom, world.namespace)
+        return not servicegraph.missing(world.graph, wanted)
+
+    try:
+        wait_until(probe, area="graph", what=f"{len(wanted)} edges in the service graph",
+                   timeout=timeouts["graph"], log=convergence,
+                   describe=lambda ok: ok or [w.describe() for w in
+                                              servicegraph.missing(world.graph, wanted)])
+    except WaitTimeout:
+        observed = world.graph
+        gone = servicegraph.missing(observed, wanted) if observed else wanted
+        raise AssertionError(
+            f"missing edges: {', '.join(w.describe() for w in gone)}; "
+            f"{servicegraph.describe_found(observed) if observed else 'no graph was read'}"
+        ) from None
+    finally:
+        if world.graph is not None:
+            request.node.user_properties.append(("meshgate_graph", json.dumps(
+                [{"source": servicegraph.node_name(e.source),
+                  "target": servicegraph.node_name(e.target), "rate": e.rate}
+                 for e in world.graph.edges])))
