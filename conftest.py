@@ -5,6 +5,7 @@ pytest_plugins = [
     "fixtures.cluster",
     "fixtures.namespace",
     "fixtures.world",
+    "fixtures.bundle",
     "steps.deploy",
     "steps.routes",
     "steps.traffic",

@@ -1,0 +1,114 @@
+"""The failure bundle: what a reviewer needs to see why a scenario failed, captured before
+cleanup.
+
+For the scenario's namespace and the ingress gateway: every proxy's config dump, every
+container's log, the pods, the events; istiod's sync status; the Prometheus queries the
+scenario made with their answers; the graph JSON it read; and what it sent. Everything
+goes through the :class:`Redactor` — Secrets are never read into the bundle except to
+learn which values to mask, and credential-shaped text is masked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+
+from meshgate import sidecars
+from meshgate.cluster import Cluster
+from meshgate.redact import Redactor
+
+MAX_LOG_LINES = 500
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:120] or "scenario"
+
+
+class Bundle:
+    """Writes redacted artifacts into one folder; never raises on a capture failure."""
+
+    def __init__(self, root: Path, redactor: Redactor) -> None:
+        self.root = root
+        self.redactor = redactor
+        self.errors: list[str] = []
+        root.mkdir(parents=True, exist_ok=True)
+
+    def write(self, name: str, content: object) -> None:
+        if not isinstance(content, str):
+            content = json.dumps(_plain(content), indent=2, default=str)
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.redactor.text(content))
+
+    def attempt(self, name: str, fn) -> None:  # type: ignore[no-untyped-def]
+        try:
+            self.write(name, fn())
+        except Exception as exc:  # noqa: BLE001 - a bundle collects what it can
+            self.errors.append(f"{name}: {exc.__class__.__name__}: {exc}")
+
+
+def _plain(obj: object) -> object:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return asdict(obj)
+    return obj
+
+
+def _pods(cluster: Cluster, namespace: str, selector: str | None = None) -> list[dict]:
+    return cluster.list("v1", "Pod", namespace, label_selector=selector)
+
+
+def capture(cluster: Cluster, namespace: str, root: Path, *, world: object | None = None,
+            gateway_namespace: str = "istio-system") -> Path:
+    """Capture the bundle of a failed scenario into ``root``; returns ``root``."""
+    redactor = Redactor()
+    try:
+        redactor.add_secret_objects(cluster.list("v1", "Secret", namespace))
+    except Exception:  # noqa: BLE001 - without list rights, the patterns still apply
+        pass
+    b = Bundle(root, redactor)
+    pods = [(namespace, p) for p in _pods(cluster, namespace)]
+    try:
+        pods += [(gateway_namespace, p) for p in _pods(cluster, gateway_namespace,
+                                                       "istio=ingressgateway")]
+    except Exception as exc:  # noqa: BLE001
+        b.errors.append(f"gateway pods: {exc}")
+    for ns, pod in pods:
+        name = pod["metadata"]["name"]
+        b.write(f"pods/{ns}/{name}.json", _without_env_values(pod))
+        spec = pod.get("spec") or {}
+        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            b.attempt(f"logs/{ns}/{name}/{c['name']}.log",
+                      lambda ns=ns, name=name, c=c: "\n".join(
+                          cluster.pod_logs(ns, name, c["name"]).splitlines()[-MAX_LOG_LINES:]))
+        if sidecars.has_proxy_container(pod):
+            b.attempt(f"config_dumps/{ns}/{name}.json",
+                      lambda ns=ns, name=name: sidecars.admin_get(cluster, ns, name,
+                                                                  "config_dump"))
+    b.attempt("events.json", lambda: cluster.list("v1", "Event", namespace))
+    b.attempt("istiod-syncz.json", lambda: json.loads(
+        cluster.service_get(gateway_namespace, "istiod", 15014, "/debug/syncz")[1] or b"[]"))
+    if world is not None:
+        prom = getattr(world, "prometheus", None)
+        if prom is not None:
+            b.write("prometheus-queries.json", [asdict(q) for q in prom.queries])
+        graph = getattr(world, "graph", None)
+        if graph is not None:
+            b.write("graph.json", {"source": graph.source_name, "raw": graph.raw})
+        b.write("evidence.json", getattr(world, "evidence", {}))
+    b.write("README.txt", f"meshgate failure bundle for namespace {namespace}\n"
+                          + ("capture errors:\n" + "\n".join(b.errors) if b.errors else ""))
+    return root
+
+
+def _without_env_values(pod: dict) -> dict:
+    """Pod specs may carry literal env values; keep the names, drop the values."""
+    out = json.loads(json.dumps(pod, default=str))
+    spec = out.get("spec") or {}
+    for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+        for e in c.get("env") or []:
+            if "value" in e and any(w in e["name"].upper() for w in
+                                    ("SECRET", "TOKEN", "PASSWORD", "KEY", "CONFIG")):
+                e["value"] = "<redacted>"
+    return out
