@@ -169,6 +169,7 @@ def _hcm(proxy: Proxy, stat_prefix: str, log_name: str, direction: str, **route:
             "stat_prefix": stat_prefix,
             "codec_type": "AUTO",
             "use_remote_address": direction == "gateway",
+            "preserve_external_request_id": True,
             "access_log": _access_logs(proxy, log_name),
             "http_filters": [
                 _mutation(proxy, "inbound" if direction == "inbound" else "outbound"),

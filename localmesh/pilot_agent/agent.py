@@ -80,6 +80,9 @@ def bootstrap(kind: str, pod_ip: str, local_ip: str, pod: str, ns: str,
                  "regex": r"^listener\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)"},
             ],
         },
+        # Outbound connections leave from the pod IP, as they would from the pod's netns.
+        "cluster_manager": {"upstream_bind_config": {"source_address": {
+            "address": pod_ip, "port_value": 0}}},
         "admin": {"address": {"socket_address": {"address": local_ip, "port_value": 15000}},
                   "profile_path": "/dev/null"},
         "dynamic_resources": {
