@@ -339,3 +339,37 @@ def test_killed_envoy_and_app_restart_and_resync(mesh: Handle, ns: str,
     poll(app_restarted, 20, "vp0 restarted and Ready")
     poll(lambda: http_get(base + "/chain/blocks/0").status_code == 200, 20,
          "traffic to vp0 flows again after its app was killed")
+
+
+def test_every_manifest_passes_a_server_side_dry_run(mesh: Handle, core: client.CoreV1Api,
+                                                    dyn: DynamicClient) -> None:
+    """The manifests and overlays, checked by the server; custom kinds need their CRDs,
+    which a real cluster gets from Gateway API's and OpenShift's installs."""
+    from localmesh.istio.mesh import crd
+
+    crds = dyn.resources.get(api_version="apiextensions.k8s.io/v1",
+                             kind="CustomResourceDefinition")
+    for group, kind, plural in (("gateway.networking.k8s.io", "Gateway", "gateways"),
+                                ("gateway.networking.k8s.io", "HTTPRoute", "httproutes"),
+                                ("route.openshift.io", "Route", "routes")):
+        body = crd(group, kind, plural, [], True, versions=("v1",))
+        if body["metadata"]["name"] not in {i["metadata"]["name"]
+                                            for i in crds.get().to_dict()["items"]}:
+            crds.create(body=body)
+    dyn.resources.invalidate_cache()
+    ns = f"dry-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": ns}})
+    docs = [d for p in sorted((REPO / "manifests").rglob("*.yaml"))
+            for d in yaml.safe_load_all(p.read_text()) if d]
+    assert len(docs) >= 10
+    for doc in docs:
+        res = poll(lambda d=doc: dyn.resources.get(api_version=d["apiVersion"], kind=d["kind"]),
+                   5, f"{doc['kind']} served")
+        target_ns = ns if res.namespaced else None
+        out = res.server_side_apply(body=doc, name=doc["metadata"]["name"],
+                                    namespace=target_ns, field_manager="test",
+                                    dry_run="All")
+        assert out.metadata.name == doc["metadata"]["name"]
+    # and nothing was stored by the dry run of the overlays
+    vs = dyn.resources.get(api_version="networking.istio.io/v1", kind="VirtualService")
+    assert "blockchain" not in [v.metadata.name for v in vs.get(namespace=ns).items]
