@@ -181,6 +181,16 @@ class Cluster:
                 return False
             raise self._api_error(exc, f"delete {kind} {name}") from exc
 
+    def patch_merge(self, api_version: str, kind: str, name: str, namespace: str | None,
+                    patch: dict) -> dict:
+        """A JSON merge patch (``kubectl patch --type merge``)."""
+        res = self.resource(api_version, kind)
+        try:
+            return res.patch(body=patch, name=name, namespace=namespace,
+                             content_type="application/merge-patch+json").to_dict()
+        except ApiException as exc:
+            raise self._api_error(exc, f"patch {kind} {name}") from exc
+
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict | None:
         res = self.resource(api_version, kind)
         try:

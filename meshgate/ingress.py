@@ -42,6 +42,15 @@ def isolate(obj: dict, host: str) -> dict:
     return out
 
 
+def by_annotation(obj: dict) -> dict:
+    """Select Istio with the class annotation instead of an IngressClass object."""
+    out = copy.deepcopy(obj)
+    cls = (out.get("spec") or {}).pop("ingressClassName", None) or "istio"
+    out.setdefault("metadata", {}).setdefault("annotations", {})[
+        "kubernetes.io/ingress.class"] = cls
+    return out
+
+
 @dataclass(frozen=True)
 class EntryPoint:
     base_url: str

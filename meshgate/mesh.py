@@ -35,6 +35,7 @@ class MeshInfo:
     openshift: bool = False
     member_roll: bool = False
     mixer: bool = False
+    thanos: str | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -89,5 +90,9 @@ def discover(cluster: Cluster, namespace: str = "istio-system") -> MeshInfo:
         info.servicegraph = Addon(namespace, "servicegraph",
                                   _service_port(services["servicegraph"], 8088))
     info.openshift = cluster.has_api("route.openshift.io/v1")
+    if info.prometheus is None and info.openshift:
+        from meshgate.telemetry import thanos_url
+
+        info.thanos = thanos_url(cluster)
     info.member_roll = cluster.has_api("maistra.io/v1")
     return info

@@ -45,10 +45,19 @@ def namespace_object(name: str, run_id: str, *, ttl: int = DEFAULT_TTL,
 
 
 def create(cluster: Cluster, name: str, run_id: str, *, ttl: int = DEFAULT_TTL) -> dict:
-    return cluster.apply(namespace_object(name, run_id, ttl=ttl), None)
+    """Create the namespace labelled for injection, and join the mesh's member roll where
+    the mesh has one (OpenShift Service Mesh 2.x)."""
+    from meshgate import membership
+
+    out = cluster.apply(namespace_object(name, run_id, ttl=ttl), None)
+    membership.join(cluster, name)
+    return out
 
 
 def delete(cluster: Cluster, name: str) -> bool:
+    from meshgate import membership
+
+    membership.leave(cluster, name)
     return cluster.delete("v1", "Namespace", name, None)
 
 

@@ -45,11 +45,14 @@ def _ready(cluster: Cluster, namespace: str, name: str) -> Deployed | None:
 
 
 def deploy_blockchain(cluster: Cluster, namespace: str, *, timeout: float,
-                      log: Convergence | None = None) -> dict[str, Deployed]:
+                      log: Convergence | None = None,
+                      cluster_writes: bool = True) -> dict[str, Deployed]:
     """composer, vp0 and membersrvc, and the ingress with the namespace's own host.
 
-    The IngressClass ``istio`` is cluster-scoped: it is created only when missing, so a
-    run on a shared cluster where it exists writes nothing outside its namespace.
+    The IngressClass ``istio`` is cluster-scoped: it is created only when missing, and not
+    at all when ``cluster_writes`` is off (the gate profile) — the Ingress then names Istio
+    by the ``kubernetes.io/ingress.class`` annotation, which Istio also honours
+    (istio-mapping.md §4.1), so nothing outside the namespace is written.
     """
     from meshgate import ingress
 
@@ -60,8 +63,11 @@ def deploy_blockchain(cluster: Cluster, namespace: str, *, timeout: float,
     objects = [obj for m in loaded for obj in m.objects]
     for obj in ing.objects:
         if obj["kind"] == "IngressClass":
-            if cluster.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], None):
+            if not cluster_writes or cluster.get(obj["apiVersion"], obj["kind"],
+                                                 obj["metadata"]["name"], None):
                 continue
+        if obj["kind"] == "Ingress" and not cluster_writes:
+            obj = ingress.by_annotation(obj)
         objects.append(ingress.isolate(obj, host))
     for obj in objects:
         cluster.apply(obj, namespace, dry_run=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from meshgate.cluster import Cluster, ClusterError
 from meshgate.graph import Edge, Node, edges_from_kiali, servicegraph_edges
 from meshgate.mesh import MeshInfo
-from meshgate.telemetry import Prometheus
+from meshgate.telemetry import QueryBackend
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def from_servicegraph(cluster: Cluster, mesh: MeshInfo) -> Observed:
     return Observed("servicegraph", servicegraph_edges(doc), doc)
 
 
-def from_prometheus(prom: Prometheus, namespace: str, window: str = "5m") -> Observed:
+def from_prometheus(prom: QueryBackend, namespace: str, window: str = "5m") -> Observed:
     """Edges from Kiali's own query (destination reports, plus source reports for the
     namespace's outgoing traffic)."""
     by = ("source_workload_namespace,source_workload,destination_service_namespace,"
@@ -94,7 +94,7 @@ def from_prometheus(prom: Prometheus, namespace: str, window: str = "5m") -> Obs
     return Observed("prometheus", edges, series)
 
 
-def observe(cluster: Cluster, mesh: MeshInfo, prom: Prometheus | None,
+def observe(cluster: Cluster, mesh: MeshInfo, prom: QueryBackend | None,
             namespace: str) -> Observed:
     if mesh.kiali is not None:
         return from_kiali(cluster, mesh, [namespace])

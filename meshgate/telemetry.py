@@ -13,9 +13,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from meshgate.cluster import Cluster, ClusterError
 from meshgate.mesh import Addon
+
+
+class QueryBackend(Protocol):
+    """Anything that answers Prometheus's instant-query API (Prometheus, thanos-querier)."""
+
+    queries: list[Query]
+
+    def query(self, promql: str) -> list[dict]: ...
 
 
 @dataclass
@@ -48,11 +57,62 @@ class Prometheus:
         return doc["data"]["result"]
 
 
+@dataclass
+class ThanosQuerier:
+    """OpenShift's monitoring stack: the ``thanos-querier`` Route in
+    ``openshift-monitoring`` answers the Prometheus query API with bearer-token auth only
+    ("You can only use bearer token authentication", OpenShift monitoring docs;
+    istio-mapping.md §2.3). The token is the kubeconfig's."""
+
+    cluster: Cluster
+    url: str
+    queries: list[Query] = field(default_factory=list)
+
+    def request(self, promql: str) -> tuple[str, dict, dict]:
+        """The URL, headers and parameters of a query (kept separate to be testable)."""
+        cfg = self.cluster.api_client.configuration
+        token = cfg.get_api_key_with_prefix("BearerToken") or ""
+        if token and not token.lower().startswith("bearer "):
+            token = f"Bearer {token}"
+        headers = {"Authorization": token} if token else {}
+        return f"{self.url.rstrip('/')}/api/v1/query", headers, {"query": promql}
+
+    def query(self, promql: str) -> list[dict]:
+        import requests
+
+        url, headers, params = self.request(promql)
+        with requests.Session() as s:
+            s.trust_env = False
+            try:
+                r = s.get(url, headers=headers, params=params, timeout=15)
+            except requests.RequestException as exc:
+                raise ClusterError(f"cannot reach thanos-querier at {self.url}: {exc}") from exc
+        try:
+            doc = r.json()
+        except ValueError:
+            doc = {"raw": r.text[:500]}
+        self.queries.append(Query(promql, r.status_code, doc))
+        if r.status_code != 200 or doc.get("status") != "success":
+            raise ClusterError(f"thanos-querier query failed ({r.status_code}): "
+                               f"{doc.get('error') or doc}: {promql}")
+        return doc["data"]["result"]
+
+
+def thanos_url(cluster: Cluster) -> str | None:
+    """The thanos-querier Route's URL on OpenShift, if there is one."""
+    if not cluster.has_api("route.openshift.io/v1"):
+        return None
+    route = cluster.get("route.openshift.io/v1", "Route", "thanos-querier",
+                        "openshift-monitoring")
+    host = ((route or {}).get("spec") or {}).get("host")
+    return f"https://{host}" if host else None
+
+
 def selector(labels: dict[str, str]) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
 
 
-def requests_total(prom: Prometheus, labels: dict[str, str]) -> float:
+def requests_total(prom: QueryBackend, labels: dict[str, str]) -> float:
     """Sum of ``istio_requests_total`` over the series matching ``labels`` (0 if none)."""
     result = prom.query(f"sum(istio_requests_total{selector(labels)})")
     return float(result[0]["value"][1]) if result else 0.0
@@ -70,7 +130,7 @@ class Near:
         return f"value {self.value:g}; differs in {diff or 'nothing'}"
 
 
-def closest_series(prom: Prometheus, wanted: dict[str, str], limit: int = 3) -> list[Near]:
+def closest_series(prom: QueryBackend, wanted: dict[str, str], limit: int = 3) -> list[Near]:
     """The istio_requests_total series nearest to ``wanted``, fewest differing labels first."""
     scope = {k: v for k, v in wanted.items()
              if k in ("destination_service_namespace", "source_workload_namespace")}
@@ -85,7 +145,7 @@ def closest_series(prom: Prometheus, wanted: dict[str, str], limit: int = 3) -> 
     return out[:limit]
 
 
-def explain_missing(prom: Prometheus, wanted: dict[str, str]) -> str:
+def explain_missing(prom: QueryBackend, wanted: dict[str, str]) -> str:
     try:
         near = closest_series(prom, wanted)
     except ClusterError as exc:
@@ -159,13 +219,20 @@ def destination_labels(service: str, namespace: str, code: int) -> dict[str, str
             "destination_service_namespace": namespace, "response_code": str(code)}
 
 
-def prometheus_for(cluster: Cluster, world: object, mesh_info: object) -> Prometheus:
+def prometheus_for(cluster: Cluster, world: object, mesh_info: object
+                   ) -> QueryBackend:
+    """The telemetry backend: the mesh's Prometheus addon, else OpenShift's thanos-querier."""
     prom = getattr(world, "prometheus", None)
     if prom is None:
         addon = getattr(mesh_info, "prometheus", None)
-        if addon is None:
-            raise ClusterError("there is no prometheus Service in istio-system")
-        prom = Prometheus(cluster, addon)
+        thanos = getattr(mesh_info, "thanos", None)
+        if addon is not None:
+            prom = Prometheus(cluster, addon)
+        elif thanos:
+            prom = ThanosQuerier(cluster, thanos)
+        else:
+            raise ClusterError("no telemetry backend: no prometheus Service in istio-system "
+                               "and no thanos-querier Route")
         world.prometheus = prom  # type: ignore[attr-defined]
     return prom
 
@@ -173,7 +240,8 @@ def prometheus_for(cluster: Cluster, world: object, mesh_info: object) -> Promet
 def baselines(cluster: Cluster, world: object, mesh_info: object) -> dict[str, float]:
     """Per-service counts before traffic: the larger of Prometheus's and the proxy's own."""
     out: dict[str, float] = {}
-    if getattr(mesh_info, "prometheus", None) is None:
+    if getattr(mesh_info, "prometheus", None) is None and not getattr(mesh_info, "thanos",
+                                                                       None):
         return out
     prom = prometheus_for(cluster, world, mesh_info)
     namespace = world.namespace  # type: ignore[attr-defined]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from pytest_bdd import given, parsers, then
 
+from fixtures.options import profile
 from fixtures.world import World
 from meshgate import manifests, rollout, sidecars
 from meshgate.cluster import Cluster
@@ -12,11 +14,11 @@ from meshgate.waiting import Convergence, Timeouts
 
 @given("the blockchain workloads are deployed with sidecars")
 def blockchain_deployed(cluster: Cluster, world: World, timeouts: Timeouts,
-                        convergence: Convergence) -> None:
+                        convergence: Convergence, pytestconfig: pytest.Config) -> None:
     """composer, vp0, membersrvc and their Ingress, in the worker's namespace."""
-    world.deployed.update(rollout.deploy_blockchain(cluster, world.namespace,
-                                                    timeout=timeouts["deploy"],
-                                                    log=convergence))
+    world.deployed.update(rollout.deploy_blockchain(
+        cluster, world.namespace, timeout=timeouts["deploy"], log=convergence,
+        cluster_writes=profile(pytestconfig) != "gate"))
 
 
 @given(parsers.re(r"the (?P<name>[a-z0-9-]+) workload is deployed with a sidecar"))
