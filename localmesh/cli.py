@@ -91,8 +91,12 @@ def current(state_dir: Path) -> dict | None:
 
 
 def launch(state_dir: Path, kubeconfig: Path | None = None, *, mesh: bool = True,
-           port: int = 0, timeout: float = 60.0) -> Handle:
-    """Start ``localmesh serve`` in the background and wait until it is ready."""
+           port: int = 0, timeout: float = 60.0, tied: bool = False) -> Handle:
+    """Start ``localmesh serve`` in the background and wait until it is ready.
+
+    ``tied`` (for a test run's own instance): localmesh gets SIGTERM when the launching
+    process dies, however it dies, and then stops every pod it started.
+    """
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     running = current(state_dir)
@@ -111,6 +115,10 @@ def launch(state_dir: Path, kubeconfig: Path | None = None, *, mesh: bool = True
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    if tied:
+        from localmesh.kubelet.runtime import die_with_parent
+
+        cmd = die_with_parent(cmd, "TERM")
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                             start_new_session=True, env=env)
     log.close()

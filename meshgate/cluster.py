@@ -9,9 +9,10 @@ API server's services/proxy — the same calls on localmesh, kind or OpenShift.
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,9 @@ class Cluster:
         if self._dynamic is None:
             # A per-process discovery cache: the default one is shared by every client of
             # the same host and goes stale when CRDs change (lab-facts §3).
-            cache = Path(tempfile.gettempdir()) / f"meshgate-discovery-{os.getpid()}.json"
+            tmp = tempfile.mkdtemp(prefix="meshgate-discovery-")
+            weakref.finalize(self, shutil.rmtree, tmp, True)
+            cache = Path(tmp) / "discovery.json"
             try:
                 self._dynamic = DynamicClient(self.api_client, cache_file=str(cache))
             except (urllib3.exceptions.HTTPError, OSError) as exc:

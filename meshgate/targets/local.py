@@ -6,6 +6,8 @@ rule"): it starts the embedded cluster and hands the suite its kubeconfig.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,7 @@ class LocalTarget:
     kubeconfig: str | None = None
     name: str = "local"
     _handle: object | None = field(default=None, repr=False)
+    _tmp: Path | None = field(default=None, repr=False)
 
     def start(self) -> Provided:
         if self.kubeconfig:
@@ -29,9 +32,13 @@ class LocalTarget:
             return Provided(path, None, f"localmesh (reused, {path})")
         from localmesh.cli import LaunchError, launch
 
+        # The instance's state (kubeconfig, keys, pod directories) lives in a temporary
+        # folder removed at stop; failure bundles copy what a reviewer needs first.
+        self._tmp = Path(tempfile.mkdtemp(prefix="meshgate-localmesh-"))
         try:
-            handle = launch(self.state_dir)
+            handle = launch(self._tmp, tied=True)
         except LaunchError as exc:
+            shutil.rmtree(self._tmp, ignore_errors=True)
             raise TargetError(f"cannot boot localmesh: {exc}") from exc
         self._handle = handle
         return Provided(handle.kubeconfig, None,
@@ -41,6 +48,9 @@ class LocalTarget:
         if self._handle is not None:
             self._handle.stop()  # type: ignore[attr-defined]
             self._handle = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
 
     @property
     def boot_seconds(self) -> float | None:
