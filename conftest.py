@@ -4,6 +4,7 @@ pytest_plugins = [
     "fixtures.options",
     "fixtures.cluster",
     "fixtures.namespace",
+    "fixtures.reporting",
     "fixtures.world",
     "fixtures.bundle",
     "steps.deploy",
@@ -12,4 +13,5 @@ pytest_plugins = [
     "steps.telemetry",
     "steps.graph",
     "steps.ingress",
+    "steps.chaos",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import platform
 from pathlib import Path
 
 from localmesh.api.objects import ObjectAPI
@@ -44,6 +45,9 @@ class Kubelet:
         self._flush = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._event_count = 0
+        # exec / attach / portforward WebSockets being served, closed on stop() so a client
+        # that keeps one open cannot hold localmesh's shutdown.
+        self.open_streams: set = set()
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -75,7 +79,8 @@ class Kubelet:
                             "lastTransitionTime": now_rfc3339()}],
             "nodeInfo": {"kubeletVersion": "v1.33.0-localmesh", "operatingSystem": "linux",
                          "architecture": "amd64", "containerRuntimeVersion": "localmesh://1",
-                         "kernelVersion": "", "osImage": "localmesh", "kubeProxyVersion": "",
+                         "kernelVersion": platform.release(), "osImage": "localmesh",
+                         "kubeProxyVersion": "",
                          "machineID": "", "systemUUID": "", "bootID": ""},
             "capacity": {"cpu": "2", "memory": "24Gi", "pods": "500"},
             "allocatable": {"cpu": "2", "memory": "24Gi", "pods": "500"},
@@ -138,6 +143,9 @@ class Kubelet:
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
+        if self.open_streams:
+            await asyncio.wait([asyncio.ensure_future(ws.close(code=1001))
+                                for ws in list(self.open_streams)], timeout=2)
         workers = list(self.workers.values())
         for w in workers:
             w.stop()
@@ -217,6 +225,9 @@ class Kubelet:
         env = worker._env(c, image)
         env.update(mount_env(c.spec, worker.volumes))
         env.update(container_env(self.store, worker._pod_with_ip(), copy.deepcopy(c.spec)))
+        if c.process is not None:
+            # What "PID 1" is for the container's `kill` tool (no PID namespace here).
+            env["LOCALMESH_CONTAINER_PGID"] = str(c.process.pgid)
         argv = self.exec_argv(c, command)
         return await asyncio.create_subprocess_exec(
             *argv, env=env, cwd=str(worker.dir),

