@@ -44,9 +44,34 @@ def _ready(cluster: Cluster, namespace: str, name: str) -> Deployed | None:
     return Deployed(name, namespace, tuple(sorted(p["metadata"]["name"] for p in pods)))
 
 
+_DEPLOYED: dict[tuple[str, str], dict[str, Deployed]] = {}
+
+
 def deploy_blockchain(cluster: Cluster, namespace: str, *, timeout: float,
                       log: Convergence | None = None,
                       cluster_writes: bool = True) -> dict[str, Deployed]:
+    """Deploy once per namespace and process; later calls only confirm readiness.
+
+    Every scenario's Background says the workloads are deployed; applying the same 14
+    objects again would change nothing but cost a few hundred API calls per run.
+    """
+    key = (cluster.host, namespace)
+    known = _DEPLOYED.get(key)
+    if known is not None:
+        out = {name: wait_until(lambda n=name: _ready(cluster, namespace, n), area="deploy",
+                                what=f"{name} is Ready with a sidecar", timeout=timeout,
+                                log=log) for name in known}
+        _DEPLOYED[key] = out
+        return out
+    out = _deploy_blockchain(cluster, namespace, timeout=timeout, log=log,
+                             cluster_writes=cluster_writes)
+    _DEPLOYED[key] = out
+    return out
+
+
+def _deploy_blockchain(cluster: Cluster, namespace: str, *, timeout: float,
+                       log: Convergence | None = None,
+                       cluster_writes: bool = True) -> dict[str, Deployed]:
     """composer, vp0 and membersrvc, and the ingress with the namespace's own host.
 
     The IngressClass ``istio`` is cluster-scoped: it is created only when missing, and not

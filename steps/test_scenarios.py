@@ -1,5 +1,14 @@
-"""Binds every scenario of features/ to pytest (pytest-bdd's ``scenarios``)."""
+"""Binds every scenario of features/ to pytest (pytest-bdd's ``scenarios``).
+
+Features are bound in the order a reviewer reads them, which is also the order that lets
+the mesh work in the background: the deployment first, the checks of the proxies next,
+then the ones that need scraped telemetry, and the faults last.
+"""
 
 from pytest_bdd import scenarios
 
-scenarios("../features")
+ORDER = ("deploy", "routes", "ingress", "telemetry", "graph", "chaos")
+
+for _feature in ORDER:
+    scenarios(f"../features/{_feature}.feature")
+scenarios("../features")  # anything not listed above

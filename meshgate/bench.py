@@ -1,0 +1,168 @@
+"""``meshgate bench``: the whole suite on localmesh from cold, measured.
+
+It runs ``pytest steps`` in a subprocess (so the numbers include everything a user
+waits for), samples the memory of the whole process tree while it runs, and reads back
+the JUnit report (time per scenario) and the convergence logs (every wait). It prints
+the localmesh boot, each scenario's time, every convergence area's median and max, the
+total wall time, the peak memory, and the overhead ratio:
+
+    total wall time ÷ (boot + the sum of the measured convergence waits)
+
+i.e. how much time the suite adds on top of what the mesh itself needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def process_tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(p.name))
+    out, todo = [], [root]
+    while todo:
+        cur = todo.pop()
+        out.append(cur)
+        todo.extend(children.get(cur, []))
+    return out
+
+
+def pss_mib(pids: list[int]) -> float:
+    """Proportional set size: shared pages (Envoy's binary) are counted once overall."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+        except OSError:
+            continue
+    return total / 1024
+
+
+@dataclass
+class BenchResult:
+    returncode: int
+    wall: float
+    boot: float | None
+    scenarios: list[tuple[str, float, str]]
+    convergence: list[dict]
+    peak_mib: float
+    summary: str = ""
+    bundles: list[str] = field(default_factory=list)
+
+    @property
+    def waits(self) -> float:
+        return sum(s["seconds"] for s in self.convergence)
+
+    @property
+    def overhead_ratio(self) -> float | None:
+        base = (self.boot or 0.0) + self.waits
+        return self.wall / base if base > 0 else None
+
+
+def run_suite(pytest_args: list[str], artifacts: Path, *, sample_every: float = 0.2,
+              timeout: float = 1800.0) -> BenchResult:
+    """Run the suite once; bounded by ``timeout``."""
+    junit = artifacts / "junit.xml"
+    if "--target" not in pytest_args:
+        pytest_args = ["--target", "local", *pytest_args]
+    cmd = [sys.executable, "-m", "pytest", "steps", "-p", "no:cacheprovider", "-q",
+           f"--artifacts={artifacts}", f"--junitxml={junit}", "--no-html-report",
+           *pytest_args]
+    env = dict(os.environ)
+    env.pop("MESHGATE_KUBECONFIG", None)
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env)
+    peak = 0.0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, pss_mib(process_tree(proc.pid)))
+            stop.wait(sample_every)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        stop.set()
+        sampler.join(timeout=5)
+    wall = time.monotonic() - start
+    m = re.search(r"booted in ([0-9.]+)s", output)
+    scenarios = []
+    if junit.exists():
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            status = "failed" if case.find("failure") is not None or case.find(
+                "error") is not None else "skipped" if case.find("skipped") is not None \
+                else "passed"
+            scenarios.append((case.get("name", "?"), float(case.get("time", 0)), status))
+    convergence = []
+    for f in sorted(artifacts.glob("convergence-*.json")):
+        convergence += json.loads(f.read_text())
+    last = [line for line in output.splitlines() if line.strip()]
+    bundles = sorted(str(p) for p in (artifacts / "bundles").glob("*/*") if p.is_dir())
+    return BenchResult(proc.returncode or 0, wall, float(m.group(1)) if m else None,
+                       scenarios, convergence, peak, last[-1] if last else "", bundles)
+
+
+def format_result(r: BenchResult) -> str:
+    lines = [f"localmesh boot: {r.boot:.2f}s" if r.boot is not None else
+             "localmesh boot: (not measured: not the local target)"]
+    lines.append("")
+    lines.append(f"{'scenario':78} {'seconds':>8}  status")
+    for name, secs, status in r.scenarios:
+        lines.append(f"{name[:78]:78} {secs:8.2f}  {status}")
+    lines.append("")
+    lines.append(f"{'convergence (area)':24} {'count':>5} {'median':>8} {'max':>8} {'sum':>8}")
+    areas: dict[str, list[float]] = {}
+    for s in r.convergence:
+        areas.setdefault(s["area"], []).append(s["seconds"])
+    for area, values in sorted(areas.items()):
+        lines.append(f"{area:24} {len(values):5d} {statistics.median(values):8.3f} "
+                     f"{max(values):8.3f} {sum(values):8.2f}")
+    lines.append("")
+    lines.append(f"total wall time: {r.wall:.2f}s")
+    lines.append(f"peak memory (PSS of the whole run): {r.peak_mib:.0f} MiB")
+    ratio = r.overhead_ratio
+    lines.append(f"overhead ratio: {ratio:.2f}" if ratio else "overhead ratio: n/a")
+    lines.append(f"result: {r.summary}")
+    return "\n".join(lines)
+
+
+def bench(pytest_args: list[str], keep: Path | None = None) -> tuple[int, str]:
+    """Run once from cold and format the numbers; returns (exit code, text)."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        result = run_suite(pytest_args, keep)
+    else:
+        with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as tmp:
+            result = run_suite(pytest_args, Path(tmp))
+    return result.returncode, format_result(result)

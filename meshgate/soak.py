@@ -1,0 +1,65 @@
+"""``meshgate soak --runs N``: the suite N times against one localmesh, fresh namespaces
+each time, to find flakes. Each run gets its own run id (so its own namespaces); the
+failures are printed with their failure bundles. A flake found is a bug to fix at its
+cause, not a reason to retry.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from meshgate.bench import BenchResult, run_suite
+
+
+@dataclass
+class SoakReport:
+    runs: list[BenchResult]
+
+    @property
+    def passed(self) -> int:
+        return sum(1 for r in self.runs if r.returncode == 0)
+
+    def format(self) -> str:
+        lines = [f"soak: {self.passed} of {len(self.runs)} runs passed"]
+        for i, r in enumerate(self.runs, 1):
+            failed = [n for n, _, s in r.scenarios if s == "failed"]
+            lines.append(f"  run {i:3d}: {'pass' if r.returncode == 0 else 'FAIL'} "
+                         f"{r.wall:6.1f}s  {r.summary}")
+            for name in failed:
+                lines.append(f"           failed: {name}")
+            for b in r.bundles:
+                lines.append(f"           bundle: {b}")
+        return "\n".join(lines)
+
+
+def soak(runs: int, pytest_args: list[str], artifacts: Path) -> SoakReport:
+    """Boot one localmesh, run the suite ``runs`` times against it, stop it."""
+    from meshgate.targets.local import LocalTarget
+
+    runs = max(1, min(runs, 500))
+    target = LocalTarget(state_dir=Path(tempfile.gettempdir()))
+    provided = target.start()
+    results = []
+    try:
+        for i in range(runs):
+            out = artifacts / f"run-{i + 1:03d}"
+            if out.exists():
+                shutil.rmtree(out)
+            out.mkdir(parents=True)
+            result = _run_with_cluster(pytest_args, out, provided.kubeconfig)
+            results.append(result)
+            print(f"soak: run {i + 1}/{runs}: {'pass' if result.returncode == 0 else 'FAIL'} "
+                  f"({result.wall:.1f}s)", file=sys.stderr, flush=True)
+    finally:
+        target.stop()
+    return SoakReport(results)
+
+
+def _run_with_cluster(pytest_args: list[str], out: Path, kubeconfig: Path) -> BenchResult:
+    # The suite reuses the running localmesh through --kubeconfig (target local reuse).
+    return run_suite(["--target", "local", "--kubeconfig", str(kubeconfig), *pytest_args],
+                     out)
