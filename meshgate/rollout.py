@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from meshgate import manifests, sidecars
 from meshgate.cluster import Cluster
-from meshgate.waiting import Convergence, wait_until
+from meshgate.waiting import Convergence, Unrecoverable, wait_until
 
 
 @dataclass(frozen=True)
@@ -17,9 +18,10 @@ class Deployed:
 
 
 def deploy(cluster: Cluster, namespace: str, names: list[str], *, timeout: float,
-           log: Convergence | None = None) -> dict[str, Deployed]:
+           log: Convergence | None = None,
+           directory: Path = manifests.MANIFEST_DIR) -> dict[str, Deployed]:
     """Apply each workload's manifest, then wait for every Deployment's rollout."""
-    loaded = [manifests.workload_manifest(n) for n in names]
+    loaded = [manifests.workload_manifest(n, directory) for n in names]
     for m in loaded:
         manifests.apply(cluster, m, namespace)
     out = {}
@@ -33,11 +35,37 @@ def deploy(cluster: Cluster, namespace: str, names: list[str], *, timeout: float
     return out
 
 
+STUCK = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+         "CreateContainerConfigError", "CrashLoopBackOff")
+
+
+def stuck(pods: list[dict]) -> str | None:
+    """Why a pod cannot become Ready by waiting (the kubelet's waiting reason), if it can't.
+
+    A first ErrImagePull is already final for the suite: the image will not appear.
+    CrashLoopBackOff counts once a container has restarted three times.
+    """
+    for p in pods:
+        st = p.get("status") or {}
+        for c in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
+            waiting = (c.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason in STUCK and (reason != "CrashLoopBackOff" or c.get("restartCount", 0)
+                                    >= 3):
+                return (f"pod {p['metadata']['name']} container {c['name']}: {reason}: "
+                        f"{waiting.get('message', '')}")
+    return None
+
+
 def _ready(cluster: Cluster, namespace: str, name: str) -> Deployed | None:
     d = cluster.get("apps/v1", "Deployment", name, namespace)
+    pods = manifests.pods_of(cluster, namespace, name)
+    why = stuck(pods)
+    if why:
+        raise Unrecoverable(f"{name} cannot become Ready: {why}; see `kubectl describe pod "
+                            f"-n {namespace} -l app={name}`")
     if d is None or not manifests.deployment_ready(d):
         return None
-    pods = manifests.pods_of(cluster, namespace, name)
     if not pods or not all(sidecars.is_injected(p) and sidecars.has_proxy_container(p)
                            for p in pods):
         return None
@@ -49,7 +77,8 @@ _DEPLOYED: dict[tuple[str, str], dict[str, Deployed]] = {}
 
 def deploy_blockchain(cluster: Cluster, namespace: str, *, timeout: float,
                       log: Convergence | None = None,
-                      cluster_writes: bool = True) -> dict[str, Deployed]:
+                      cluster_writes: bool = True,
+                      directory: Path = manifests.MANIFEST_DIR) -> dict[str, Deployed]:
     """Deploy once per namespace and process; later calls only confirm readiness.
 
     Every scenario's Background says the workloads are deployed; applying the same 14
@@ -64,14 +93,15 @@ def deploy_blockchain(cluster: Cluster, namespace: str, *, timeout: float,
         _DEPLOYED[key] = out
         return out
     out = _deploy_blockchain(cluster, namespace, timeout=timeout, log=log,
-                             cluster_writes=cluster_writes)
+                             cluster_writes=cluster_writes, directory=directory)
     _DEPLOYED[key] = out
     return out
 
 
 def _deploy_blockchain(cluster: Cluster, namespace: str, *, timeout: float,
                        log: Convergence | None = None,
-                       cluster_writes: bool = True) -> dict[str, Deployed]:
+                       cluster_writes: bool = True,
+                       directory: Path = manifests.MANIFEST_DIR) -> dict[str, Deployed]:
     """composer, vp0 and membersrvc, and the ingress with the namespace's own host.
 
     The IngressClass ``istio`` is cluster-scoped: it is created only when missing, and not
@@ -82,8 +112,8 @@ def _deploy_blockchain(cluster: Cluster, namespace: str, *, timeout: float,
     from meshgate import ingress
 
     names = list(manifests.WORKLOADS)
-    loaded = [manifests.workload_manifest(n) for n in names]
-    ing = manifests.load(manifests.MANIFEST_DIR / "ingress.yaml")
+    loaded = [manifests.workload_manifest(n, directory) for n in names]
+    ing = manifests.load(directory / "ingress.yaml")
     host = ingress.scenario_host(namespace)
     objects = [obj for m in loaded for obj in m.objects]
     for obj in ing.objects:

@@ -31,6 +31,7 @@ class Observed:
     source_name: str
     edges: list[Edge]
     raw: object
+    note: str = ""
 
     def names(self) -> list[tuple[str, str]]:
         return sorted({(node_name(e.source), node_name(e.target)) for e in self.edges})
@@ -96,14 +97,20 @@ def from_prometheus(prom: QueryBackend, namespace: str, window: str = "5m") -> O
 
 def observe(cluster: Cluster, mesh: MeshInfo, prom: QueryBackend | None,
             namespace: str) -> Observed:
+    """Kiali if installed, else the servicegraph addon, else Prometheus; says which."""
     if mesh.kiali is not None:
         return from_kiali(cluster, mesh, [namespace])
     if mesh.servicegraph is not None:
-        return from_servicegraph(cluster, mesh)
+        out = from_servicegraph(cluster, mesh)
+        out.note = "Kiali is not installed; the graph comes from the servicegraph addon"
+        return out
     if prom is None:
         raise ClusterError("no graph source: the cluster has neither Kiali, the servicegraph "
                            "addon nor Prometheus in istio-system")
-    return from_prometheus(prom, namespace)
+    out = from_prometheus(prom, namespace)
+    out.note = ("neither Kiali nor the servicegraph addon is installed; the graph is "
+                "derived from Prometheus with Kiali's query")
+    return out
 
 
 def missing(observed: Observed, wanted: list[WantedEdge]) -> list[WantedEdge]:
@@ -112,9 +119,10 @@ def missing(observed: Observed, wanted: list[WantedEdge]) -> list[WantedEdge]:
 
 
 def describe_found(observed: Observed) -> str:
+    note = f" ({observed.note})" if observed.note else ""
     if not observed.edges:
-        return f"{observed.source_name} shows no edges at all"
+        return f"{observed.source_name}{note} shows no edges at all"
     parts = [f"{node_name(e.source)} → {node_name(e.target)}"
              + (f" ({e.protocol}, {e.rate:g}/s)" if e.rate is not None else "")
              for e in observed.edges]
-    return f"{observed.source_name} shows: " + "; ".join(sorted(set(parts)))
+    return f"{observed.source_name}{note} shows: " + "; ".join(sorted(set(parts)))

@@ -25,6 +25,11 @@ DEFAULT_TIMEOUTS = {"deploy": 120.0, "routes": 60.0, "telemetry": 90.0, "graph":
                     "ingress": 60.0}
 
 
+class Unrecoverable(AssertionError):
+    """Raised by a probe when waiting longer cannot help (an image that cannot be pulled,
+    a crash loop): :func:`wait_until` stops at once and lets it through."""
+
+
 class WaitTimeout(AssertionError):
     """A condition did not hold in time; carries the last thing observed."""
 
@@ -110,6 +115,10 @@ def wait_until(probe: Callable[[], T], *, area: str, what: str, timeout: float,
                 if log is not None:
                     log.add(Sample(area, what, time.monotonic() - start, True, polls))
                 return value
+        except Unrecoverable as exc:
+            if log is not None:
+                log.add(Sample(area, what, time.monotonic() - start, False, polls))
+            raise exc
         except AssertionError as exc:
             last = exc
         except Exception as exc:  # noqa: BLE001 - a probe error is an observation

@@ -5,27 +5,31 @@ from __future__ import annotations
 import pytest
 from pytest_bdd import given, parsers, then
 
-from fixtures.options import profile
+from fixtures.options import manifest_dir, profile
 from fixtures.world import World
 from meshgate import manifests, rollout, sidecars
 from meshgate.cluster import Cluster
+from meshgate.mesh import MeshInfo
 from meshgate.waiting import Convergence, Timeouts
 
 
 @given("the blockchain workloads are deployed with sidecars")
 def blockchain_deployed(cluster: Cluster, world: World, timeouts: Timeouts,
-                        convergence: Convergence, pytestconfig: pytest.Config) -> None:
+                        convergence: Convergence, pytestconfig: pytest.Config,
+                        mesh_info: MeshInfo) -> None:
     """composer, vp0, membersrvc and their Ingress, in the worker's namespace."""
     world.deployed.update(rollout.deploy_blockchain(
         cluster, world.namespace, timeout=timeouts["deploy"], log=convergence,
-        cluster_writes=profile(pytestconfig) != "gate"))
+        cluster_writes=profile(pytestconfig) != "gate",
+        directory=manifest_dir(pytestconfig)))
 
 
 @given(parsers.re(r"the (?P<name>[a-z0-9-]+) workload is deployed with a sidecar"))
 def workload_deployed(name: str, cluster: Cluster, world: World, timeouts: Timeouts,
-                      convergence: Convergence) -> None:
+                      convergence: Convergence, pytestconfig: pytest.Config) -> None:
     world.deployed.update(rollout.deploy(cluster, world.namespace, [name],
-                                         timeout=timeouts["deploy"], log=convergence))
+                                         timeout=timeouts["deploy"], log=convergence,
+                                         directory=manifest_dir(pytestconfig)))
 
 
 @then(parsers.parse("every pod of {workload} is Ready with an injected istio-proxy sidecar"))

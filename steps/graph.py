@@ -42,6 +42,9 @@ def graph_has_edges(datatable: list[list[str]], cluster: Cluster, world: World,
             f"{servicegraph.describe_found(observed) if observed else 'no graph was read'}"
         ) from None
     finally:
+        if world.graph is not None and world.graph.note:
+            print(f"meshgate: {world.graph.note}")
+            world.evidence["graph_source"] = world.graph.note
         if world.graph is not None:
             request.node.user_properties.append(("meshgate_graph", json.dumps(
                 [{"source": servicegraph.node_name(e.source),

@@ -22,6 +22,12 @@ class KubeconfigTarget:
         if not path.is_file():
             raise TargetError(f"kubeconfig {path} does not exist: pass --kubeconfig PATH (or "
                               "set KUBECONFIG) for --target kubeconfig")
+        from meshgate.cluster import Cluster, ClusterError
+
+        try:
+            Cluster(path, self.context)
+        except ClusterError as exc:
+            raise TargetError(str(exc)) from exc
         return Provided(path, self.context, f"cluster of {path}"
                         + (f" (context {self.context})" if self.context else ""))
 
