@@ -9,6 +9,7 @@ available to Python as :func:`launch` / :class:`Handle`, which the suite's local
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -161,7 +162,11 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         asyncio.run(inst.run())
     except OSError as exc:
-        print(f"localmesh: cannot start: {exc}", file=sys.stderr)
+        if exc.errno == errno.EADDRINUSE:
+            print(f"localmesh: cannot start: 127.0.0.1:{args.port} is already in use; choose "
+                  "another --port, or omit --port to get a free one", file=sys.stderr)
+        else:
+            print(f"localmesh: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0
 

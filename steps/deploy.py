@@ -8,20 +8,28 @@ from pytest_bdd import given, parsers, then
 from fixtures.options import manifest_dir, profile
 from fixtures.world import World
 from meshgate import manifests, rollout, sidecars
-from meshgate.cluster import Cluster
+from meshgate.cluster import Cluster, ClusterError
+from meshgate.manifests import ManifestError
 from meshgate.mesh import MeshInfo
-from meshgate.waiting import Convergence, Timeouts
+from meshgate.waiting import Convergence, Timeouts, Unrecoverable
 
 
 @given("the blockchain workloads are deployed with sidecars")
 def blockchain_deployed(cluster: Cluster, world: World, timeouts: Timeouts,
                         convergence: Convergence, pytestconfig: pytest.Config,
                         mesh_info: MeshInfo) -> None:
-    """composer, vp0, membersrvc and their Ingress, in the worker's namespace."""
-    world.deployed.update(rollout.deploy_blockchain(
-        cluster, world.namespace, timeout=timeouts["deploy"], log=convergence,
-        cluster_writes=profile(pytestconfig) != "gate",
-        directory=manifest_dir(pytestconfig)))
+    """composer, vp0, membersrvc and their Ingress, in the worker's namespace.
+
+    When they cannot be deployed (a kind the cluster does not serve, an image that cannot
+    run), no scenario can pass: the run stops with that one message.
+    """
+    try:
+        world.deployed.update(rollout.deploy_blockchain(
+            cluster, world.namespace, timeout=timeouts["deploy"], log=convergence,
+            cluster_writes=profile(pytestconfig) != "gate",
+            directory=manifest_dir(pytestconfig)))
+    except (ClusterError, ManifestError, Unrecoverable) as exc:
+        pytest.exit(f"meshgate: cannot deploy the workloads: {exc}", returncode=3)
 
 
 @given(parsers.re(r"the (?P<name>[a-z0-9-]+) workload is deployed with a sidecar"))
