@@ -1,9 +1,12 @@
 """The ``meshgate`` command line.
 
-Each subcommand is one entry in SUBCOMMANDS: a function that adds its arguments and a
-function that runs it and returns the exit code. To add one (``run``, ``steps``,
-``sweep``, ``bench``, ``soak``, ...), write those two functions and append a Subcommand;
-import heavy modules inside the run function so that ``meshgate routes`` stays instant.
+Each subcommand is one Subcommand entry: a function that adds its arguments and a
+function that runs it and returns the exit code. The entries live in two lists of this
+module, in the order ``--help`` shows them: SUBCOMMANDS, the offline inspection commands
+(``routes``, ``edges``: files in, JSON out, no cluster), and SUITE_COMMANDS, the commands
+that drive the suite or a cluster (``run``, ``sweep``, ``steps``). To add one, write those
+two functions and append a Subcommand to the list it belongs to; import heavy modules
+inside the run function so that ``meshgate routes`` stays instant.
 
 Errors the user can fix are raised as CommandError and printed as a single line,
 ``meshgate <command>: error: <what>, in <where>: <what to do>``, with exit code 2 (the
@@ -22,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SUBCOMMANDS", "CommandError", "Subcommand", "build_parser", "main"]
+__all__ = ["SUBCOMMANDS", "SUITE_COMMANDS", "CommandError", "Subcommand", "build_parser",
+           "main"]
 
 PROG = "meshgate"
 USAGE_ERROR = 2
@@ -55,6 +59,9 @@ class Subcommand:
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    # True for commands that hand unknown arguments on (``meshgate run`` to pytest); they
+    # arrive in ``args.passthrough``. Elsewhere an unknown argument is a usage error.
+    passthrough: bool = False
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -227,6 +234,190 @@ def run_edges(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- run
+
+
+def repository_root() -> Path:
+    """The checkout this meshgate runs from: it holds conftest.py, steps/ and features/."""
+    return Path(__file__).resolve().parents[1]
+
+
+def configure_run(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``meshgate run``; everything else goes to pytest unchanged."""
+    from meshgate.targets import TARGETS
+
+    parser.add_argument(
+        "--target", metavar="NAME",
+        help=f"where the cluster comes from: {', '.join(TARGETS)} (default: local)",
+    )
+    parser.add_argument("--kubeconfig", metavar="FILE",
+                        help="kubeconfig of the cluster (or of a running localmesh to reuse)")
+    parser.add_argument("--kube-context", metavar="NAME", help="kubeconfig context to use")
+    parser.add_argument("--print-command", action="store_true",
+                        help="print the pytest command line instead of running it")
+    parser.epilog = (
+        "Other arguments go to pytest unchanged, e.g. 'meshgate run --target kind -n 2 -m "
+        "smoke --junitxml=artifacts/junit.xml'. The exit code is pytest's."
+    )
+
+
+def _names_tests(args: Sequence[str]) -> bool:
+    """Does the pytest argument list name tests itself (a path or node id)?"""
+    for arg in args:
+        if arg.startswith("-"):
+            continue
+        path = arg.split("::", 1)[0]
+        if path.endswith(".py") or "::" in arg or Path(path).exists():
+            return True
+    return False
+
+
+def _check_target(name: str) -> None:
+    import difflib
+
+    from meshgate.targets import TARGETS
+
+    if name in TARGETS:
+        return
+    close = difflib.get_close_matches(name, TARGETS, n=1, cutoff=0.5)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise CommandError(f"unknown target {name!r}{hint}", None,
+                       f"choose one of {', '.join(TARGETS)}")
+
+
+def pytest_command(args: argparse.Namespace, root: Path | None = None,
+                   python: str | None = None) -> list[str]:
+    """The pytest command line ``meshgate run`` executes (``pytest <root>/steps ...``)."""
+    root = root or repository_root()
+    extra = list(getattr(args, "passthrough", None) or [])
+    if "--" in extra:  # "meshgate run [ours] -- [pytest's]": the separator is ours
+        extra.remove("--")
+    if args.target is not None:
+        _check_target(args.target)
+    if args.kubeconfig is not None and not Path(args.kubeconfig).is_file():
+        raise CommandError("kubeconfig not found", args.kubeconfig,
+                           "pass the path of a kubeconfig file (or omit --kubeconfig)")
+    command = [python or sys.executable, "-m", "pytest"]
+    if not _names_tests(extra):
+        steps = root / "steps"
+        if not steps.is_dir() or not (root / "conftest.py").is_file():
+            raise CommandError("the acceptance suite (conftest.py, steps/) is not beside this "
+                               "meshgate", str(root),
+                               "run meshgate from a checkout installed with 'pip install -e .'")
+        command.append(str(steps))
+    if args.target is not None:
+        command += ["--target", args.target]
+    if args.kubeconfig is not None:
+        command += ["--kubeconfig", args.kubeconfig]
+    if args.kube_context is not None:
+        command += ["--kube-context", args.kube_context]
+    return command + extra
+
+
+def execute(command: Sequence[str]) -> int:
+    """Run a child process in the foreground and return its exit code.
+
+    Ctrl-C reaches the child too (same process group); we wait for it so that its own
+    cleanup (namespaces, the local mesh) finishes before the prompt comes back.
+    """
+    import subprocess
+
+    try:
+        process = subprocess.Popen(list(command))
+    except OSError as error:
+        raise CommandError(f"cannot start {command[0]}: {error.strerror or error}", None,
+                           "check the Python installation") from None
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            process.kill()
+            return 130
+
+
+def run_run(args: argparse.Namespace) -> int:
+    """Run the acceptance suite (pytest on steps/) against the chosen target."""
+    import shlex
+
+    command = pytest_command(args)
+    if args.print_command:
+        print(shlex.join(command))
+        return 0
+    return execute(command)
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+def configure_sweep(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``meshgate sweep``."""
+    parser.add_argument("--kubeconfig", metavar="FILE",
+                        help="kubeconfig of the cluster (default: KUBECONFIG or ~/.kube/config)")
+    parser.add_argument("--kube-context", metavar="NAME", help="kubeconfig context to use")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the namespaces that would be deleted, delete nothing")
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """Delete the scenario namespaces whose expiry label has passed (leftovers of runs)."""
+    from meshgate import namespaces
+    from meshgate.cluster import Cluster, ClusterError
+
+    if args.kubeconfig is not None and not Path(args.kubeconfig).is_file():
+        raise CommandError("kubeconfig not found", args.kubeconfig,
+                           "pass the path of a kubeconfig file with --kubeconfig")
+    try:
+        cluster = Cluster(Path(args.kubeconfig) if args.kubeconfig else None,
+                          args.kube_context)
+        names = namespaces.expired(cluster)
+    except ClusterError as error:
+        raise CommandError(str(error)) from None
+    if not names:
+        print("no expired meshgate namespaces")
+        return 0
+    failed = 0
+    for name in names:
+        if args.dry_run:
+            print(f"would delete namespace {name}")
+            continue
+        try:
+            namespaces.delete(cluster, name)
+        except ClusterError as error:
+            failed += 1
+            print(f"{PROG} sweep: could not delete namespace {name}: {error}", file=sys.stderr)
+            continue
+        print(f"deleted namespace {name}")
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def configure_steps(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``meshgate steps``."""
+    parser.add_argument("--json", action="store_true", help="print a JSON list of the steps")
+    parser.add_argument("--steps-dir", metavar="DIR",
+                        help="folder of the step modules (default: steps/ of this checkout)")
+
+
+def run_steps(args: argparse.Namespace) -> int:
+    """Print the step catalogue, generated from the step definitions."""
+    from meshgate.catalogue import CatalogueError, collect, render_json, render_markdown
+
+    steps_dir = Path(args.steps_dir) if args.steps_dir else None
+    try:
+        modules = collect(steps_dir)
+    except CatalogueError as error:
+        raise CommandError(str(error)) from None
+    if args.json:
+        print_json(render_json(modules))
+        return 0
+    sys.stdout.write(render_markdown(modules, steps_dir_name=(steps_dir or Path("steps")).name))
+    return 0
+
+
 # --------------------------------------------------------------------------- wiring
 
 SUBCOMMANDS: list[Subcommand] = [
@@ -244,15 +435,52 @@ SUBCOMMANDS: list[Subcommand] = [
     ),
 ]
 
+SUITE_COMMANDS: list[Subcommand] = [
+    Subcommand(
+        "run",
+        "run the acceptance suite against a target (other arguments go to pytest)",
+        configure_run,
+        run_run,
+        passthrough=True,
+    ),
+    Subcommand(
+        "sweep",
+        "delete expired scenario namespaces left behind by interrupted runs",
+        configure_sweep,
+        run_sweep,
+    ),
+    Subcommand(
+        "steps",
+        "print the step catalogue (Markdown) generated from the step definitions",
+        configure_steps,
+        run_steps,
+    ),
+]
+
+
+def version() -> str:
+    """The installed distribution's version (the package's when not installed)."""
+    try:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as dist_version
+
+        return dist_version("meshgate")
+    except PackageNotFoundError:
+        return "unknown"
+
 
 def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with one sub-parser per entry of SUBCOMMANDS."""
+    """The top-level parser with one sub-parser per entry of SUBCOMMANDS and SUITE_COMMANDS."""
     parser = argparse.ArgumentParser(
         prog=PROG, description="Acceptance checks and inspection tools for Istio service meshes."
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for sub in SUBCOMMANDS:
-        sub_parser = commands.add_parser(sub.name, help=sub.help, description=sub.help)
+    for sub in (*SUBCOMMANDS, *SUITE_COMMANDS):
+        # No abbreviations where arguments pass through: pytest's --k... must not be
+        # taken for one of ours.
+        sub_parser = commands.add_parser(sub.name, help=sub.help, description=sub.help,
+                                         allow_abbrev=not sub.passthrough)
         sub.configure(sub_parser)
         sub_parser.set_defaults(subcommand=sub)
     return parser
@@ -266,7 +494,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra and not args.subcommand.passthrough:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.passthrough = extra
     except SystemExit as exit_:  # argparse has already printed usage and the error
         if exit_.code is None:
             return 0
