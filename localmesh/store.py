@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -32,10 +33,15 @@ class StoreError(Exception):
 
 @dataclass
 class Event:
+    """One change. ``old`` is the object before it (MODIFIED, DELETED): a watcher with a
+    selector needs it to tell "stopped matching" (DELETED to that watcher) from "never
+    matched", as the API server's watch cache keeps ``PrevObject``."""
+
     type: str  # ADDED | MODIFIED | DELETED
     key: Key
     obj: dict
     revision: int
+    old: dict | None = None
 
 
 @dataclass
@@ -59,6 +65,15 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _history_size() -> int:
+    """Events kept for watch resumption; ``LOCALMESH_WATCH_HISTORY`` overrides it (tests
+    use a small window to reach 410 Gone quickly)."""
+    try:
+        return max(10, int(os.environ.get("LOCALMESH_WATCH_HISTORY", "20000")))
+    except ValueError:
+        return 20000
+
+
 class Store:
     """In-memory objects with revisions and watch fan-out."""
 
@@ -67,7 +82,7 @@ class Store:
     def __init__(self) -> None:
         self.revision = 1
         self.objects: dict[Key, dict[tuple[str, str], dict]] = {}
-        self.history: deque[Event] = deque(maxlen=self.HISTORY)
+        self.history: deque[Event] = deque(maxlen=_history_size())
         self.watches: list[Watch] = []
 
     # -- reads ---------------------------------------------------------------------------
@@ -76,12 +91,24 @@ class Store:
         return copy.deepcopy(obj) if obj is not None else None
 
     def list(self, key: Key, namespace: str | None = None) -> list[dict]:
+        return [copy.deepcopy(o) for o in self.scan(key, namespace)]
+
+    def scan(self, key: Key, namespace: str | None = None) -> list[dict]:
+        """The stored objects themselves, sorted by (namespace, name), without copying.
+
+        For in-process readers that only look (controllers scanning everything on each
+        pass): a caller must not mutate what it gets, and must copy what it keeps.
+        """
         bucket = self.objects.get(key, {})
-        items = [
-            copy.deepcopy(o) for (ns, _), o in sorted(bucket.items())
-            if namespace in (None, "") or ns == namespace
-        ]
-        return items
+        if namespace in (None, ""):
+            return [o for _, o in sorted(bucket.items())]
+        return [o for (ns, _), o in sorted(bucket.items()) if ns == namespace]
+
+    def count(self, key: Key, namespace: str | None = None) -> int:
+        bucket = self.objects.get(key, {})
+        if namespace in (None, ""):
+            return len(bucket)
+        return sum(1 for ns, _ in bucket if ns == namespace)
 
     # -- writes --------------------------------------------------------------------------
     def create(self, key: Key, obj: dict) -> dict:
@@ -115,12 +142,15 @@ class Store:
             )
         for immutable in ("uid", "creationTimestamp"):
             meta[immutable] = cur["metadata"].get(immutable)
+        meta["resourceVersion"] = cur["metadata"]["resourceVersion"]
         if obj == cur:
+            # A no-op write keeps the resourceVersion and sends no event, as etcd3's
+            # GuaranteedUpdate does when the new bytes equal the old.
             return copy.deepcopy(cur)
         self.revision += 1
         meta["resourceVersion"] = str(self.revision)
         bucket[(ns, name)] = copy.deepcopy(obj)
-        self._emit("MODIFIED", key, obj)
+        self._emit("MODIFIED", key, obj, old=cur)
         return copy.deepcopy(obj)
 
     def delete(self, key: Key, namespace: str, name: str) -> dict:
@@ -129,9 +159,9 @@ class Store:
         if cur is None:
             raise StoreError(404, "NotFound", f'"{name}" not found')
         self.revision += 1
-        cur["metadata"]["resourceVersion"] = str(self.revision)
-        self._emit("DELETED", key, cur)
-        return copy.deepcopy(cur)
+        gone = {**cur, "metadata": {**cur["metadata"], "resourceVersion": str(self.revision)}}
+        self._emit("DELETED", key, gone, old=cur)
+        return copy.deepcopy(gone)
 
     # -- watch ---------------------------------------------------------------------------
     def watch(
@@ -153,8 +183,9 @@ class Store:
         if w in self.watches:
             self.watches.remove(w)
 
-    def _emit(self, type_: str, key: Key, obj: dict) -> None:
-        ev = Event(type_, key, copy.deepcopy(obj), self.revision)
+    def _emit(self, type_: str, key: Key, obj: dict, old: dict | None = None) -> None:
+        # ``old`` is the stored dict being replaced; nothing mutates it after this point.
+        ev = Event(type_, key, copy.deepcopy(obj), self.revision, old)
         self.history.append(ev)
         for w in list(self.watches):
             if w.matches(ev):

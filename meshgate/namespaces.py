@@ -29,7 +29,8 @@ def namespace_name(run_id: str, scenario: str) -> str:
     """A DNS-1123 label of at most 63 characters that still says which scenario it is."""
     slug = re.sub(r"[^a-z0-9]+", "-", scenario.lower()).strip("-") or "scenario"
     digest = hashlib.sha1(scenario.encode()).hexdigest()[:4]
-    head = f"mg-{run_id}-"
+    run = re.sub(r"[^a-z0-9]+", "-", run_id.lower()).strip("-")[:20] or "run"
+    head = f"mg-{run}-"
     room = 63 - len(head) - 5
     return f"{head}{slug[:room].rstrip('-')}-{digest}"
 

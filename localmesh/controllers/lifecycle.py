@@ -2,7 +2,8 @@
 
 - Namespace: a namespace marked for deletion is emptied (every namespaced kind), and once
   nothing is left its ``kubernetes`` finalizer is removed and it goes (the namespace
-  lifecycle controller).
+  lifecycle controller). A live namespace gets its ``default`` ServiceAccount, as the
+  serviceaccounts controller (pkg/controller/serviceaccount) creates it upstream.
 - Garbage collector: dependents whose owner is gone are deleted (Background); an owner
   with the ``foregroundDeletion`` finalizer waits for its dependents; ``orphan`` strips the
   owner reference from dependents instead.
@@ -10,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 
 from localmesh.api.objects import ObjectAPI
@@ -30,8 +32,9 @@ class NamespaceController(Reconciler):
     def reconcile(self) -> None:
         api = self.api
         ns_rt = api.rt("v1", "Namespace")
-        for ns in api.store.list(NAMESPACES):
+        for ns in api.store.scan(NAMESPACES):
             if not ns["metadata"].get("deletionTimestamp"):
+                self._ensure_service_account(ns["metadata"]["name"])
                 continue
             name = ns["metadata"]["name"]
             left = 0
@@ -40,7 +43,7 @@ class NamespaceController(Reconciler):
                     continue
                 if api.registry.by_key(rt.key) is not rt:
                     continue  # one pass per stored kind, not per version
-                for obj in api.store.list(rt.key, name):
+                for obj in api.store.scan(rt.key, name):
                     left += 1
                     if obj["metadata"].get("deletionTimestamp"):
                         continue
@@ -61,6 +64,17 @@ class NamespaceController(Reconciler):
                         raise
 
 
+    def _ensure_service_account(self, namespace: str) -> None:
+        if self.api.store.get(("", "serviceaccounts"), namespace, "default") is not None:
+            return
+        try:
+            self.api.create(self.api.rt("v1", "ServiceAccount"), namespace,
+                            {"metadata": {"name": "default"}})
+        except ApiError as exc:
+            if exc.code not in (403, 404, 409):
+                raise
+
+
 class GarbageCollector(Reconciler):
     name = "garbage-collector"
     keys = ()
@@ -72,7 +86,7 @@ class GarbageCollector(Reconciler):
     def start(self) -> None:
         w = self.api.store.watch(None)
         self._watches.append(w)
-        self._tasks.append(__import__("asyncio").ensure_future(self._pump_deletes(w)))
+        self._tasks.append(asyncio.ensure_future(self._pump_deletes(w)))
         super().start()
 
     async def _pump_deletes(self, w) -> None:
@@ -88,7 +102,7 @@ class GarbageCollector(Reconciler):
         for rt in list(api.registry.types):
             if api.registry.by_key(rt.key) is not rt:
                 continue
-            for obj in api.store.list(rt.key):
+            for obj in api.store.scan(rt.key):
                 objects.append((rt, obj))
                 uids[obj["metadata"]["uid"]] = obj
         dependents: dict[str, list[tuple]] = {}

@@ -21,9 +21,24 @@ REVISION = "deployment.kubernetes.io/revision"
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
+def _normalised(value: object) -> object:
+    """The template as the Go struct sees it: null, {} and [] are all "unset"."""
+    if isinstance(value, dict):
+        out = {k: _normalised(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in (None, {}, [])}
+    if isinstance(value, list):
+        return [_normalised(v) for v in value]
+    return value
+
+
 def template_hash(template: dict) -> str:
-    """A short, stable hash of a pod template (the ``pod-template-hash`` label)."""
-    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).digest()
+    """A short, stable hash of a pod template (the ``pod-template-hash`` label).
+
+    Upstream hashes the Go struct (pkg/controller/controller_utils.go ComputeHash), so a
+    template that comes back through a client with ``creationTimestamp: null`` (``kubectl
+    rollout undo`` does that) must hash like the original: the JSON is normalised first.
+    """
+    digest = hashlib.sha256(json.dumps(_normalised(template), sort_keys=True).encode()).digest()
     return "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:10])
 
 
@@ -172,6 +187,21 @@ class DeploymentController(Reconciler):
                 new = api.store.get(RS, ns, body["metadata"]["name"])
                 if new is None:
                     return
+        new_revision = int(new["metadata"].get("annotations", {}).get(REVISION, "0"))
+        old_max = max((int(r["metadata"].get("annotations", {}).get(REVISION, "0"))
+                       for r in old), default=0)
+        if new_revision <= old_max:
+            # An older template came back (rollout undo): its ReplicaSet becomes the newest
+            # revision (deployment_util.go SetNewReplicaSetAnnotations).
+            body = copy.deepcopy(new)
+            body["metadata"].setdefault("annotations", {})[REVISION] = str(old_max + 1)
+            body["metadata"]["resourceVersion"] = None
+            try:
+                new = api.update(rs_rt, ns, new["metadata"]["name"], body, check_version=False)
+            except ApiError as exc:
+                if exc.code == 404:
+                    return
+                raise
         new_ready = new.get("status", {}).get("readyReplicas", 0)
         if strategy == "Recreate":
             old_running = sum(r.get("status", {}).get("replicas", 0) for r in old)

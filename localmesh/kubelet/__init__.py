@@ -12,6 +12,7 @@ import asyncio
 import copy
 import logging
 import platform
+import subprocess
 from pathlib import Path
 
 from localmesh.api.objects import ObjectAPI
@@ -19,7 +20,7 @@ from localmesh.api.status import ApiError
 from localmesh.kubelet import catalogue
 from localmesh.kubelet.environment import container_env, mount_env
 from localmesh.kubelet.pods import ContainerState, PodWorker
-from localmesh.kubelet.runtime import PidRegistry
+from localmesh.kubelet.runtime import PidRegistry, start_watchdog
 from localmesh.network import AddressPlan
 from localmesh.store import Store, now_rfc3339
 
@@ -51,6 +52,7 @@ class Kubelet:
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
+        self._watchdog = start_watchdog(self.pids.path)
         self._ensure_node()
         self._watch = self.store.watch(PODS)
         for pod in self.store.list(PODS):
@@ -151,6 +153,13 @@ class Kubelet:
             w.stop()
         await asyncio.gather(*(w.finished.wait() for w in workers), return_exceptions=True)
         self.pids.reap_leftovers()
+        watchdog = getattr(self, "_watchdog", None)
+        if watchdog is not None and watchdog.stdin is not None:
+            watchdog.stdin.close()  # nothing left to kill: let it finish now
+            try:
+                watchdog.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                watchdog.kill()
 
     # -- status --------------------------------------------------------------------------
     def request_status(self, worker: PodWorker) -> None:

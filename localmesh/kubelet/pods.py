@@ -58,6 +58,16 @@ class ContainerState:
     next_start: float = 0.0
     probe_tasks: list[asyncio.Task] = field(default_factory=list)
     liveness_failures: int = 0
+    # How many times a process was started for this container; instance N logs to
+    # logs/<name>/<N-1>.log, so "current" is the newest file and "previous" the one before,
+    # as the kubelet picks the newest and second-newest container of that name.
+    instances: int = 0
+
+    def log_path(self, pod_dir: Path, previous: bool = False) -> Path | None:
+        n = self.instances - (2 if previous else 1)
+        if n < 0:
+            return None
+        return pod_dir / "logs" / self.name / f"{n}.log"
 
     @property
     def name(self) -> str:
@@ -206,7 +216,7 @@ class PodWorker:
             self.publish()
             return
         argv = catalogue.argv_for(_expanded(c.spec, env), image)
-        log_path = self.dir / "logs" / c.name / f"{c.restart_count}.log"
+        log_path = self.dir / "logs" / c.name / f"{c.instances}.log"
         try:
             proc = await spawn(argv, env, self.dir, log_path, now_rfc3339())
         except OSError as exc:
@@ -216,6 +226,7 @@ class PodWorker:
             self.publish()
             return
         self.kubelet.pids.add(proc.pgid)
+        c.instances += 1
         c.process = proc
         c.waiting = None
         c.terminated = None
@@ -413,12 +424,42 @@ class PodWorker:
     def publish(self) -> None:
         self.kubelet.request_status(self)
 
+    def _phase(self) -> str:
+        """The pod phase as the kubelet's getPhase computes it (pkg/kubelet/kubelet_pods.go):
+        a container waiting to restart after it ran counts as stopped, so a crash-looping
+        pod with restartPolicy Always is Running, not Pending."""
+        if self.phase in ("Succeeded", "Failed") or not self.initialized:
+            return self.phase
+        running = waiting = stopped = succeeded = 0
+        for c in self.containers:
+            if c.process is not None and c.process.exit_code is None:
+                running += 1
+            elif c.terminated is not None and c.process is not None:
+                stopped += 1
+                succeeded += c.terminated.get("exitCode") == 0
+            elif c.last_terminated is not None:
+                stopped += 1
+            else:
+                waiting += 1
+        if waiting:
+            return "Pending"
+        if running:
+            return "Running"
+        if stopped:
+            policy = self.pod["spec"].get("restartPolicy", "Always")
+            if policy == "Always" or (policy == "OnFailure" and succeeded < stopped):
+                return "Running"
+            return "Succeeded" if succeeded == stopped else "Failed"
+        return "Pending"
+
+    @staticmethod
+    def _ready(c: ContainerState) -> bool:
+        """Ready needs the container running, started (startup probe passed) and ready."""
+        return c.ready and c.started and c.process is not None and c.process.exit_code is None
+
     def status(self) -> dict:
-        ready_all = all(c.ready for c in self.containers) and bool(self.containers) and \
-            all(c.process is not None and c.process.exit_code is None for c in self.containers)
-        phase = self.phase
-        if phase == "Pending" and any(c.process is not None for c in self.containers):
-            phase = "Running"
+        ready_all = bool(self.containers) and all(self._ready(c) for c in self.containers)
+        phase = self._phase()
         now = now_rfc3339()
         prev = {c["type"]: c for c in self.pod.get("status", {}).get("conditions") or []}
 
@@ -472,7 +513,7 @@ class PodWorker:
             "name": c.name,
             "image": c.spec.get("image", ""),
             "imageID": "",
-            "ready": c.ready and "running" in state,
+            "ready": self._ready(c),
             "restartCount": c.restart_count,
             "started": c.started and "running" in state,
             "state": state,

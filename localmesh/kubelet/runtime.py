@@ -12,6 +12,7 @@ import asyncio
 import os
 import shutil
 import signal
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +77,29 @@ def group_alive(pgid: int) -> bool:
         return True
 
 
+# Waits for EOF on stdin — the localmesh process holds the only write end, so EOF means it
+# has exited, however it died — then SIGKILLs every process group it recorded. Parent-death
+# signals reach only a container's first process; this also catches what that process
+# started (a shell's children), right away rather than at the next `localmesh up`.
+_WATCHDOG = """
+cat >/dev/null
+for f in "$2"/*; do
+  [ -f "$f" ] || continue
+  [ "$(cat "$f" 2>/dev/null)" = "$1" ] || continue
+  kill -KILL "-${f##*/}" 2>/dev/null
+  rm -f "$f"
+done
+"""
+
+
+def start_watchdog(pids_dir: Path) -> subprocess.Popen:
+    """Start the watchdog for this process's recorded groups (see ``_WATCHDOG``)."""
+    return subprocess.Popen(
+        ["/bin/sh", "-c", _WATCHDOG, "localmesh-watchdog", str(os.getpid()), str(pids_dir)],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, close_fds=True)
+
+
 class PidRegistry:
     """Process groups started by this instance, on disk for reaping after a crash."""
 
@@ -116,10 +140,16 @@ class PidRegistry:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Alive and not a zombie: a SIGKILLed localmesh whose parent has not reaped it yet
+    still answers kill(pid, 0), but its pods are orphans and must be reaped."""
     try:
         os.kill(pid, 0)
-        return True
     except ProcessLookupError:
         return False
     except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
         return True

@@ -75,7 +75,11 @@ def install(kubelet: Kubelet, register: Callable[[str, Callable[..., Awaitable]]
                            "only (kubectl >= 1.30, or the Python client's stream())")
         await ws.prepare(request)
         want_stdin = q.get("stdin") in ("1", "true")
-        await _run_exec(kubelet, worker, c, command, ws, want_stdin)
+        kubelet.open_streams.add(ws)
+        try:
+            await _run_exec(kubelet, worker, c, command, ws, want_stdin)
+        finally:
+            kubelet.open_streams.discard(ws)
         return ws
 
     async def log_handler(request: web.Request, rt: ResourceType, namespace: str,
@@ -83,34 +87,37 @@ def install(kubelet: Kubelet, register: Callable[[str, Callable[..., Awaitable]]
         q = request.query
         worker, c = _pod_and_container(kubelet, namespace, name, q.get("container"))
         if q.get("previous") in ("1", "true"):
-            if c.restart_count == 0 and c.terminated is None:
+            path = c.log_path(worker.dir, previous=True)
+            if path is None:
+                # The kubelet's message (pkg/kubelet/kuberuntime/kuberuntime_container.go).
                 raise status.bad_request(
                     f'previous terminated container "{c.name}" in pod "{name}" not found')
-            idx = c.restart_count - 1 if c.process is not None and c.process.exit_code is None \
-                else c.restart_count - (0 if c.terminated else 1)
-            path = worker.dir / "logs" / c.name / f"{max(idx, 0)}.log"
             follow = False
         else:
-            if c.process is None and c.terminated is None:
+            path = c.log_path(worker.dir)
+            if path is None:
                 reason = c.waiting[0] if c.waiting else "ContainerCreating"
                 raise status.bad_request(
                     f'container "{c.name}" in pod "{name}" is waiting to start: {reason}')
-            path = worker.dir / "logs" / c.name / f"{c.restart_count}.log"
             follow = q.get("follow") in ("1", "true")
-        tail = q.get("tailLines")
-        limit = q.get("limitBytes")
+        try:
+            tail = int(q["tailLines"]) if q.get("tailLines") else None
+            limit = int(q["limitBytes"]) if q.get("limitBytes") else None
+        except ValueError as exc:
+            raise status.bad_request(f"invalid log options: {exc}") from exc
         resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await resp.prepare(request)
-        data = path.read_bytes() if path.exists() else b""
+        raw = path.read_bytes() if path.exists() else b""
+        data = raw
         if tail is not None:
             lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-int(tail):]) if int(tail) > 0 else b""
+            data = b"".join(lines[-tail:]) if tail > 0 else b""
         if limit is not None:
-            data = data[: int(limit)]
+            data = data[:limit]
         await resp.write(data)
-        if follow:
-            await _follow(path, path.stat().st_size if path.exists() else 0, resp, c,
-                          worker)
+        if follow and limit is None:
+            # Continue from exactly what was read, so nothing written meanwhile is lost.
+            await _follow(path, len(raw), resp, c, worker)
         await resp.write_eof()
         return resp
 
@@ -131,7 +138,11 @@ def install(kubelet: Kubelet, register: Callable[[str, Callable[..., Awaitable]]
                            "Upgrade request required: localmesh serves portforward over "
                            "WebSocket only")
         await ws.prepare(request)
-        await _run_portforward(worker, ports, ws)
+        kubelet.open_streams.add(ws)
+        try:
+            await _run_portforward(worker, ports, ws)
+        finally:
+            kubelet.open_streams.discard(ws)
         return ws
 
     async def proxy_handler(request: web.Request, rt: ResourceType, namespace: str,
@@ -282,47 +293,70 @@ async def _run_exec(kubelet: Kubelet, worker: PodWorker, c: ContainerState, comm
 
 async def _run_portforward(worker: PodWorker, ports: list[int],
                            ws: web.WebSocketResponse) -> None:
+    """One TCP connection per requested port for the life of the WebSocket, as the kubelet's
+    WebSocket port-forward does (pkg/kubelet/cri/streaming/portforward/websocket.go): when
+    every port's connection has ended, the WebSocket closes, which is how the client learns
+    the far end hung up."""
     conns: dict[int, asyncio.StreamWriter] = {}
-    readers: list[asyncio.Task] = []
+    pumps: list[asyncio.Task] = []
     for i, port in enumerate(ports):
         header = struct.pack("<H", port)
         await ws.send_bytes(bytes([2 * i]) + header)
         await ws.send_bytes(bytes([2 * i + 1]) + header)
-        writer = None
+        reader = writer = None
         for host in (worker.local_ip, worker.ip):
             try:
                 reader, writer = await asyncio.open_connection(host, port)
                 break
             except OSError:
                 continue
-        if writer is None:
+        if reader is None or writer is None:
             await ws.send_bytes(bytes([2 * i + 1]) + (
-                f"error forwarding port {port} to pod {worker.name}: connection "
-                "refused").encode())
+                f"error forwarding port {port} to pod {worker.name}, uid {worker.uid}: "
+                f"dial tcp {worker.ip}:{port}: connect: connection refused").encode())
             continue
         conns[i] = writer
 
         async def pump(r: asyncio.StreamReader, ch: int) -> None:
-            while True:
-                chunk = await r.read(65536)
-                if not chunk:
-                    return
-                await ws.send_bytes(bytes([ch]) + chunk)
+            try:
+                while True:
+                    chunk = await r.read(65536)
+                    if not chunk:
+                        return
+                    await ws.send_bytes(bytes([ch]) + chunk)
+            except (ConnectionError, OSError):
+                return
 
-        readers.append(asyncio.ensure_future(pump(reader, 2 * i)))
-    try:
+        pumps.append(asyncio.ensure_future(pump(reader, 2 * i)))
+
+    async def from_client() -> None:
         async for msg in ws:
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
+                return
             if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
-                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
-                    break
                 continue
             ch, payload = msg.data[0], msg.data[1:]
             w = conns.get(ch // 2)
             if ch % 2 == 0 and w is not None and payload:
                 w.write(payload)
-                await w.drain()
+                try:
+                    await w.drain()
+                except (ConnectionError, OSError):
+                    continue
+
+    client_task = asyncio.ensure_future(from_client())
+    try:
+        if pumps:
+            # Ends when every pod-side connection has closed, or the client goes away.
+            done_all = asyncio.ensure_future(asyncio.gather(*pumps, return_exceptions=True))
+            await asyncio.wait([done_all, client_task], return_when=asyncio.FIRST_COMPLETED)
+            done_all.cancel()
+        else:
+            await asyncio.wait([client_task], timeout=1.0)
     finally:
-        for t in readers:
+        client_task.cancel()
+        for t in pumps:
             t.cancel()
         for w in conns.values():
             w.close()
+        await ws.close()

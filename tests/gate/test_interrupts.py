@@ -1,0 +1,172 @@
+"""Interrupting a run leaves nothing behind: no process, no listening port, no namespace,
+no temporary folder; and the next run starts cleanly.
+
+Each test starts the suite as a user would, interrupts it in the middle of a scenario
+(SIGINT as Ctrl-C sends it, SIGTERM as a CI cancelling the job, SIGKILL of an xdist
+worker), then looks at the process table, the sockets and the API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.skipif(not Path("/usr/bin/prometheus").exists(),
+                                reason="Debian's prometheus is not installed (./dev setup)")
+
+
+def _proc_table() -> dict[int, tuple[int, str]]:
+    """pid → (ppid, command line) for every process."""
+    out = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            stat = (p / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        out[int(p.name)] = (ppid, cmd)
+    return out
+
+
+def _of_run(marker: str) -> list[str]:
+    """Processes whose command line names this run's temporary folders."""
+    return [cmd for pid, (_, cmd) in _proc_table().items()
+            if marker in cmd and pid != os.getpid()]
+
+
+def _listening_ports() -> set[tuple[str, int]]:
+    """Listening TCP sockets on 127.0.0.0/8 (from /proc/net/tcp)."""
+    out = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        if parts[3] != "0A":  # LISTEN
+            continue
+        hexip, hexport = parts[1].split(":")
+        ip = ".".join(str(int(hexip[i:i + 2], 16)) for i in (6, 4, 2, 0))
+        out.add((ip, int(hexport, 16)))
+    return out
+
+
+def _meshgate_temp_dirs() -> set[str]:
+    tmp = Path(tempfile.gettempdir())
+    return {p.name for p in tmp.iterdir() if p.name.startswith(("meshgate-localmesh-",
+                                                                "meshgate-discovery-"))}
+
+
+def _start(tmp: Path, *extra: str) -> subprocess.Popen:
+    """The suite in a subprocess; its output goes to a file (a pipe nobody reads while it
+    runs would fill up and block the run)."""
+    cmd = [sys.executable, "-m", "pytest", "steps", "-p", "no:cacheprovider", "-q",
+           "--no-html-report", f"--artifacts={tmp}", "--target", "local", *extra]
+    tmp.mkdir(parents=True, exist_ok=True)
+    log = (tmp / "output.txt").open("w")
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "MESHGATE_RUN_ID": "intr"})
+    log.close()
+    proc.output_path = tmp / "output.txt"  # type: ignore[attr-defined]
+    return proc
+
+
+def _output(proc: subprocess.Popen) -> str:
+    return proc.output_path.read_text(errors="replace")  # type: ignore[attr-defined]
+
+
+def _wait_for_pods(proc: subprocess.Popen, timeout: float = 180) -> dict:
+    """Until the run's workloads are up (their Envoys exist), bounded; returns the run's
+    localmesh instance.json (its loopback block and API port)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before it could be interrupted: {_output(proc)}")
+        envoys = [c for c in (cmd for _, cmd in _proc_table().values())
+                  if "/envoy " in c and "_composer-" in c and "meshgate-localmesh-" in c]
+        if envoys:
+            state = envoys[0].split("meshgate-localmesh-")[0].rsplit(" ", 1)[-1] + \
+                "meshgate-localmesh-" + envoys[0].split("meshgate-localmesh-")[1].split("/")[0]
+            return json.loads((Path(state) / "instance.json").read_text())
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait(timeout=30)
+    pytest.fail(f"the workloads did not start within the time limit: {_output(proc)[-3000:]}")
+
+
+def _wait_gone(proc: subprocess.Popen, timeout: float = 60) -> str:
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        pytest.fail(f"the run did not exit within {timeout}s: {_output(proc)[-2000:]}")
+    return _output(proc)
+
+
+def _assert_clean(before_ports: set, before_tmp: set, marker: str,
+                  instance: dict | None = None) -> None:
+    state = Path(instance["kubeconfig"]).parent.name if instance else marker
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _of_run(state):
+        time.sleep(0.1)
+    assert _of_run(state) == [], f"processes of the run are still alive: {_of_run(state)[:3]}"
+    if instance is not None:
+        # The run's own addresses: its loopback block and its API server's port. (Other
+        # localmesh instances may run beside it; their sockets are not this run's.)
+        block = f"127.{instance['block']}."
+        api_port = int(instance["server"].rsplit(":", 1)[1])
+        left = {(ip, port) for ip, port in _listening_ports()
+                if ip.startswith(block) or (ip == "127.0.0.1" and port == api_port)}
+        assert left == set(), f"listening sockets of the run left: {sorted(left)[:10]}"
+    if instance is not None:
+        state = Path(instance["kubeconfig"]).parent
+        assert not state.exists(), f"the run's temporary folder {state} is left"
+    else:
+        assert _meshgate_temp_dirs() - before_tmp == set(), "temporary folders left"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_during_a_run_leaves_nothing(tmp_path: Path, sig: signal.Signals) -> None:
+    before_ports, before_tmp = _listening_ports(), _meshgate_temp_dirs()
+    proc = _start(tmp_path)
+    instance = _wait_for_pods(proc)
+    proc.send_signal(sig)
+    out = _wait_gone(proc)
+    assert proc.returncode != 0, out[-2000:]
+    _assert_clean(before_ports, before_tmp, "meshgate-localmesh-", instance)
+    # And the next run starts cleanly.
+    again = _start(tmp_path / "again", "-k", "composer and route and registered")
+    instance = _wait_for_pods(again)
+    out = _wait_gone(again, timeout=240)
+    assert again.returncode == 0, out[-3000:]
+    _assert_clean(before_ports, before_tmp, "meshgate-localmesh-", instance)
+
+
+def test_killed_xdist_worker_leaves_nothing(tmp_path: Path) -> None:
+    before_ports, before_tmp = _listening_ports(), _meshgate_temp_dirs()
+    proc = _start(tmp_path, "-n", "2")
+    instance = _wait_for_pods(proc)
+    workers = [pid for pid, (ppid, _) in _proc_table().items() if ppid == proc.pid
+               and pid not in _localmesh_pids(proc.pid)]
+    assert workers, "no xdist worker found"
+    os.kill(workers[0], signal.SIGKILL)
+    out = _wait_gone(proc, timeout=240)
+    assert "worker" in out.lower() or proc.returncode != 0, out[-2000:]
+    _assert_clean(before_ports, before_tmp, "meshgate-localmesh-", instance)
+    # The scenario namespaces of the run are gone too: the surviving worker and the
+    # controller cleaned up, and the killed worker's namespace went with localmesh.
+
+
+def _localmesh_pids(parent: int) -> set[int]:
+    """Children of ``parent`` that are localmesh (started with setpriv or python -m)."""
+    return {pid for pid, (ppid, cmd) in _proc_table().items()
+            if ppid == parent and ("localmesh" in cmd or "setpriv" in cmd)}

@@ -1,0 +1,216 @@
+"""localmesh's own tests: one localmesh (without the mesh) for the whole session, driven only
+by real clients — the official ``kubernetes`` Python client and kubectl binaries.
+
+Each test gets its own namespace. Every wait is a bounded poll (:func:`wait_until`), never a
+sleep standing in for a condition.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config, dynamic
+
+from localmesh.cli import Handle, launch
+
+KUBECTL_DIR = Path("/usr/lib/google-cloud-sdk/bin")
+# The oldest and newest kubectl the machine image ships, and the first with WebSocket exec.
+OLDEST, NEWEST, WEBSOCKET_EXEC = "1.28", "1.33", "1.30"
+
+
+def kubectl_path(version: str) -> Path | None:
+    path = KUBECTL_DIR / f"kubectl.{version}"
+    if path.exists():
+        return path
+    found = shutil.which(f"kubectl.{version}")
+    return Path(found) if found else None
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
+               what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy; bounded in time and count."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    for _ in range(int(timeout / interval) + 2):
+        try:
+            last = check()
+        except (client.ApiException, AssertionError, KeyError, IndexError,
+                TypeError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture(scope="session")
+def localmesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handle]:
+    state = tmp_path_factory.mktemp("localmesh-api")
+    handle = launch(state, mesh=False, timeout=30)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(localmesh: Handle) -> Path:
+    return localmesh.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def api_client(kubeconfig: Path) -> Iterator[client.ApiClient]:
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture(scope="session")
+def core(api_client: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api_client)
+
+
+@pytest.fixture(scope="session")
+def apps(api_client: client.ApiClient) -> client.AppsV1Api:
+    return client.AppsV1Api(api_client)
+
+
+@pytest.fixture
+def dyn(api_client: client.ApiClient, tmp_path: Path) -> dynamic.DynamicClient:
+    """A DynamicClient with its own discovery cache (lab-facts §3)."""
+    return dynamic.DynamicClient(api_client, cache_file=str(tmp_path / "discovery.json"))
+
+
+@pytest.fixture
+def ns(core: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace named after the test; deleted (not awaited) afterwards."""
+    base = request.node.name.lower().replace("_", "-")
+    base = "".join(c for c in base if c.isalnum() or c == "-")[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:5]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"localmesh-test": "1"}}})
+    yield name
+    try:
+        core.delete_namespace(name)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+@dataclass
+class Kubectl:
+    """One kubectl binary bound to the session's kubeconfig and a per-test cache dir."""
+
+    binary: Path
+    version: str
+    kubeconfig: Path
+    cache_dir: Path
+
+    def run(self, *args: str, input: str | None = None, check: bool = True,
+            timeout: float = 30.0) -> subprocess.CompletedProcess:
+        cmd = [str(self.binary), "--kubeconfig", str(self.kubeconfig), "--cache-dir",
+               str(self.cache_dir), *args]
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {self.version} {' '.join(args)} failed "
+                                 f"({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def __call__(self, *args: str, **kw: Any) -> str:
+        return self.run(*args, **kw).stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "-o", "json").stdout)
+
+    @property
+    def validate_flags(self) -> list[str]:
+        """kubectl < 1.29 validates only with OpenAPI v2 protobuf, which localmesh does
+        not serve (lab-facts §4); newer ones validate on the server."""
+        return ["--validate=false"] if self.version < "1.29" else []
+
+
+def make_kubectl(version: str, kubeconfig: Path, cache_dir: Path) -> Kubectl:
+    path = kubectl_path(version)
+    if path is None:
+        pytest.skip(f"kubectl {version} is not installed ({KUBECTL_DIR})")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return Kubectl(path, version, kubeconfig, cache_dir)
+
+
+@pytest.fixture(params=[OLDEST, NEWEST])
+def kubectl(request: pytest.FixtureRequest, kubeconfig: Path, tmp_path: Path) -> Kubectl:
+    """The oldest and the newest kubectl on the machine."""
+    return make_kubectl(request.param, kubeconfig, tmp_path / f"kube-cache-{request.param}")
+
+
+@pytest.fixture
+def kubectl_new(kubeconfig: Path, tmp_path: Path) -> Kubectl:
+    return make_kubectl(NEWEST, kubeconfig, tmp_path / "kube-cache-new")
+
+
+def pod_phase(core: client.CoreV1Api, ns: str, name: str) -> str:
+    return core.read_namespaced_pod(name, ns).status.phase
+
+
+def container_status(core: client.CoreV1Api, ns: str, pod: str, container: str | None = None):
+    statuses = core.read_namespaced_pod(pod, ns).status.container_statuses or []
+    for s in statuses:
+        if container is None or s.name == container:
+            return s
+    return None
+
+
+def busybox_pod(name: str, script: str, **spec: Any) -> dict:
+    """A pod running ``sh -c script`` from the catalogue's busybox (the host's /bin/sh)."""
+    container = {"name": "main", "image": "busybox:1.36", "command": ["sh", "-c", script]}
+    container.update(spec.pop("container", {}))
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": spec.pop("labels", {"app": name})},
+            "spec": {"containers": [container], "terminationGracePeriodSeconds": 2, **spec}}
+
+
+def pod_ready(core: client.CoreV1Api, ns: str, name: str) -> bool:
+    pod = core.read_namespaced_pod(name, ns)
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+@dataclass
+class Raw:
+    """Plain HTTP against the API server with the kubeconfig's TLS and token, for the
+    requests no typed client makes (wrong verbs, bad bodies, odd media types)."""
+
+    api: client.ApiClient
+
+    def __call__(self, method: str, path: str, body: bytes | str | dict | None = None,
+                 headers: dict | None = None, token: str | None = None,
+                 preload: bool = True) -> Any:
+        cfg = self.api.configuration
+        hdrs = {"Accept": "application/json"}
+        auth = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken", "")
+        hdrs["Authorization"] = token if token is not None else auth
+        if isinstance(body, dict):
+            body = json.dumps(body)
+            hdrs["Content-Type"] = "application/json"
+        hdrs.update(headers or {})
+        return self.api.rest_client.pool_manager.request(
+            method, cfg.host + path, body=body, headers=hdrs, preload_content=preload,
+            timeout=30)
+
+
+@pytest.fixture(scope="session")
+def raw(api_client: client.ApiClient) -> Raw:
+    return Raw(api_client)
