@@ -418,6 +418,45 @@ def run_steps(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- bench, soak
+
+
+def configure_bench(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``meshgate bench`` (other arguments go to pytest)."""
+    parser.add_argument("--keep-artifacts", metavar="DIR", default=None,
+                        help="keep the run's reports and convergence logs in DIR")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """The whole suite on localmesh from cold, with the numbers that matter."""
+    from meshgate.bench import bench
+
+    code, text = bench(list(getattr(args, "passthrough", None) or []),
+                       Path(args.keep_artifacts) if args.keep_artifacts else None)
+    print(text)
+    return code
+
+
+def configure_soak(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``meshgate soak`` (other arguments go to pytest)."""
+    parser.add_argument("--runs", type=int, default=20, help="how many runs (default 20)")
+    parser.add_argument("--artifacts", default="artifacts/soak",
+                        help="where each run's reports and failure bundles go")
+
+
+def run_soak(args: argparse.Namespace) -> int:
+    """The suite N times against one localmesh; passes, failures and their bundles."""
+    from meshgate.soak import soak
+
+    if args.runs < 1 or args.runs > 500:
+        raise CommandError(f"--runs {args.runs} is out of range", None,
+                           "give a number of runs from 1 to 500")
+    report = soak(args.runs, list(getattr(args, "passthrough", None) or []),
+                  Path(args.artifacts).resolve())
+    print(report.format())
+    return 0 if report.passed == len(report.runs) else 1
+
+
 # --------------------------------------------------------------------------- wiring
 
 SUBCOMMANDS: list[Subcommand] = [
@@ -454,6 +493,20 @@ SUITE_COMMANDS: list[Subcommand] = [
         "print the step catalogue (Markdown) generated from the step definitions",
         configure_steps,
         run_steps,
+    ),
+    Subcommand(
+        "bench",
+        "run the suite on localmesh from cold and print its timings and overhead ratio",
+        configure_bench,
+        run_bench,
+        passthrough=True,
+    ),
+    Subcommand(
+        "soak",
+        "run the suite N times against one localmesh and report every failure",
+        configure_soak,
+        run_soak,
+        passthrough=True,
     ),
 ]
 

@@ -20,6 +20,8 @@ def _pod(cluster: Cluster, world: World, workload: str) -> str:
                     "through the ingress gateway"))
 def kill_during_traffic(what: str, workload: str, path: str, cluster: Cluster, world: World,
                         timeouts: Timeouts, convergence: Convergence) -> None:
+    """Kill the app (``kill 1`` in its container) or the sidecar's Envoy (``quitquitquit``) while
+    background traffic flows, and wait for the container to restart and be Ready."""
     if world.entry is None:
         world.entry = ingress.entry_point(cluster)
     pod = _pod(cluster, world, workload)
@@ -49,6 +51,7 @@ def kill_during_traffic(what: str, workload: str, path: str, cluster: Cluster, w
 
 @then(parsers.parse("the restart is visible in the {container} container's restartCount"))
 def restart_visible(container: str, cluster: Cluster, world: World) -> None:
+    """The kill shows in the container's restartCount."""
     pod = str(world.evidence["chaos_pod"])
     name = str(world.evidence["chaos_container"])
     now = chaos.restart_counts(cluster, world.namespace, pod)
@@ -60,6 +63,7 @@ def restart_visible(container: str, cluster: Cluster, world: World) -> None:
 @when(parsers.parse("the {component} pod is deleted and its replacement is Ready"))
 def restart_component(component: str, cluster: Cluster, world: World, timeouts: Timeouts,
                       convergence: Convergence) -> None:
+    """Delete an istio-system component's pod and wait until its replacement is Ready."""
     selectors = {"istiod": "app=istiod", "Prometheus": "app=prometheus"}
     assert component in selectors, f"unknown component {component!r}: {list(selectors)}"
     old = chaos.delete_pods(cluster, "istio-system", selectors[component])
@@ -73,6 +77,7 @@ def restart_component(component: str, cluster: Cluster, world: World, timeouts: 
 @then("every sidecar of the blockchain workloads is Ready")
 def sidecars_ready(cluster: Cluster, world: World, timeouts: Timeouts,
                    convergence: Convergence) -> None:
+    """Every workload's istio-proxy is Ready again."""
     for workload in manifests.WORKLOADS:
         pod = _pod(cluster, world, workload)
         wait_until(lambda p=pod: chaos.container_ready(cluster, world.namespace, p,

@@ -35,6 +35,7 @@ def blockchain_deployed(cluster: Cluster, world: World, timeouts: Timeouts,
 @given(parsers.re(r"the (?P<name>[a-z0-9-]+) workload is deployed with a sidecar"))
 def workload_deployed(name: str, cluster: Cluster, world: World, timeouts: Timeouts,
                       convergence: Convergence, pytestconfig: pytest.Config) -> None:
+    """Only the named workload, for scenarios that need one (the thin slice)."""
     world.deployed.update(rollout.deploy(cluster, world.namespace, [name],
                                          timeout=timeouts["deploy"], log=convergence,
                                          directory=manifest_dir(pytestconfig)))
@@ -42,6 +43,8 @@ def workload_deployed(name: str, cluster: Cluster, world: World, timeouts: Timeo
 
 @then(parsers.parse("every pod of {workload} is Ready with an injected istio-proxy sidecar"))
 def pods_have_sidecars(workload: str, cluster: Cluster, world: World) -> None:
+    """Injection is recognised by the ``sidecar.istio.io/status`` annotation and an istio-proxy
+    container (native sidecar or classic), never by position."""
     pods = manifests.pods_of(cluster, world.namespace, workload)
     assert pods, f"no pod of {workload} in {world.namespace}; look at `kubectl get pods -n " \
                  f"{world.namespace}`"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from pytest_bdd import parsers, then
 
@@ -11,6 +9,7 @@ from fixtures.world import World
 from meshgate import servicegraph, telemetry
 from meshgate.cluster import Cluster
 from meshgate.mesh import MeshInfo
+from meshgate.reports import graph_property
 from meshgate.servicegraph import WantedEdge
 from meshgate.waiting import Convergence, Timeouts, WaitTimeout, wait_until
 
@@ -19,6 +18,8 @@ from meshgate.waiting import Convergence, Timeouts, WaitTimeout, wait_until
 def graph_has_edges(datatable: list[list[str]], cluster: Cluster, world: World,
                     mesh_info: MeshInfo, timeouts: Timeouts, convergence: Convergence,
                     request: pytest.FixtureRequest) -> None:
+    """Every row of the table is an edge of the graph (Kiali, else servicegraph, else
+    Prometheus); a miss lists the absent edges and what the graph shows."""
     header, *rows = datatable
     idx = {name.strip(): i for i, name in enumerate(header)}
     wanted = [WantedEdge(r[idx["source"]].strip(), r[idx["target"]].strip()) for r in rows]
@@ -46,7 +47,7 @@ def graph_has_edges(datatable: list[list[str]], cluster: Cluster, world: World,
             print(f"meshgate: {world.graph.note}")
             world.evidence["graph_source"] = world.graph.note
         if world.graph is not None:
-            request.node.user_properties.append(("meshgate_graph", json.dumps(
-                [{"source": servicegraph.node_name(e.source),
-                  "target": servicegraph.node_name(e.target), "rate": e.rate}
-                 for e in world.graph.edges])))
+            gone = servicegraph.missing(world.graph, wanted)
+            request.node.user_properties.append(graph_property(
+                world.graph.edges, world.namespace,
+                missing=[{"source": w.source, "target": w.target} for w in gone]))

@@ -25,6 +25,7 @@ CONTENT_CHECKS = {
 def ingress_answers(path: str, status: int, content: str, n: int, seconds: int,
                     cluster: Cluster, world: World, timeouts: Timeouts,
                     convergence: Convergence) -> None:
+    """N consecutive expected answers within T seconds, not one lucky response."""
     check_content = CONTENT_CHECKS.get(content)
     assert check_content is not None, (f"unknown expected content {content!r}; the feature "
                                        f"may use: {', '.join(CONTENT_CHECKS)}")

@@ -33,6 +33,8 @@ def _wait_for_route(cluster: Cluster, namespace: str, pod: str, want: RouteExpec
 @then(parsers.parse('the sidecar of {client} routes "{service}" port {port:d} to its service'))
 def sidecar_routes_service(client: str, service: str, port: int, cluster: Cluster,
                            world: World, timeouts: Timeouts, convergence: Convergence) -> None:
+    """Membership in the live route table: route config ``<port>``, virtual host
+    ``<fqdn>:<port>`` whose domains include the FQDN, ``/`` → ``outbound|<port>||<fqdn>``."""
     pods = manifests.pods_of(cluster, world.namespace, client)
     assert pods, f"no pod of {client} in {world.namespace}"
     want = routes.service_route(service, world.namespace, port)
@@ -43,6 +45,8 @@ def sidecar_routes_service(client: str, service: str, port: int, cluster: Cluste
 @then(parsers.parse('the ingress gateway routes "{path}" to {service} port {port:d}'))
 def gateway_routes_path(path: str, service: str, port: int, cluster: Cluster, world: World,
                         timeouts: Timeouts, convergence: Convergence) -> None:
+    """The ingress gateway's ``http.8080`` route config sends the path (for the namespace's host)
+    to the service's outbound cluster."""
     gateways = [p for p in cluster.list("v1", "Pod", "istio-system",
                                         label_selector="istio=ingressgateway")
                 if not p["metadata"].get("deletionTimestamp")]

@@ -17,6 +17,8 @@ from meshgate.waiting import Convergence, Timeouts, WaitTimeout, wait_until
 def prometheus_counts(count: int, service: str, code: int, cluster: Cluster, world: World,
                       mesh_info: MeshInfo, timeouts: Timeouts,
                       convergence: Convergence) -> None:
+    """``istio_requests_total{reporter="destination"}`` grows by the requests sent; on a miss,
+    the closest series and the sidecar's own count say where it broke."""
     reason = mesh_info.unsupported_reason()
     if reason:
         pytest.fail(f"unsupported mesh: {reason}", pytrace=False)
@@ -52,6 +54,7 @@ def prometheus_counts(count: int, service: str, code: int, cluster: Cluster, wor
 @then(parsers.parse('the access log of {workload}\'s sidecar shows the request to "{path}"'))
 def access_log_shows(workload: str, path: str, cluster: Cluster, world: World,
                      timeouts: Timeouts, convergence: Convergence) -> None:
+    """Istio's access log on the proxy's stdout, read with ``kubectl logs -c istio-proxy``."""
     pods = manifests.pods_of(cluster, world.namespace, workload)
     assert pods, f"no pod of {workload} in {world.namespace}"
     pod = pods[0]["metadata"]["name"]

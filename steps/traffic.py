@@ -14,6 +14,8 @@ from meshgate.mesh import MeshInfo
 @when(parsers.parse('{count:d} request is sent to "{path}" through the ingress gateway'))
 def send_requests(count: int, path: str, cluster: Cluster, world: World,
                   mesh_info: MeshInfo) -> None:
+    """Requests through the ingress gateway with the namespace's Host; the counters before the
+    traffic are recorded so later checks wait for a scrape newer than it."""
     if world.entry is None:
         world.entry = ingress.entry_point(cluster)
     baselines = telemetry.baselines(cluster, world, mesh_info)
