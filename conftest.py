@@ -3,6 +3,7 @@
 pytest_plugins = [
     "fixtures.options",
     "fixtures.cluster",
+    "fixtures.warmup",
     "fixtures.namespace",
     "fixtures.reporting",
     "fixtures.world",

@@ -82,9 +82,10 @@ class BenchResult:
         return self.wall / base if base > 0 else None
 
 
-def run_suite(pytest_args: list[str], artifacts: Path, *, sample_every: float = 0.2,
+def run_suite(pytest_args: list[str], artifacts: Path, *, sample_every: float = 1.0,
               timeout: float = 1800.0) -> BenchResult:
-    """Run the suite once; bounded by ``timeout``."""
+    """Run the suite once; bounded by ``timeout``. Memory is sampled once a second: reading
+    every process's smaps is not free, and a faster sampler would slow what it measures."""
     junit = artifacts / "junit.xml"
     if "--target" not in pytest_args:
         pytest_args = ["--target", "local", *pytest_args]

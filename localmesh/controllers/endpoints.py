@@ -42,9 +42,9 @@ class EndpointsController(Reconciler):
         api: ObjectAPI = self.api
         ep_rt = api.rt("v1", "Endpoints")
         slice_rt = api.rt("discovery.k8s.io/v1", "EndpointSlice")
-        pods = [p for p in api.store.list(PODS) if p.get("status", {}).get("podIP")
+        pods = [p for p in api.store.scan(PODS) if p.get("status", {}).get("podIP")
                 and p.get("status", {}).get("phase") not in ("Succeeded", "Failed")]
-        services = api.store.list(SERVICES)
+        services = api.store.scan(SERVICES)
         wanted: set[tuple[str, str]] = set()
         for svc in services:
             sel = svc.get("spec", {}).get("selector")
@@ -63,7 +63,7 @@ class EndpointsController(Reconciler):
                 body.pop("subsets")
             self._put(api, ep_rt, ENDPOINTS, body)
             self._put(api, slice_rt, SLICES, self._slice(svc, members))
-        for ep in api.store.list(ENDPOINTS):
+        for ep in api.store.scan(ENDPOINTS):
             key = (ep["metadata"]["namespace"], ep["metadata"]["name"])
             if key not in wanted and any(s["metadata"]["namespace"] == key[0] and
                                          s["metadata"]["name"] == key[1] for s in services):
@@ -74,7 +74,7 @@ class EndpointsController(Reconciler):
                                  s["metadata"]["name"] == key[1] for s in services)
                 if not svc_exists:
                     self._delete(api, ep_rt, key)
-        for sl in api.store.list(SLICES):
+        for sl in api.store.scan(SLICES):
             svc_name = sl["metadata"].get("labels", {}).get("kubernetes.io/service-name")
             if svc_name and (sl["metadata"]["namespace"], svc_name) not in wanted:
                 self._delete(api, slice_rt, (sl["metadata"]["namespace"], sl["metadata"]["name"]))

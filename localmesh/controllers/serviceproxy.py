@@ -56,9 +56,9 @@ class ServiceProxy(Reconciler):
         self.targets: list[dict] = []
 
     async def reconcile(self) -> None:
-        services = self.api.store.list(SERVICES)
+        services = self.api.store.scan(SERVICES)
         endpoints = {(e["metadata"]["namespace"], e["metadata"]["name"]): e
-                     for e in self.api.store.list(ENDPOINTS)}
+                     for e in self.api.store.scan(ENDPOINTS)}
         wanted: dict[tuple[str, int], tuple] = {}
         hosts: dict[str, str] = {}
         svc_rt = self.api.rt("v1", "Service")
@@ -194,7 +194,7 @@ class ServiceProxy(Reconciler):
     # -- Prometheus http_sd --------------------------------------------------------------
     def _prometheus_targets(self) -> list[dict]:
         out = []
-        for pod in self.api.store.list(PODS):
+        for pod in self.api.store.scan(PODS):
             ann = pod["metadata"].get("annotations") or {}
             ip = (pod.get("status") or {}).get("podIP")
             if ann.get("prometheus.io/scrape") != "true" or not ip:

@@ -79,8 +79,8 @@ class ReplicaSetController(Reconciler):
         api: ObjectAPI = self.api
         rs_rt = api.rt("apps/v1", "ReplicaSet")
         pod_rt = api.rt("v1", "Pod")
-        pods = api.store.list(PODS)
-        for rs in api.store.list(RS):
+        pods = api.store.scan(PODS)
+        for rs in api.store.scan(RS):
             if not alive(rs):
                 continue
             uid = rs["metadata"]["uid"]
@@ -139,8 +139,8 @@ class DeploymentController(Reconciler):
         api: ObjectAPI = self.api
         rs_rt = api.rt("apps/v1", "ReplicaSet")
         d_rt = api.rt("apps/v1", "Deployment")
-        all_rs = api.store.list(RS)
-        for d in api.store.list(DEPLOY):
+        all_rs = api.store.scan(RS)
+        for d in api.store.scan(DEPLOY):
             if not alive(d):
                 continue
             self._sync(api, d, d_rt, rs_rt, all_rs)

@@ -99,6 +99,8 @@ class Istiod:
         self._tasks: list[asyncio.Task] = []
         self._dirty = asyncio.Event()
         self._cache: dict[str, dict[str, dict[str, dict]]] = {}
+        self._state: xds.MeshState | None = None
+        self._state_stale = True
         self.pushes = 0
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -134,7 +136,11 @@ class Istiod:
 
     async def _pump(self, w) -> None:
         while True:
-            await w.queue.get()
+            ev = await w.queue.get()
+            if ev.key == ("", "pods") and ev.type == "MODIFIED" and not _pod_changed_for_xds(
+                    getattr(ev, "old", None), ev.obj):
+                continue  # container states and probe results do not change any proxy
+            self._state_stale = True
             self._dirty.set()
 
     async def _pusher(self) -> None:
@@ -149,9 +155,16 @@ class Istiod:
 
     # -- state ---------------------------------------------------------------------------
     def state(self) -> xds.MeshState:
+        """The current snapshot; rebuilt only after a relevant change (see _pump)."""
+        if self._state is None or self._state_stale:
+            self._state = self._build_state()
+            self._state_stale = False
+        return self._state
+
+    def _build_state(self) -> xds.MeshState:
         store = self.api.store
         services = []
-        for s in store.list(("", "services")):
+        for s in store.scan(("", "services")):
             spec = s.get("spec") or {}
             ports = [xds.ServicePort(p.get("name", ""), p["port"],
                                      p.get("targetPort", p["port"]),
@@ -160,9 +173,9 @@ class Istiod:
                                         spec.get("clusterIP", ""), ports,
                                         spec.get("selector") or {},
                                         s["metadata"].get("labels") or {}))
-        pods_by_ip = {p.get("status", {}).get("podIP"): p for p in store.list(("", "pods"))}
+        pods_by_ip = {p.get("status", {}).get("podIP"): p for p in store.scan(("", "pods"))}
         endpoints: dict[tuple[str, str], list[dict]] = {}
-        for ep in store.list(("", "endpoints")):
+        for ep in store.scan(("", "endpoints")):
             subsets = []
             for sub in ep.get("subsets") or []:
                 sub = dict(sub)
@@ -172,13 +185,13 @@ class Istiod:
                 subsets.append(sub)
             endpoints[(ep["metadata"]["namespace"], ep["metadata"]["name"])] = subsets
         classes = {c["metadata"]["name"]: c
-                   for c in store.list(("networking.k8s.io", "ingressclasses"))}
+                   for c in store.scan(("networking.k8s.io", "ingressclasses"))}
         return xds.MeshState(
             services=services, endpoints=endpoints,
-            ingresses=store.list(("networking.k8s.io", "ingresses")), ingress_classes=classes,
-            gateways=store.list(("networking.istio.io", "gateways")),
-            virtual_services=store.list(("networking.istio.io", "virtualservices")),
-            destination_rules=store.list(("networking.istio.io", "destinationrules")),
+            ingresses=store.scan(("networking.k8s.io", "ingresses")), ingress_classes=classes,
+            gateways=store.scan(("networking.istio.io", "gateways")),
+            virtual_services=store.scan(("networking.istio.io", "virtualservices")),
+            destination_rules=store.scan(("networking.istio.io", "destinationrules")),
         )
 
     def proxy_for(self, node_id: str, metadata: dict) -> xds.Proxy | None:
@@ -209,8 +222,14 @@ class Istiod:
     def resources(self, conn: Connection, state: xds.MeshState) -> dict[str, dict[str, dict]]:
         if conn.proxy is None:
             return {t: {} for t in xds.TYPES}
+        # One generation per proxy per state: the five requests of a connecting Envoy
+        # (CDS, EDS, LDS, RDS, SRDS) and a push all reuse it.
+        cached = self._cache.get(conn.conn_id)
+        key = (id(state), conn.proxy)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         res = xds.resources_for(state, conn.proxy)
-        self._cache[conn.conn_id] = res
+        self._cache[conn.conn_id] = (key, res)  # type: ignore[assignment]
         return res
 
     # -- ADS -----------------------------------------------------------------------------
@@ -300,6 +319,23 @@ class Istiod:
         lines = ["# TYPE pilot_xds gauge", f"pilot_xds {len(self.connections)}",
                  "# TYPE pilot_xds_pushes counter", f"pilot_xds_pushes {self.pushes}"]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+def _pod_changed_for_xds(old: dict | None, new: dict) -> bool:
+    """Does a pod change matter to xDS? Its identity (labels, IP) or its going away.
+
+    Endpoints come from Endpoints objects (which change when readiness does), so the many
+    status writes of a starting pod need no push.
+    """
+    if old is None:
+        return True
+
+    def key(p: dict) -> tuple:
+        meta, st = p.get("metadata") or {}, p.get("status") or {}
+        ports = [c.get("ports") for c in (p.get("spec") or {}).get("containers") or []]
+        return (meta.get("labels"), meta.get("deletionTimestamp"), st.get("podIP"), ports)
+
+    return key(old) != key(new)
 
 
 def _protocol(port: dict) -> str:

@@ -29,7 +29,7 @@ def _svc_env_name(name: str) -> str:
 
 def service_links(store: Store, namespace: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    for svc in store.list(("", "services"), namespace):
+    for svc in store.scan(("", "services"), namespace):
         ip = svc.get("spec", {}).get("clusterIP")
         if not ip or ip == "None":
             continue

@@ -19,7 +19,6 @@ import urllib.request
 from pathlib import Path
 
 import grpc
-from aiohttp import web
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
 from localmesh.istio.xds import ALS_PORT, PEER_HEADER
@@ -51,6 +50,38 @@ def _resolve(address: str) -> tuple[str, int]:
         host = table.get(host) or table.get(short) or table.get(short + ".cluster.local") \
             or host
     return host, int(port)
+
+
+async def serve_http(host: str, port: int, routes: dict) -> asyncio.AbstractServer:
+    """The agent's status ports: a few GET paths, one response per connection.
+
+    A minimal HTTP/1.1 responder on purpose: pilot-agent starts with every sidecar, and a
+    web framework's import time would be paid by every pod start.
+    """
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            method, target = request.split(b" ", 2)[:2]
+            path = target.decode(errors="replace").split("?", 1)[0]
+            handler = routes.get(path)
+            if method != b"GET" or handler is None:
+                code, text = 404, "404 page not found\n"
+            else:
+                code, text = await handler()
+            body = text.encode()
+            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}.get(code, "")
+            writer.write(f"HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; "
+                         f"charset=utf-8\r\nContent-Length: {len(body)}\r\n"
+                         "Connection: close\r\n\r\n".encode() + body)
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, host, port)
 
 
 def bootstrap(kind: str, pod_ip: str, local_ip: str, pod: str, ns: str,
@@ -212,27 +243,21 @@ async def _serve(kind: str) -> int:
         except OSError:
             return 0, b""
 
-    async def ready(_: web.Request) -> web.Response:
+    async def ready() -> tuple[int, str]:
         code, body = await asyncio.to_thread(admin, "ready")
         if code == 200 and body.strip() == b"LIVE":
             _, stats = await asyncio.to_thread(
                 admin, "stats?filter=^listener_manager.workers_started$")
             if b"workers_started: 1" in stats:
-                return web.Response(text="")
-        return web.Response(status=503, text=f"Envoy proxy is NOT ready: {body.decode()}")
+                return 200, ""
+        return 503, f"Envoy proxy is NOT ready: {body.decode()}"
 
-    async def stats(_: web.Request) -> web.Response:
+    async def stats() -> tuple[int, str]:
         _, body = await asyncio.to_thread(admin, "stats/prometheus?usedonly")
-        text = body.decode(errors="replace") + metrics.exposition()
-        return web.Response(text=text, content_type="text/plain")
+        return 200, body.decode(errors="replace") + metrics.exposition()
 
-    app = web.Application()
-    app.router.add_get("/healthz/ready", ready)
-    app.router.add_get("/stats/prometheus", stats)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, pod_ip, 15020).start()
-    await web.TCPSite(runner, pod_ip, 15021).start()
+    routes = {"/healthz/ready": ready, "/stats/prometheus": stats}
+    servers = [await serve_http(pod_ip, port, routes) for port in (15020, 15021)]
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -253,7 +278,8 @@ async def _serve(kind: str) -> int:
         code = envoy.returncode if envoy.returncode and envoy.returncode > 0 else 1
         print(f"pilot-agent: Envoy exited with {envoy.returncode}; exiting so the kubelet "
               "restarts the proxy", file=sys.stderr)
-    await runner.cleanup()
+    for server in servers:
+        server.close()
     await als_server.stop(0.1)
     return code
 
