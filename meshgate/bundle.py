@@ -74,6 +74,9 @@ def capture(cluster: Cluster, namespace: str, root: Path, *, world: object | Non
                                                        "istio=ingressgateway")]
     except Exception as exc:  # noqa: BLE001
         b.errors.append(f"gateway pods: {exc}")
+    # Literal values of credential-named env vars are secrets too: learn them before
+    # anything (logs, config dumps) is written, so they are masked wherever they appear.
+    redactor.add(v for _, pod in pods for v in _credential_env_values(pod))
     for ns, pod in pods:
         name = pod["metadata"]["name"]
         b.write(f"pods/{ns}/{name}.json", _without_env_values(pod))
@@ -100,6 +103,20 @@ def capture(cluster: Cluster, namespace: str, root: Path, *, world: object | Non
     b.write("README.txt", f"meshgate failure bundle for namespace {namespace}\n"
                           + ("capture errors:\n" + "\n".join(b.errors) if b.errors else ""))
     return root
+
+
+_CREDENTIAL_ENV = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY",
+                             re.IGNORECASE)
+MIN_ENV_SECRET_LENGTH = 8  # shorter literals ("true", a port) would mask ordinary text
+
+
+def _credential_env_values(pod: dict) -> list[str]:
+    """The literal values of a pod's env vars whose names say they hold a credential."""
+    spec = pod.get("spec") or {}
+    return [e["value"] for c in (spec.get("initContainers") or []) +
+            (spec.get("containers") or []) for e in c.get("env") or []
+            if isinstance(e.get("value"), str) and len(e["value"]) >= MIN_ENV_SECRET_LENGTH
+            and _CREDENTIAL_ENV.search(e.get("name", ""))]
 
 
 def _without_env_values(pod: dict) -> dict:

@@ -46,6 +46,20 @@ def _of_run(marker: str) -> list[str]:
             if marker in cmd and pid != os.getpid()]
 
 
+def _descendants(table: dict[int, tuple[int, str]], root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    out, todo = set(), [root]
+    while todo:
+        cur = todo.pop()
+        for child in children.get(cur, []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
 def _listening_ports() -> set[tuple[str, int]]:
     """Listening TCP sockets on 127.0.0.0/8 (from /proc/net/tcp)."""
     out = set()
@@ -90,8 +104,11 @@ def _wait_for_pods(proc: subprocess.Popen, timeout: float = 180) -> dict:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"the run ended before it could be interrupted: {_output(proc)}")
-        envoys = [c for c in (cmd for _, cmd in _proc_table().values())
-                  if "/envoy " in c and "_composer-" in c and "meshgate-localmesh-" in c]
+        table = _proc_table()
+        mine = _descendants(table, proc.pid)  # only this run's processes, not others'
+        envoys = [table[p][1] for p in mine
+                  if "/envoy " in table[p][1] and "_composer-" in table[p][1]
+                  and "meshgate-localmesh-" in table[p][1]]
         if envoys:
             state = envoys[0].split("meshgate-localmesh-")[0].rsplit(" ", 1)[-1] + \
                 "meshgate-localmesh-" + envoys[0].split("meshgate-localmesh-")[1].split("/")[0]
@@ -160,7 +177,8 @@ def test_killed_xdist_worker_leaves_nothing(tmp_path: Path) -> None:
     assert workers, "no xdist worker found"
     os.kill(workers[0], signal.SIGKILL)
     out = _wait_gone(proc, timeout=240)
-    assert "worker" in out.lower() or proc.returncode != 0, out[-2000:]
+    # xdist notices the dead worker ("node down") and carries on without leaking it.
+    assert "node down" in out, out[-2000:]
     _assert_clean(before_ports, before_tmp, "meshgate-localmesh-", instance)
     # The scenario namespaces of the run are gone too: the surviving worker and the
     # controller cleaned up, and the killed worker's namespace went with localmesh.
