@@ -23,7 +23,10 @@ import yaml
 from aiohttp import web
 
 from localmesh import admission, pki
+from localmesh.api import rbac
+from localmesh.api.authn import Authenticator
 from localmesh.api.objects import ObjectAPI
+from localmesh.api.rbac import Authorizer
 from localmesh.api.server import APIServer
 from localmesh.controllers.endpoints import EndpointsController
 from localmesh.controllers.lifecycle import GarbageCollector, NamespaceController
@@ -78,6 +81,9 @@ class Instance:
         self.api.node_ports = self._alloc_node_port  # type: ignore[attr-defined]
         self.token = secrets.token_urlsafe(32)
         self.server = APIServer(self.api, self.token)
+        # Authentication (the admin token, ServiceAccount tokens) and RBAC authorization.
+        self.authn = Authenticator(self.token, self.store)
+        self.authz = Authorizer(self.api)
         self.kubelet = Kubelet(self.api, self.addresses, state_dir)
         self.controllers = [DeploymentController(self.api), ReplicaSetController(self.api),
                             EndpointsController(self.api), NamespaceController(self.api),
@@ -103,6 +109,7 @@ class Instance:
         t0 = time.monotonic()
         admission.install(self.api)
         self._bootstrap_objects()
+        rbac.install(self.api, self.server, self.authn, self.authz)
         streams.install(self.kubelet, lambda sub, h: self.server.subresources.__setitem__(
             (("", "pods"), sub), h))
         from localmesh.api.openapi import OpenAPI

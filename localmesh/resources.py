@@ -85,10 +85,13 @@ def _subresource_shape(rt: ResourceType, sub: str) -> tuple[list[str], str, str 
         return ["create", "delete", "get", "patch", "update"], kind, None, ""
     if sub == "finalize":
         return ["update"], rt.kind, None, ""
+    if sub == "token":
+        return ["create"], "TokenRequest", "authentication.k8s.io", "v1"
     return ["get"], rt.kind, None, ""
 
 
 _GET_LIST = ("get", "list", "watch")
+_CREATE = ("create",)
 
 BUILTIN: list[ResourceType] = [
     ResourceType("", "v1", "namespaces", "Namespace", False, ("ns",), ("status", "finalize"),
@@ -102,7 +105,7 @@ BUILTIN: list[ResourceType] = [
     ResourceType("", "v1", "endpoints", "Endpoints", True, ("ep",), list_kind="EndpointsList"),
     ResourceType("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
     ResourceType("", "v1", "secrets", "Secret", True),
-    ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
+    ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",), ("token",)),
     ResourceType("", "v1", "events", "Event", True, ("ev",)),
     ResourceType("", "v1", "nodes", "Node", False, ("no",), ("status",)),
     ResourceType("apps", "v1", "deployments", "Deployment", True, ("deploy",),
@@ -121,6 +124,17 @@ BUILTIN: list[ResourceType] = [
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",
                  False),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
+    # Reviews: create-only, answered by localmesh/api/authn.py and api/rbac.py, never stored.
+    ResourceType("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview",
+                 False, verbs=_CREATE),
+    ResourceType("authorization.k8s.io", "v1", "selfsubjectaccessreviews",
+                 "SelfSubjectAccessReview", False, verbs=_CREATE),
+    ResourceType("authorization.k8s.io", "v1", "selfsubjectrulesreviews",
+                 "SelfSubjectRulesReview", False, verbs=_CREATE),
+    ResourceType("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview",
+                 False, verbs=_CREATE),
+    ResourceType("authorization.k8s.io", "v1", "localsubjectaccessreviews",
+                 "LocalSubjectAccessReview", True, verbs=_CREATE),
 ]
 
 

@@ -26,7 +26,12 @@ from kubernetes.stream import stream
 
 
 class ClusterError(RuntimeError):
-    """A cluster-level failure with a message a user can act on."""
+    """A cluster-level failure with a message a user can act on (``status``: the API
+    server's HTTP status, when it answered)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -44,6 +49,7 @@ class Cluster:
     context: str | None = None
     api_client: client.ApiClient = field(init=False)
     _dynamic: DynamicClient | None = field(init=False, default=None)
+    _identity: tuple[dict | None] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         cfg = client.Configuration()
@@ -141,11 +147,68 @@ class Cluster:
         if exc.status == 401:
             return ClusterError(f"the API server at {self.host} refused the credentials "
                                 f"while trying to {doing} (401 Unauthorized): the kubeconfig's "
-                                "token or certificate is wrong or expired")
+                                "token or certificate is wrong or expired", 401)
         if exc.status == 403:
             return ClusterError(f"forbidden to {doing}: {reason}: grant the suite the RBAC in "
-                                "deploy/rbac.yaml")
-        return ClusterError(f"failed to {doing}: {exc.status} {reason}")
+                                "deploy/rbac.yaml", 403)
+        return ClusterError(f"failed to {doing}: {exc.status} {reason}", exc.status)
+
+    # -- identity ------------------------------------------------------------------------
+    def raw_post(self, path: str, body: dict, timeout: float = 15.0) -> tuple[int, dict]:
+        """POST a JSON object to any API path; (status, decoded answer), no raise."""
+        method, url, headers, data, _ = self.api_client.param_serialize(
+            "POST", path, body=body,
+            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            auth_settings=["BearerToken"])
+        try:
+            resp = self.api_client.call_api(method, url, header_params=headers, body=data,
+                                            _request_timeout=timeout)
+            resp.read()
+            status, raw = resp.status, resp.data
+        except ApiException as exc:
+            status, raw = exc.status, exc.body
+        except urllib3.exceptions.HTTPError as exc:
+            raise ClusterError(f"cannot reach the API server at {self.host}: {exc}") from exc
+        try:
+            doc = json.loads(raw or b"{}")
+        except ValueError:
+            doc = {}
+        return status, doc if isinstance(doc, dict) else {}
+
+    def whoami(self) -> dict | None:
+        """Who the kubeconfig authenticates as: the ``userInfo`` of a SelfSubjectReview
+        (``kubectl auth whoami``; authentication.k8s.io/v1 since Kubernetes 1.28, v1beta1
+        in 1.27), or None where the API server does not serve it. Asked once."""
+        if self._identity is None:
+            found = None
+            for version in ("v1", "v1beta1"):
+                status, doc = self.raw_post(
+                    f"/apis/authentication.k8s.io/{version}/selfsubjectreviews",
+                    {"apiVersion": f"authentication.k8s.io/{version}",
+                     "kind": "SelfSubjectReview"})
+                if status in (200, 201):
+                    found = (doc.get("status") or {}).get("userInfo") or None
+                    break
+                if status not in (404, 405):
+                    break
+            self._identity = (found,)
+        return self._identity[0]
+
+    def can_i(self, verb: str, resource: str, namespace: str | None = None, group: str = "",
+              name: str | None = None) -> bool | None:
+        """A SelfSubjectAccessReview (``kubectl auth can-i``); None where not served."""
+        attrs = {"verb": verb, "resource": resource, "group": group}
+        if namespace:
+            attrs["namespace"] = namespace
+        if name:
+            attrs["name"] = name
+        status, doc = self.raw_post(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+             "spec": {"resourceAttributes": attrs}})
+        if status not in (200, 201):
+            return None
+        return bool((doc.get("status") or {}).get("allowed"))
 
     # -- objects -------------------------------------------------------------------------
     def resource(self, api_version: str, kind: str) -> Any:

@@ -4,6 +4,14 @@ Each scenario (or xdist worker) gets its own namespace named ``mg-<run id>-<slug
 labels record the run and when the namespace may be swept
 (``meshgate.io/expires`` = a Unix time), so ``meshgate sweep`` can remove leftovers of
 interrupted runs on a shared cluster without touching anything else.
+
+Least privilege (deploy/rbac.yaml): a namespace created during the run cannot have been
+granted anything beforehand, so right after creating it the suite binds the ClusterRole
+``meshgate-scenario`` to its own identity there (a RoleBinding ``meshgate-scenario``). It
+finds that identity with a SelfSubjectReview (``kubectl auth whoami``). For an identity
+that may already do everything (a cluster admin) the binding is harmless; where the API
+server cannot say who the suite is, or the identity may not create the binding, the
+suite warns and carries on with the permissions it has.
 """
 
 from __future__ import annotations
@@ -12,13 +20,17 @@ import hashlib
 import re
 import secrets
 import time
+import warnings
 
-from meshgate.cluster import Cluster
+from meshgate.cluster import Cluster, ClusterError
 
 RUN_LABEL = "meshgate.io/run"
 EXPIRES_LABEL = "meshgate.io/expires"
 OWNER_LABEL = "app.kubernetes.io/managed-by"
 DEFAULT_TTL = 3600
+SCENARIO_ROLE = "meshgate-scenario"  # the ClusterRole of deploy/rbac.yaml
+RBAC_GROUP = "rbac.authorization.k8s.io"
+SA_PREFIX = "system:serviceaccount:"
 
 
 def new_run_id() -> str:
@@ -45,12 +57,69 @@ def namespace_object(name: str, run_id: str, *, ttl: int = DEFAULT_TTL,
             "metadata": {"name": name, "labels": labels}}
 
 
+def subject_of(user_info: dict) -> dict:
+    """The RBAC subject of an authenticated identity (a SelfSubjectReview's userInfo)."""
+    username = user_info.get("username", "")
+    if username.startswith(SA_PREFIX):
+        namespace, _, account = username[len(SA_PREFIX):].partition(":")
+        if namespace and account:
+            return {"kind": "ServiceAccount", "name": account, "namespace": namespace}
+    return {"kind": "User", "apiGroup": RBAC_GROUP, "name": username}
+
+
+def scenario_binding(namespace: str, subject: dict) -> dict:
+    """The RoleBinding that grants ``meshgate-scenario`` to ``subject`` in ``namespace``."""
+    return {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "RoleBinding",
+            "metadata": {"name": SCENARIO_ROLE, "namespace": namespace,
+                         "labels": {OWNER_LABEL: "meshgate"}},
+            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": SCENARIO_ROLE},
+            "subjects": [subject]}
+
+
+def grant_scenario_role(cluster: Cluster, namespace: str, timeout: float = 10.0) -> bool:
+    """Bind ``meshgate-scenario`` to the suite's own identity in ``namespace``; True when
+    the binding exists. Waits (bounded) until the API server honours it: real API servers
+    authorise from an informer cache that lags a write by milliseconds."""
+    who = cluster.whoami()
+    if not who or not who.get("username"):
+        warnings.warn(f"meshgate: the API server does not say who the suite is "
+                      f"(SelfSubjectReview, Kubernetes 1.28+), so {namespace} gets no "
+                      f"RoleBinding {SCENARIO_ROLE}; the suite needs those permissions by "
+                      "other means (see deploy/rbac.yaml)", stacklevel=2)
+        return False
+    try:
+        cluster.apply(scenario_binding(namespace, subject_of(who)), namespace)
+    except ClusterError as exc:
+        if exc.status not in (403, 404):
+            raise
+        warnings.warn(f"meshgate: could not bind {SCENARIO_ROLE} in {namespace} ({exc}); "
+                      "carrying on with the permissions the suite already has",
+                      stacklevel=2)
+        return False
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while cluster.can_i("patch", "services", namespace) is False:
+        if time.monotonic() >= deadline:
+            # Not fatal here: the first request that needs the permission fails with the
+            # API server's own message, which names exactly what is missing.
+            warnings.warn(f"meshgate: the RoleBinding {SCENARIO_ROLE} in {namespace} exists "
+                          f"but {who['username']} still may not patch services there after "
+                          f"{timeout:.0f}s: is the ClusterRole {SCENARIO_ROLE} of "
+                          "deploy/rbac.yaml applied?", stacklevel=2)
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+    return True
+
+
 def create(cluster: Cluster, name: str, run_id: str, *, ttl: int = DEFAULT_TTL) -> dict:
-    """Create the namespace labelled for injection, and join the mesh's member roll where
-    the mesh has one (OpenShift Service Mesh 2.x)."""
+    """Create the namespace labelled for injection, grant the suite ``meshgate-scenario``
+    in it, and join the mesh's member roll where the mesh has one (OpenShift Service Mesh
+    2.x)."""
     from meshgate import membership
 
     out = cluster.apply(namespace_object(name, run_id, ttl=ttl), None)
+    grant_scenario_role(cluster, name)
     membership.join(cluster, name)
     return out
 

@@ -119,9 +119,15 @@ def wait_until(probe: Callable[[], T], *, area: str, what: str, timeout: float,
             if log is not None:
                 log.add(Sample(area, what, time.monotonic() - start, False, polls))
             raise exc
+
         except AssertionError as exc:
             last = exc
-        except Exception as exc:  # noqa: BLE001 - a probe error is an observation
+        except Exception as exc:
+            if getattr(exc, "status", None) == 403:
+                # Missing RBAC does not heal by waiting: say so now, not after the timeout.
+                if log is not None:
+                    log.add(Sample(area, what, time.monotonic() - start, False, polls))
+                raise Unrecoverable(str(exc)) from exc
             last = f"{exc.__class__.__name__}: {exc}"
         now = time.monotonic()
         if now >= deadline:

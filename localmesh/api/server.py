@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from localmesh.api import protobuf, status, tables
+from localmesh.api import authn, protobuf, status, tables
 from localmesh.api.objects import ObjectAPI
 from localmesh.api.patch import apply_patch
 from localmesh.api.selectors import field_matcher, label_matcher
@@ -67,6 +67,10 @@ class APIServer:
     def __init__(self, objects: ObjectAPI, token: str) -> None:
         self.objects = objects
         self.token = token
+        # Who a request is (localmesh/api/authn.py) and what it may do (api/rbac.py; None:
+        # every authenticated user may do everything).
+        self.authn = authn.Authenticator(token)
+        self.authz: Any = None
         self.subresources: dict[tuple[tuple[str, str], str], SubresourceHandler] = {}
         self.extra_routes: list[tuple[str, str, Callable]] = []
         self.openapi: Any = None  # set by localmesh.api.openapi
@@ -85,12 +89,18 @@ class APIServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Callable) -> web.StreamResponse:
-        if request.path in ("/livez", "/readyz", "/healthz") or request.path.startswith(
-                "/localmesh/"):
+        if request.path in ("/livez", "/readyz", "/healthz"):
             return await handler(request)
-        auth = request.headers.get("Authorization", "")
-        if auth != f"Bearer {self.token}":
+        user = self.authn.authenticate(request.headers.get("Authorization", ""))
+        if user is None:
             return _error(status.unauthorized())
+        if self.authz is not None:
+            try:
+                user = self.authz.impersonate(request, user)
+                self.authz.authorize_request(request, user)
+            except ApiError as err:
+                return _error(err)
+        current = authn.current_user.set(user)
         try:
             return await handler(request)
         except ApiError as err:
@@ -105,6 +115,8 @@ class APIServer:
             log.exception("%s %s failed", request.method, request.path)
             return _error(ApiError(500, "InternalError",
                                    f"Internal error occurred: {exc.__class__.__name__}: {exc}"))
+        finally:
+            authn.current_user.reset(current)
 
     # -- dispatch ------------------------------------------------------------------------
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
