@@ -9,6 +9,7 @@ API server's services/proxy — the same calls on localmesh, kind or OpenShift.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -86,7 +87,10 @@ class Cluster:
         if self._dynamic is None:
             # A per-process discovery cache: the default one is shared by every client of
             # the same host and goes stale when CRDs change (lab-facts §3).
-            tmp = tempfile.mkdtemp(prefix="meshgate-discovery-")
+            # Named after the run, so the run's controller can remove those of workers
+            # that were killed before they could clean up (fixtures/cluster.py).
+            run = os.environ.get("MESHGATE_RUN_ID", "adhoc")
+            tmp = tempfile.mkdtemp(prefix=f"meshgate-discovery-{run}-")
             weakref.finalize(self, shutil.rmtree, tmp, True)
             cache = Path(tmp) / "discovery.json"
             try:

@@ -147,6 +147,8 @@ def _assert_clean(before_ports: set, before_tmp: set, marker: str,
     if instance is not None:
         state = Path(instance["kubeconfig"]).parent
         assert not state.exists(), f"the run's temporary folder {state} is left"
+        caches = list(Path(tempfile.gettempdir()).glob("meshgate-discovery-intr-*"))
+        assert caches == [], f"the run's discovery caches are left: {caches}"
     else:
         assert _meshgate_temp_dirs() - before_tmp == set(), "temporary folders left"
 
