@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from localmesh.cli import launch
 from meshgate import ingress, mesh, rollout, sidecars, telemetry
+from meshgate.bench import process_tree, pss_mib
 from meshgate.cluster import Cluster
 from meshgate.config_dump import load_config_dump, route_entries
 from meshgate.namespaces import create
@@ -50,36 +51,6 @@ def until(fn, timeout: float = 30.0, interval: float = 0.01):  # type: ignore[no
             pass
         time.sleep(interval)
     raise TimeoutError(f"not converged within {timeout}s: {fn}")
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(p.name))
-    out, todo = [], [pid]
-    while todo:
-        cur = todo.pop()
-        out.append(cur)
-        todo.extend(children.get(cur, []))
-    return out
-
-
-def pss_mib(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
 
 
 def one_run() -> dict[str, float]:
@@ -156,7 +127,7 @@ def one_run() -> dict[str, float]:
             del t0
             out["(one config-dump read over pods/exec)"] = _timed(
                 lambda: sidecars.route_dump(cluster, ns, pod))
-            out["memory of the whole local mesh (PSS, MiB)"] = pss_mib(descendants(handle.pid))
+            out["memory of the whole local mesh (PSS, MiB)"] = pss_mib(process_tree(handle.pid))
         finally:
             handle.stop()
     return out

@@ -45,17 +45,10 @@ class Handle:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+    """Alive and not a zombie (the kubelet's check, shared)."""
+    from localmesh.kubelet.runtime import pid_alive
+
+    return pid_alive(pid)
 
 
 def stop_pid(pid: int, timeout: float = 20.0) -> None:

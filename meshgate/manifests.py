@@ -8,6 +8,7 @@ never leaves a half-deployed namespace.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,9 +63,15 @@ def workload_manifest(name: str, directory: Path = MANIFEST_DIR) -> Manifest:
 
 def apply(cluster: Cluster, manifest: Manifest, namespace: str) -> list[dict]:
     """Check every object with a server-side dry run, then apply them all."""
-    for obj in manifest.objects:
+    return apply_objects(cluster, manifest.objects, namespace)
+
+
+def apply_objects(cluster: Cluster, objects: Sequence[dict], namespace: str) -> list[dict]:
+    """All objects pass a server-side dry run before any is applied, so an object the
+    cluster rejects leaves nothing half-applied."""
+    for obj in objects:
         cluster.apply(obj, namespace, dry_run=True)
-    return [cluster.apply(obj, namespace) for obj in manifest.objects]
+    return [cluster.apply(obj, namespace) for obj in objects]
 
 
 def deployment_ready(d: dict) -> bool:

@@ -22,17 +22,16 @@ def deploy(cluster: Cluster, namespace: str, names: list[str], *, timeout: float
            directory: Path = manifests.MANIFEST_DIR) -> dict[str, Deployed]:
     """Apply each workload's manifest, then wait for every Deployment's rollout."""
     loaded = [manifests.workload_manifest(n, directory) for n in names]
-    for m in loaded:
-        manifests.apply(cluster, m, namespace)
-    out = {}
-    for name in names:
-        out[name] = wait_until(
-            lambda n=name: _ready(cluster, namespace, n),
-            area="deploy", what=f"{name} is Ready with a sidecar", timeout=timeout, log=log,
-            describe=lambda v: v if isinstance(v, str) else "ready")
-        if isinstance(out[name], str):
-            raise AssertionError(out[name])
-    return out
+    manifests.apply_objects(cluster, [o for m in loaded for o in m.objects], namespace)
+    return _wait_ready(cluster, namespace, names, timeout, log)
+
+
+def _wait_ready(cluster: Cluster, namespace: str, names: list[str], timeout: float,
+                log: Convergence | None) -> dict[str, Deployed]:
+    """Each workload's rollout, Ready with its sidecar, one recorded wait each."""
+    return {name: wait_until(lambda n=name: _ready(cluster, namespace, n), area="deploy",
+                             what=f"{name} is Ready with a sidecar", timeout=timeout, log=log)
+            for name in names}
 
 
 STUCK = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName",
@@ -87,13 +86,10 @@ def deploy_blockchain(cluster: Cluster, namespace: str, *, timeout: float,
     key = (cluster.host, namespace)
     known = _DEPLOYED.get(key)
     if known is not None:
-        out = {name: wait_until(lambda n=name: _ready(cluster, namespace, n), area="deploy",
-                                what=f"{name} is Ready with a sidecar", timeout=timeout,
-                                log=log) for name in known}
-        _DEPLOYED[key] = out
-        return out
-    out = _deploy_blockchain(cluster, namespace, timeout=timeout, log=log,
-                             cluster_writes=cluster_writes, directory=directory)
+        out = _wait_ready(cluster, namespace, list(known), timeout, log)
+    else:
+        out = _deploy_blockchain(cluster, namespace, timeout=timeout, log=log,
+                                 cluster_writes=cluster_writes, directory=directory)
     _DEPLOYED[key] = out
     return out
 
@@ -124,13 +120,5 @@ def _deploy_blockchain(cluster: Cluster, namespace: str, *, timeout: float,
         if obj["kind"] == "Ingress" and not cluster_writes:
             obj = ingress.by_annotation(obj)
         objects.append(ingress.isolate(obj, host))
-    for obj in objects:
-        cluster.apply(obj, namespace, dry_run=True)
-    for obj in objects:
-        cluster.apply(obj, namespace)
-    out = {}
-    for name in names:
-        out[name] = wait_until(
-            lambda n=name: _ready(cluster, namespace, n),
-            area="deploy", what=f"{name} is Ready with a sidecar", timeout=timeout, log=log)
-    return out
+    manifests.apply_objects(cluster, objects, namespace)
+    return _wait_ready(cluster, namespace, names, timeout, log)

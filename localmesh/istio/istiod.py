@@ -39,6 +39,7 @@ from google.protobuf import any_pb2, json_format
 
 from localmesh.api.objects import ObjectAPI
 from localmesh.istio import xds
+from localmesh.network import AddressPlan
 from localmesh.store import now_rfc3339
 
 log = logging.getLogger("localmesh.istiod")
@@ -206,8 +207,7 @@ class Istiod:
         ports = []
         for c in ((pod or {}).get("spec") or {}).get("containers") or []:
             ports.extend(c.get("ports") or [])
-        local = ".".join([*ip.split(".")[:2], str(int(ip.split(".")[2]) + 64),
-                          ip.split(".")[3]])
+        local = AddressPlan.local_address(ip)
         return xds.Proxy(kind=kind, ip=ip, local_ip=metadata.get("LOCAL_IP", local),
                          pod=pod_name, namespace=ns, labels=labels,
                          workload=metadata.get("WORKLOAD_NAME", pod_name),

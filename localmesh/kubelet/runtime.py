@@ -127,7 +127,7 @@ class PidRegistry:
                 owner = int(f.read_text() or "0")
             except ValueError:
                 owner = 0
-            if owner and owner != os.getpid() and _pid_alive(owner):
+            if owner and owner != os.getpid() and pid_alive(owner):
                 continue
             if group_alive(pgid):
                 try:
@@ -139,7 +139,7 @@ class PidRegistry:
         return killed
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Alive and not a zombie: a SIGKILLed localmesh whose parent has not reaped it yet
     still answers kill(pid, 0), but its pods are orphans and must be reaped."""
     try:
