@@ -4,6 +4,7 @@ pytest_plugins = [
     "fixtures.options",
     "fixtures.cluster",
     "fixtures.warmup",
+    "fixtures.scheduling",
     "fixtures.namespace",
     "fixtures.reporting",
     "fixtures.world",

@@ -167,3 +167,57 @@ def bench(pytest_args: list[str], keep: Path | None = None) -> tuple[int, str]:
         with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as tmp:
             result = run_suite(pytest_args, Path(tmp))
     return result.returncode, format_result(result)
+
+
+def median_run(runs: list[BenchResult]) -> BenchResult:
+    """The run whose wall time is the median (the lower one for an even count)."""
+    ordered = sorted(runs, key=lambda r: r.wall)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def format_comparison(results: dict[str, list[BenchResult]]) -> str:
+    """One line per worker count (median, min and max wall time, median overhead ratio,
+    peak memory, failures), then each count's median run against the first count's.
+
+    Several alternating runs, not one: a new pod's first scrape waits for Prometheus's
+    5-second discovery batch, so single runs differ by seconds for reasons that are not
+    the suite's.
+    """
+    lines = [f"{'workers':>8} {'runs':>5} {'median':>8} {'min':>8} {'max':>8} "
+             f"{'ratio':>6} {'peak MiB':>9} {'failed':>7}"]
+    medians: dict[str, float] = {}
+    for workers, runs in results.items():
+        walls = [r.wall for r in runs]
+        ratios = [r.overhead_ratio for r in runs if r.overhead_ratio]
+        medians[workers] = statistics.median(walls)
+        lines.append(
+            f"{'-n ' + workers:>8} {len(runs):5d} {medians[workers]:8.2f} {min(walls):8.2f} "
+            f"{max(walls):8.2f} {statistics.median(ratios) if ratios else float('nan'):6.2f} "
+            f"{max(r.peak_mib for r in runs):9.0f} "
+            f"{sum(1 for r in runs if r.returncode):7d}")
+    first, *others = list(results)
+    for workers in others:
+        diff = medians[workers] - medians[first]
+        lines.append(f"-n {workers} vs -n {first}: median wall {diff:+.2f}s "
+                     f"({100 * diff / medians[first]:+.0f}%): "
+                     f"{'no slower' if diff <= 0 else 'slower'}")
+    return "\n".join(lines)
+
+
+def compare(pytest_args: list[str], workers: list[str], repeat: int) -> tuple[int, str]:
+    """Run the suite ``repeat`` times for each worker count, alternating the counts so that
+    whatever else the machine does falls on all of them; print each count's median run
+    in full and the comparison."""
+    results: dict[str, list[BenchResult]] = {w: [] for w in workers}
+    for _ in range(repeat):
+        for w in workers:
+            with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as tmp:
+                results[w].append(run_suite([*pytest_args, "-n", w], Path(tmp)))
+    parts = []
+    for w, runs in results.items():
+        parts.append(f"== -n {w}: the median of {len(runs)} runs ==")
+        parts.append(format_result(median_run(runs)))
+        parts.append("")
+    parts.append(format_comparison(results))
+    failed = [r.returncode for runs in results.values() for r in runs if r.returncode]
+    return (failed[0] if failed else 0), "\n".join(parts)

@@ -425,14 +425,39 @@ def configure_bench(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``meshgate bench`` (other arguments go to pytest)."""
     parser.add_argument("--keep-artifacts", metavar="DIR", default=None,
                         help="keep the run's reports and convergence logs in DIR")
+    parser.add_argument("--workers", metavar="N,M", default=None,
+                        help="compare xdist worker counts, e.g. 0,2 (runs alternate)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per worker count with --workers (default 1)")
+
+
+def _worker_counts(text: str) -> list[str]:
+    counts = [c.strip() for c in text.split(",") if c.strip()]
+    if len(counts) < 2 or any(not c.isdigit() or int(c) > 64 for c in counts):
+        raise CommandError(f"--workers {text!r} is not a list of worker counts", None,
+                           "give two or more counts from 0 to 64, e.g. --workers 0,2")
+    return counts
 
 
 def run_bench(args: argparse.Namespace) -> int:
     """The whole suite on localmesh from cold, with the numbers that matter."""
-    from meshgate.bench import bench
+    from meshgate.bench import bench, compare
 
-    code, text = bench(list(getattr(args, "passthrough", None) or []),
-                       Path(args.keep_artifacts) if args.keep_artifacts else None)
+    extra = list(getattr(args, "passthrough", None) or [])
+    if not 1 <= args.repeat <= 50:
+        raise CommandError(f"--repeat {args.repeat} is out of range", None,
+                           "give a number of runs from 1 to 50")
+    if args.workers is not None:
+        if any(a in ("-n", "--numprocesses") or a.startswith(("-n", "--numprocesses="))
+               for a in extra):
+            raise CommandError("both --workers and pytest's -n were given", None,
+                               "give the worker counts to compare in --workers only")
+        if args.keep_artifacts:
+            raise CommandError("--keep-artifacts keeps one run; --workers makes several",
+                               None, "drop one of the two options")
+        code, text = compare(extra, _worker_counts(args.workers), args.repeat)
+    else:
+        code, text = bench(extra, Path(args.keep_artifacts) if args.keep_artifacts else None)
     print(text)
     return code
 
@@ -550,7 +575,9 @@ def main(argv: list[str] | None = None) -> int:
         args, extra = parser.parse_known_args(argv)
         if extra and not args.subcommand.passthrough:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.passthrough = extra
+        # `meshgate bench -- --profile gate`: a leading "--" only separates our options
+        # from pytest's (as in tox); given to pytest it would turn them into file names.
+        args.passthrough = extra[1:] if extra[:1] == ["--"] else extra
     except SystemExit as exit_:  # argparse has already printed usage and the error
         if exit_.code is None:
             return 0

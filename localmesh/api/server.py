@@ -55,6 +55,9 @@ def _error(err: ApiError) -> web.Response:
 # about once a minute (k8s.io/apiserver pkg/storage/cacher, bookmarkFrequency); localmesh
 # is a test cluster, so sooner, and always one just before a watch's timeoutSeconds ends.
 BOOKMARK_SECONDS = 5.0
+# Resources whose DELETE answers with the deleted object instead of a Status.
+RETURN_DELETED_OBJECT = frozenset({("", "pods"), ("", "services"), ("", "serviceaccounts"),
+                                   ("storage.k8s.io", "storageclasses")})
 
 # The verb a request is, for the resource's advertised verbs (405 otherwise).
 _COLLECTION_VERBS = {"GET": "list", "POST": "create", "DELETE": "deletecollection"}
@@ -249,12 +252,15 @@ class APIServer:
 
     def _deleted_response(self, rt: ResourceType, out: dict) -> dict:
         """What DELETE answers: the object while it is still being deleted (graceful or
-        finalizers); once it is gone, the object for pods and custom resources and a
-        Success Status for the rest (the generic registry's ``ReturnDeletedObject``)."""
+        finalizers); once it is gone, the object for the kinds whose registry sets
+        ``ReturnDeletedObject`` (pods, services, serviceaccounts, storageclasses — see
+        pkg/registry/*/storage/storage.go — and custom resources) and a Success Status for
+        the rest. Clients depend on it: the Python client decodes a Service delete as a
+        V1Service."""
         meta = out.get("metadata", {})
         current = self.objects.store.get(rt.key, meta.get("namespace", ""), meta.get("name", ""))
         still_there = current is not None and current["metadata"].get("uid") == meta.get("uid")
-        if still_there or rt.key == ("", "pods") or rt.custom:
+        if still_there or rt.key in RETURN_DELETED_OBJECT or rt.custom:
             return out
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                 "details": {"name": meta.get("name", ""), "group": rt.group,

@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import json
 import logging
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 # The message modules register the types that Any fields in the resources refer to.
@@ -59,6 +60,41 @@ WATCHED = [("", "services"), ("", "endpoints"), ("", "pods"), ("networking.k8s.i
            ("networking.istio.io", "destinationrules")]
 
 
+PACKED_CACHE_SIZE = 20_000
+
+
+class Generated:
+    """One generation of a proxy's resources, with per-resource content digests.
+
+    The digests are computed lazily and once: versions and the packing cache both use them.
+    """
+
+    __slots__ = ("_digests", "types")
+
+    def __init__(self, types: dict[str, dict[str, dict]]) -> None:
+        self.types = types
+        self._digests: dict[tuple[str, str], str] = {}
+
+    def get(self, type_url: str) -> dict[str, dict]:
+        return self.types.get(type_url, {})
+
+    def digest(self, type_url: str, name: str) -> str:
+        key = (type_url, name)
+        d = self._digests.get(key)
+        if d is None:
+            body = json.dumps(self.types[type_url][name], sort_keys=True,
+                              separators=(",", ":"))
+            d = self._digests[key] = hashlib.sha1(body.encode()).hexdigest()
+        return d
+
+    def chosen(self, type_url: str, ts: TypeState) -> list[str]:
+        """The names a proxy gets: everything for a wildcard subscription, else its list."""
+        resources = self.types.get(type_url, {})
+        if ts.wildcard:
+            return sorted(resources)
+        return sorted(n for n in ts.names if n in resources)
+
+
 @dataclass
 class TypeState:
     names: set[str] = field(default_factory=set)
@@ -99,10 +135,11 @@ class Istiod:
         self._debug: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self._dirty = asyncio.Event()
-        self._cache: dict[str, dict[str, dict[str, dict]]] = {}
+        self._cache: dict[str, tuple[tuple, Generated]] = {}
+        self._packed: OrderedDict[tuple[str, str], any_pb2.Any] = OrderedDict()
         self._state: xds.MeshState | None = None
         self._state_stale = True
-        self.pushes = 0
+        self.pushes: Counter[str] = Counter()
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -219,43 +256,59 @@ class Istiod:
             if fresh is not None:
                 conn.proxy = fresh
 
-    def resources(self, conn: Connection, state: xds.MeshState) -> dict[str, dict[str, dict]]:
+    def resources(self, conn: Connection, state: xds.MeshState) -> Generated:
         if conn.proxy is None:
-            return {t: {} for t in xds.TYPES}
+            return Generated({t: {} for t in xds.TYPES})
         # One generation per proxy per state: the five requests of a connecting Envoy
         # (CDS, EDS, LDS, RDS, SRDS) and a push all reuse it.
         cached = self._cache.get(conn.conn_id)
         key = (id(state), conn.proxy)
         if cached is not None and cached[0] == key:
             return cached[1]
-        res = xds.resources_for(state, conn.proxy)
-        self._cache[conn.conn_id] = (key, res)  # type: ignore[assignment]
-        return res
+        gen = Generated(xds.resources_for(state, conn.proxy))
+        self._cache[conn.conn_id] = (key, gen)
+        return gen
 
     # -- ADS -----------------------------------------------------------------------------
-    def response(self, conn: Connection, type_url: str, resources: dict[str, dict],
+    def response(self, conn: Connection, type_url: str, gen: Generated,
                  version: str) -> discovery_pb2.DiscoveryResponse:
         ts = conn.types.setdefault(type_url, TypeState())
         nonce = str(next(self._nonce))
         out = discovery_pb2.DiscoveryResponse(version_info=version, type_url=type_url,
                                               nonce=nonce)
-        names = sorted(resources) if ts.wildcard else sorted(n for n in ts.names
-                                                               if n in resources)
-        for name in names:
-            msg = json_format.ParseDict(resources[name], MESSAGES[type_url]())
-            a = any_pb2.Any()
-            a.Pack(msg)
-            out.resources.append(a)
+        out.resources.extend(self._pack(type_url, gen, name) for name in gen.chosen(
+            type_url, ts))
         ts.sent_version, ts.sent_nonce = version, nonce
-        self.pushes += 1
+        self.pushes[SHORT[type_url]] += 1
         return out
 
+    def _pack(self, type_url: str, gen: Generated, name: str) -> any_pb2.Any:
+        """The resource as an Any, converted once per distinct content.
+
+        Most resources are the same for every proxy and across pushes (a cluster for a
+        Service, its endpoints until they change), and dict → protobuf conversion was most
+        of istiod's CPU; so conversions are remembered by content digest (bounded LRU).
+        """
+        key = (type_url, gen.digest(type_url, name))
+        packed = self._packed.get(key)
+        if packed is not None:
+            self._packed.move_to_end(key)
+            return packed
+        packed = any_pb2.Any()
+        packed.Pack(json_format.ParseDict(gen.types[type_url][name], MESSAGES[type_url]()))
+        self._packed[key] = packed
+        if len(self._packed) > PACKED_CACHE_SIZE:
+            self._packed.popitem(last=False)
+        return packed
+
     @staticmethod
-    def version_of(resources: dict[str, dict], ts: TypeState) -> str:
-        chosen = resources if ts.wildcard else {n: resources[n] for n in ts.names
-                                                if n in resources}
-        digest = hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:12]
-        return f"{now_rfc3339()}/{digest}"
+    def version_of(gen: Generated, type_url: str, ts: TypeState) -> str:
+        """``<time>/<digest of the chosen resources>``; equal digests mean nothing to send."""
+        h = hashlib.sha256()
+        for name in gen.chosen(type_url, ts):
+            h.update(name.encode())
+            h.update(gen.digest(type_url, name).encode())
+        return f"{now_rfc3339()}/{h.hexdigest()[:12]}"
 
     # -- debug ---------------------------------------------------------------------------
     async def _syncz(self, request: web.Request) -> web.Response:
@@ -316,8 +369,14 @@ class Istiod:
         return web.json_response(dump)
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        # Istio's names: pilot_xds (connected proxies), pilot_xds_pushes{type} (responses
+        # sent, by xDS type; istiod labels them cds/eds/lds/rds).
+        istio_type = {"cluster": "cds", "endpoint": "eds", "listener": "lds", "route": "rds",
+                      "scopedroute": "srds"}
         lines = ["# TYPE pilot_xds gauge", f"pilot_xds {len(self.connections)}",
-                 "# TYPE pilot_xds_pushes counter", f"pilot_xds_pushes {self.pushes}"]
+                 "# TYPE pilot_xds_pushes counter"]
+        lines += [f'pilot_xds_pushes{{type="{istio_type[t]}"}} {self.pushes[t]}'
+                  for t in SHORT.values()]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 
@@ -375,15 +434,15 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                     state = item
                     if conn is None:
                         continue
-                    res = istiod.resources(conn, state)
+                    gen = istiod.resources(conn, state)
                     # Clusters before endpoints, listeners before routes (Envoy's order).
                     for t in xds.TYPES:
                         ts = conn.types.get(t)
                         if ts is None or not ts.subscribed:
                             continue
-                        version = istiod.version_of(res.get(t, {}), ts)
+                        version = istiod.version_of(gen, t, ts)
                         if version.split("/")[1] != ts.sent_version.split("/")[-1]:
-                            yield istiod.response(conn, t, res.get(t, {}), version)
+                            yield istiod.response(conn, t, gen, version)
                     continue
                 req: discovery_pb2.DiscoveryRequest = item
                 if conn is None:
@@ -403,6 +462,12 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                     log.warning("ADS: %s NACKed %s: %s", conn.node_id, SHORT[t],
                                 req.error_detail.message[:300])
                     continue
+                if req.response_nonce and req.response_nonce != ts.sent_nonce:
+                    # A stale nonce: a newer response is already on its way and the proxy
+                    # will ACK or NACK that one. Answering here would start a ping-pong of
+                    # identical responses (the xDS protocol says to ignore such requests;
+                    # istiod's shouldRespond logs "Expired nonce received" and drops it).
+                    continue
                 names = set(req.resource_names)
                 wildcard = t in (xds.T_CLUSTER, xds.T_LISTENER, xds.T_SCOPED) and not names
                 changed_subscription = (names != ts.names or wildcard != ts.wildcard or
@@ -413,9 +478,9 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                     ts.nacked = ""
                     if not changed_subscription:
                         continue
-                res = istiod.resources(conn, state)
-                version = istiod.version_of(res.get(t, {}), ts)
-                yield istiod.response(conn, t, res.get(t, {}), version)
+                gen = istiod.resources(conn, state)
+                version = istiod.version_of(gen, t, ts)
+                yield istiod.response(conn, t, gen, version)
         finally:
             task.cancel()
             if conn is not None:

@@ -279,6 +279,23 @@ def test_finalizers_hold_deletion(core: client.CoreV1Api, ns: str) -> None:
     assert err.value.status == 404
 
 
+def test_delete_answers_as_the_kinds_registry_does(core: client.CoreV1Api, ns: str) -> None:
+    """Services, pods and serviceaccounts answer DELETE with the object
+    (``ReturnDeletedObject``), other kinds with a Success Status; the typed client decodes
+    each answer as the type its OpenAPI names, so a wrong shape fails here."""
+    core.create_namespaced_service(ns, {"metadata": {"name": "gone"}, "spec": {
+        "selector": {"app": "gone"}, "ports": [{"port": 80}]}})
+    deleted = core.delete_namespaced_service("gone", ns)
+    assert isinstance(deleted, client.V1Service) and deleted.metadata.name == "gone"
+    core.create_namespaced_service_account(ns, {"metadata": {"name": "gone"}})
+    account = core.delete_namespaced_service_account("gone", ns)
+    assert isinstance(account, client.V1ServiceAccount) and account.metadata.name == "gone"
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "gone"}})
+    status = core.delete_namespaced_config_map("gone", ns)
+    body = status if isinstance(status, dict) else status.to_dict()  # client 37: a dict
+    assert body["kind"] == "Status" and body["status"] == "Success", body
+
+
 def _owner_with_dependents(core: client.CoreV1Api, ns: str, name: str) -> str:
     owner = core.create_namespaced_config_map(ns, {"metadata": {"name": name}})
     ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": name,

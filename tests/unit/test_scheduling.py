@@ -1,0 +1,95 @@
+"""Scenarios that read scraped telemetry share one xdist worker (fixtures/scheduling.py).
+
+A tiny pytest-bdd project runs with ``-n 2 --dist loadgroup`` (what pyproject's addopts
+select) through the real plugin; each scenario records the worker it ran on. Interleaving
+tagged and untagged scenarios makes plain load balancing split the tagged ones, so the test
+fails without the grouping — or when pytest-xdist stops honouring ``xdist_group``, as it
+does on pytest 9.2 (pytest-dev/pytest-xdist#1386; pyproject pins pytest below it).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+FEATURE = """\
+Feature: mixed
+{scenarios}
+"""
+
+CONFTEST = '''\
+import os
+from pathlib import Path
+
+from pytest_bdd import parsers, then
+
+pytest_plugins = ["fixtures.scheduling"]
+
+
+@then(parsers.parse("record {name}"))
+def record(name):
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with open(Path(__file__).parent / "ran.txt", "a") as f:
+        f.write(f"{name} {worker}\\n")
+'''
+
+
+def _project(root: Path) -> None:
+    blocks = []
+    for i in range(6):
+        blocks.append(f"  @telemetry\n  Scenario: scraped {i}\n    Then record scraped-{i}\n")
+        blocks.append(f"  Scenario: proxy {i}\n    Then record proxy-{i}\n")
+    blocks.append("  @graph\n  Scenario: graph\n    Then record scraped-graph\n")
+    (root / "features").mkdir()
+    (root / "features" / "mixed.feature").write_text(FEATURE.format(scenarios="\n".join(blocks)))
+    (root / "conftest.py").write_text(CONFTEST)
+    (root / "test_mixed.py").write_text("from pytest_bdd import scenarios\n\n"
+                                        "scenarios('features')\n")
+    (root / "pytest.ini").write_text(textwrap.dedent("""\
+        [pytest]
+        markers =
+            telemetry: telemetry
+            graph: graph
+            chaos: chaos
+        """))
+
+
+def test_scraped_telemetry_scenarios_run_on_one_worker(tmp_path: Path) -> None:
+    _project(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MESHGATE_", "PYTEST_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "2",
+         "--dist", "loadgroup"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ran = dict(line.split() for line in (tmp_path / "ran.txt").read_text().splitlines())
+    assert len(ran) == 13, ran
+    scraped = {w for name, w in ran.items() if name.startswith("scraped")}
+    assert len(scraped) == 1, f"scraped-telemetry scenarios spread over workers: {ran}"
+    assert scraped <= {"gw0", "gw1"}, ran
+
+
+def test_pyproject_selects_loadgroup() -> None:
+    """The grouping only exists with ``--dist loadgroup``; without ``-n`` it means nothing."""
+    import tomllib
+
+    addopts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"][
+        "ini_options"]["addopts"]
+    assert "--dist loadgroup" in addopts
+
+
+def test_public_nodeid_drops_only_xdists_group_suffix() -> None:
+    from fixtures.scheduling import public_nodeid
+
+    base = "steps/test_scenarios.py::test_counted[/login-composer]"
+    assert public_nodeid(base + "@scraped-telemetry") == base
+    assert public_nodeid(base) == base
+    assert public_nodeid("t.py::test[a@b]") == "t.py::test[a@b]"  # an @ inside a parameter
+    assert public_nodeid("t.py::test_x@g") == "t.py::test_x"
