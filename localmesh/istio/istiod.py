@@ -75,9 +75,6 @@ class Generated:
         self.types = types
         self._digests: dict[tuple[str, str], str] = {}
 
-    def get(self, type_url: str) -> dict[str, dict]:
-        return self.types.get(type_url, {})
-
     def digest(self, type_url: str, name: str) -> str:
         key = (type_url, name)
         d = self._digests.get(key)
@@ -336,7 +333,8 @@ class Istiod:
                      if c.proxy is not None and c.proxy.id == proxy_id), None)
         if conn is None:
             return web.Response(status=404, text=f"proxy not connected: {proxy_id}\n")
-        res = xds.resources_for(self.state(), conn.proxy) if conn.proxy else {}
+        # The generation the ADS stream sends (cached per proxy and state), not a new one.
+        res = self.resources(conn, self.state()).types
         ts_now = now_rfc3339()
         version = lambda t: conn.types.get(t, TypeState()).sent_version  # noqa: E731
         dump = {"configs": [
