@@ -66,12 +66,44 @@ def apply(cluster: Cluster, manifest: Manifest, namespace: str) -> list[dict]:
     return apply_objects(cluster, manifest.objects, namespace)
 
 
+# The order objects are created in, by kind, as Helm installs a chart (helm.sh/helm
+# pkg/releaseutil/kind_sorter.go, InstallOrder): what pods refer to (accounts, secrets,
+# config, Services) before the controllers that create pods. For a mesh this matters
+# beyond tidiness: a sidecar's first xDS push is built from the Services that exist when it
+# connects, so a workload created before the Service it calls sends its first requests to
+# the PassthroughCluster, and telemetry and Kiali report them against an "unknown"
+# destination. Istio's own configuration comes before the workloads for the same reason
+# (and DestinationRules before the VirtualServices that name their subsets, Istio's
+# "make before break" advice in its traffic-management best practices). Kinds not
+# listed keep their relative order, after every listed kind, as in Helm.
+INSTALL_ORDER = (
+    "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodDisruptionBudget",
+    "ServiceAccount", "Secret", "ConfigMap", "StorageClass", "PersistentVolume",
+    "PersistentVolumeClaim", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
+    "Role", "RoleBinding", "Service",
+    "ServiceEntry", "WorkloadEntry", "DestinationRule", "VirtualService", "Gateway",
+    "Sidecar", "EnvoyFilter", "PeerAuthentication", "RequestAuthentication",
+    "AuthorizationPolicy", "Telemetry",
+    "DaemonSet", "Pod", "ReplicationController", "ReplicaSet", "Deployment",
+    "HorizontalPodAutoscaler", "StatefulSet", "Job", "CronJob", "IngressClass", "Ingress",
+    "Route",
+)
+_RANK = {kind: i for i, kind in enumerate(INSTALL_ORDER)}
+
+
+def install_order(objects: Sequence[dict]) -> list[dict]:
+    """``objects`` sorted by kind in ``INSTALL_ORDER``; stable within a kind."""
+    return sorted(objects, key=lambda o: _RANK.get(o.get("kind", ""), len(INSTALL_ORDER)))
+
+
 def apply_objects(cluster: Cluster, objects: Sequence[dict], namespace: str) -> list[dict]:
     """All objects pass a server-side dry run before any is applied, so an object the
-    cluster rejects leaves nothing half-applied."""
-    for obj in objects:
+    cluster rejects leaves nothing half-applied; they are applied in ``install_order``.
+    The applied objects are returned in that order."""
+    ordered = install_order(objects)
+    for obj in ordered:
         cluster.apply(obj, namespace, dry_run=True)
-    return [cluster.apply(obj, namespace) for obj in objects]
+    return [cluster.apply(obj, namespace) for obj in ordered]
 
 
 def deployment_ready(d: dict) -> bool:

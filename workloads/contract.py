@@ -54,6 +54,7 @@ ENVIRONMENT: dict[str, dict[str, str]] = {
         "CORE_SECURITY_ENROLLID": "identity vp0 enrolls as (default test_vp0)",
         "CORE_SECURITY_ENROLLSECRET": "secret vp0 enrolls with (never logged)",
         "ENROLL_INTERVAL_SECONDS": "seconds between enrollments (default 5)",
+        "ENROLL_RETRY_SECONDS": "seconds before retrying a failed enrollment (default 1)",
     },
     "membersrvc": {
         **_COMMON,

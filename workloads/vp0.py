@@ -6,7 +6,11 @@
 * gRPC on ``GRPC_PORT`` (7051): ``/protos.Peer/Ping`` and ``/protos.Peer/GetBlock``.
 * Enrollment with membersrvc over gRPC at start and every ``ENROLL_INTERVAL_SECONDS``,
   like a 0.6 peer with ``CORE_SECURITY_ENABLED=true``. Repeating it keeps a steady
-  vp0 -> membersrvc gRPC edge in the mesh's telemetry and service graph.
+  vp0 -> membersrvc gRPC edge in the mesh's telemetry and service graph. A failed
+  enrollment is retried after ``ENROLL_RETRY_SECONDS`` instead: the pods of a Deployment
+  start together, so vp0's first attempt often finds membersrvc not Ready yet (the
+  sidecar answers "no healthy upstream"), and a peer that then waited a whole interval
+  would leave the mesh without a successful vp0 -> membersrvc call for that long.
 """
 
 from __future__ import annotations
@@ -151,7 +155,8 @@ def grpc_methods(peer: Peer) -> dict[str, rpc.Handler]:
 
 @dataclass
 class Enroller:
-    """Enrolls with membersrvc now and then every ``interval`` seconds until stopped."""
+    """Enrolls with membersrvc now and then every ``interval`` seconds until stopped;
+    after a failure, again in ``retry`` seconds."""
 
     enroll_id: str
     enroll_secret: Secret
@@ -159,12 +164,13 @@ class Enroller:
     interval: float
     timeout: float
     stopping: threading.Event
+    retry: float = 1.0
 
     def run(self, channel: grpc.Channel) -> None:
         """Loop until stopped; the caller owns (and on stop closes) ``channel``."""
         while not self.stopping.is_set():
-            self.enroll_once(channel)
-            self.stopping.wait(self.interval)
+            ok = self.enroll_once(channel)
+            self.stopping.wait(self.interval if ok else min(self.retry, self.interval))
 
     def enroll_once(self, channel: grpc.Channel) -> bool:
         """One Enroll call; logs the outcome (id and serial only, never the secret)."""
@@ -191,6 +197,7 @@ def main() -> int:
         enroll_secret=settings.secret("CORE_SECURITY_ENROLLSECRET"),
         membersrvc_address=settings.address("MEMBERSRVC_ADDRESS", "membersrvc:7054"),
         interval=settings.seconds("ENROLL_INTERVAL_SECONDS", 5),
+        retry=settings.seconds("ENROLL_RETRY_SECONDS", 1),
         timeout=settings.seconds("OUTBOUND_TIMEOUT_SECONDS", 3),
         stopping=lifecycle.stopping,
     )

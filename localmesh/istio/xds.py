@@ -142,9 +142,15 @@ def _access_logs(proxy: Proxy, log_name: str) -> list[dict]:
                  "grpc_service": {"envoy_grpc": {"cluster_name": "istio-telemetry"}},
                  "buffer_flush_interval": "0.1s", "buffer_size_bytes": 1,
              },
+             # content-type tells gRPC from HTTP (Istio's request_protocol="grpc"), and
+             # grpc-status is a trailer, or a header in a trailers-only reply (gRPC over
+             # HTTP/2, grpc/grpc doc/PROTOCOL-HTTP2.md); Envoy's gRPC access log carries
+             # only the headers and trailers named here.
              "additional_request_headers_to_log": [PEER_HEADER, PEER_ID_HEADER,
-                                                   "x-request-id"],
-             "additional_response_headers_to_log": [PEER_HEADER, PEER_ID_HEADER],
+                                                   "x-request-id", "content-type"],
+             "additional_response_headers_to_log": [PEER_HEADER, PEER_ID_HEADER,
+                                                    "content-type", "grpc-status"],
+             "additional_response_trailers_to_log": ["grpc-status"],
          })},
     ]
 

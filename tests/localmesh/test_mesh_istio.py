@@ -236,6 +236,15 @@ def test_telemetry_reaches_prometheus_and_the_graph(mesh: Handle, ns: str,
     assert metric["destination_workload"] == "composer"
     assert metric["destination_service"] == f"composer.{ns}.svc.cluster.local"
     assert metric["request_protocol"] == "http"
+    # composer enrols with membersrvc over gRPC on every /login: Istio labels it "grpc",
+    # with the call's grpc-status.
+    q = (f'istio_requests_total{{reporter="destination",destination_service_namespace="{ns}",'
+         'destination_service_name="membersrvc",source_workload="composer"}')
+    result = poll(lambda: proxy_get("prometheus:9090", "api/v1/query", {"query": q})["data"][
+        "result"], 20, "istio_requests_total for composer -> membersrvc in Prometheus")
+    grpc_metric = result[0]["metric"]
+    assert grpc_metric["request_protocol"] == "grpc", grpc_metric
+    assert grpc_metric["grpc_response_status"] == "0", grpc_metric
 
     def kiali_edges() -> set[tuple[str, str]]:
         doc = proxy_get("kiali:20001", "kiali/api/namespaces/graph",

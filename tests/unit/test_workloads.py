@@ -431,6 +431,21 @@ def test_vp0_enrolls_with_membersrvc_at_start(network: Network) -> None:
     network.membersrvc.wait_for(r'"/membersrvc\.ECA/Enroll" OK .* enrollId=test_vp0 ')
 
 
+def test_vp0_retries_a_failed_enrollment_sooner_than_its_interval(launch: Launch) -> None:
+    """membersrvc is not up when vp0 starts (as when a Deployment's pods start together):
+    vp0 must enrol once it is, long before its 60 s interval would have come round."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    vp0 = launch("vp0", REST_PORT="0", GRPC_PORT="0", MEMBERSRVC_ADDRESS=f"127.0.0.1:{port}",
+                 CORE_SECURITY_ENROLLSECRET=VP0_SECRET, ENROLL_INTERVAL_SECONDS="60",
+                 ENROLL_RETRY_SECONDS="0.2")
+    vp0.wait_for(r" vp0 enrollment of test_vp0 .* failed: ", stream="stderr",
+                 timeout=STARTUP_SECONDS)
+    launch("membersrvc", PORT=str(port))
+    vp0.wait_for(r" vp0 enrolled test_vp0 with membersrvc at ", timeout=EVENT_SECONDS)
+
+
 def test_http_access_lines_carry_request_and_trace_ids(network: Network) -> None:
     request_id, trace_id, headers = fresh_trace()
     http_get(network.vp0_rest, "/network/peers", headers)
