@@ -1,4 +1,5 @@
-"""Scenarios that read scraped telemetry share one xdist worker (fixtures/scheduling.py).
+"""Scenarios that count scraped telemetry, and the chaos scenarios that restart its
+backend, share one xdist worker (fixtures/scheduling.py).
 
 A tiny pytest-bdd project runs with ``-n 2 --dist loadgroup`` (what pyproject's addopts
 select) through the real plugin; each scenario records the worker it ran on. Interleaving
@@ -44,7 +45,7 @@ def _project(root: Path) -> None:
     for i in range(6):
         blocks.append(f"  @telemetry\n  Scenario: scraped {i}\n    Then record scraped-{i}\n")
         blocks.append(f"  Scenario: proxy {i}\n    Then record proxy-{i}\n")
-    blocks.append("  @graph\n  Scenario: graph\n    Then record scraped-graph\n")
+    blocks.append("  @chaos\n  Scenario: chaos\n    Then record scraped-chaos\n")
     (root / "features").mkdir()
     (root / "features" / "mixed.feature").write_text(FEATURE.format(scenarios="\n".join(blocks)))
     (root / "conftest.py").write_text(CONFTEST)
