@@ -172,9 +172,12 @@ class Instance:
 
     async def stop(self) -> None:
         self.server.stop_watches()
+        # istiod's gRPC server gives open streams a grace period before it cancels them,
+        # and the sidecars' ADS streams only end when their proxies do: stop both at once.
+        stopping = [self.kubelet.stop()]
         if self.mesh is not None:
-            await self.mesh.uninstall()
-        await self.kubelet.stop()
+            stopping.append(self.mesh.uninstall())
+        await asyncio.gather(*stopping)
         for c in self.controllers:
             await c.stop()
         for runner in (self._runner, self._sd_runner):
