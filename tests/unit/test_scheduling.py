@@ -1,9 +1,9 @@
-"""Scenarios that count scraped telemetry, and the chaos scenarios that restart its
-backend, share one xdist worker (fixtures/scheduling.py).
+"""Scenarios that count scraped telemetry are dealt over the xdist workers, one group per
+worker, and the chaos scenarios share the first group (fixtures/scheduling.py).
 
 A tiny pytest-bdd project runs with ``-n 2 --dist loadgroup`` (what pyproject's addopts
-select) through the real plugin; each scenario records the worker it ran on. Interleaving
-tagged and untagged scenarios makes plain load balancing split the tagged ones, so the test
+select) through the real plugin; each scenario records the worker it ran on. Plain load
+balancing would interleave the tagged and untagged scenarios on both workers, so the test
 fails without the grouping — or when pytest-xdist stops honouring ``xdist_group``, as it
 does on pytest 9.2 (pytest-dev/pytest-xdist#1386; pyproject pins pytest below it).
 """
@@ -60,7 +60,7 @@ def _project(root: Path) -> None:
         """))
 
 
-def test_scraped_telemetry_scenarios_run_on_one_worker(tmp_path: Path) -> None:
+def test_scraped_scenarios_are_dealt_one_group_per_worker(tmp_path: Path) -> None:
     _project(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MESHGATE_", "PYTEST_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(
@@ -72,9 +72,20 @@ def test_scraped_telemetry_scenarios_run_on_one_worker(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     ran = dict(line.split() for line in (tmp_path / "ran.txt").read_text().splitlines())
     assert len(ran) == 13, ran
-    scraped = {w for name, w in ran.items() if name.startswith("scraped")}
-    assert len(scraped) == 1, f"scraped-telemetry scenarios spread over workers: {ran}"
-    assert scraped <= {"gw0", "gw1"}, ran
+    # Dealt in collection order: scraped-0, -2, -4 (and the chaos scenario) in one group,
+    # scraped-1, -3, -5 in the other; each group on one worker, the two on different ones.
+    first = {ran[f"scraped-{i}"] for i in (0, 2, 4)} | {ran["scraped-chaos"]}
+    second = {ran[f"scraped-{i}"] for i in (1, 3, 5)}
+    assert len(first) == 1 and len(second) == 1, f"a group was split over workers: {ran}"
+    assert first != second, f"both groups ran on one worker: {ran}"
+    assert first | second == {"gw0", "gw1"}, ran
+
+
+def test_groups_follow_the_worker_count() -> None:
+    from fixtures.scheduling import group_of
+
+    assert [group_of(i, 2) for i in range(4)] == ["scraped-0", "scraped-1"] * 2
+    assert {group_of(i, 1) for i in range(4)} == {"scraped-0"}
 
 
 def test_pyproject_selects_loadgroup() -> None:
@@ -90,7 +101,7 @@ def test_public_nodeid_drops_only_xdists_group_suffix() -> None:
     from fixtures.scheduling import public_nodeid
 
     base = "steps/test_scenarios.py::test_counted[/login-composer]"
-    assert public_nodeid(base + "@scraped-telemetry") == base
+    assert public_nodeid(base + "@scraped-0") == base
     assert public_nodeid(base) == base
     assert public_nodeid("t.py::test[a@b]") == "t.py::test[a@b]"  # an @ inside a parameter
     assert public_nodeid("t.py::test_x@g") == "t.py::test_x"
