@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,8 +151,16 @@ def test_istio_not_installed(tmp_path: Path, bare: Handle) -> None:
     r = suite("--target", "kubeconfig", "--kubeconfig", str(bare.kubeconfig), tmp=tmp_path)
     assert r.returncode == 3, message(r)
     assert "Istio is not installed in this cluster" in message(r)
-    leftovers = [n["metadata"]["name"] for n in Cluster(bare.kubeconfig).list("v1", "Namespace")
-                 if n["metadata"]["name"].startswith("mg-")]
+    # The run deleted its namespace; Kubernetes removes a namespace asynchronously (it is
+    # Terminating until the namespace controller has emptied it), so wait, bounded.
+    cluster = Cluster(bare.kubeconfig)
+    deadline = time.monotonic() + 15
+    while True:
+        leftovers = [n["metadata"]["name"] for n in cluster.list("v1", "Namespace")
+                     if n["metadata"]["name"].startswith("mg-")]
+        if not leftovers or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert leftovers == []
 
 
