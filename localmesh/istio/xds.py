@@ -193,7 +193,8 @@ def _ads() -> dict:
 
 
 def _cluster(name: str, protocol: str, *, eds: bool = True, address: tuple[str, int] | None
-             = None) -> dict:
+             = None, service: Service | None = None, port: int = 0,
+             subset: str | None = None) -> dict:
     c: dict = {"name": name, "connect_timeout": "10s", "lb_policy": "LEAST_REQUEST",
                "common_lb_config": {}, "circuit_breakers": {"thresholds": [
                    {"max_connections": 4294967295, "max_pending_requests": 4294967295,
@@ -217,7 +218,16 @@ def _cluster(name: str, protocol: str, *, eds: bool = True, address: tuple[str, 
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _any(HTTP_OPTIONS, {
                 "use_downstream_protocol_config": {"http_protocol_options": {},
                                                    "http2_protocol_options": {}}})}
-    c["metadata"] = {"filter_metadata": {"istio": {"default_original_port": 0}}}
+    # Istio's cluster metadata (golden/istio/ingressgateway-http-config.json): the service
+    # port and the Service the cluster stands for, which Istio's stats filter reads for
+    # destination_service when no upstream host answered.
+    istio: dict = {"default_original_port": port}
+    if service is not None:
+        istio["services"] = [{"host": service.host, "name": service.name,
+                              "namespace": service.namespace}]
+    if subset:
+        istio["subset"] = subset
+    c["metadata"] = {"filter_metadata": {"istio": istio}}
     return c
 
 
@@ -235,7 +245,7 @@ def _http_services(state: MeshState) -> list[tuple[Service, ServicePort]]:
 
 
 def outbound_clusters(state: MeshState) -> list[dict]:
-    return [_cluster(names.outbound_cluster(p.port, s.host), p.protocol)
+    return [_cluster(names.outbound_cluster(p.port, s.host), p.protocol, service=s, port=p.port)
             for s, p in _http_services(state)] + _subset_clusters(state)
 
 
@@ -250,7 +260,8 @@ def _subset_clusters(state: MeshState) -> list[dict]:
             for p in svc.ports:
                 if names.is_http(p.protocol):
                     out.append(_cluster(names.outbound_cluster(p.port, host, subset["name"]),
-                                        p.protocol))
+                                        p.protocol, service=svc, port=p.port,
+                                        subset=subset["name"]))
     return out
 
 

@@ -170,6 +170,16 @@ def test_injection_matches_istio(ns: str, core: client.CoreV1Api) -> None:
     assert statuses["istio-proxy"].ready and statuses["istio-proxy"].state.running
 
 
+def cluster_metadata(dump: dict, name: str) -> dict:
+    """The ``istio`` filter metadata of the named dynamic cluster in a config dump."""
+    for cfg in dump["configs"]:
+        if cfg["@type"].endswith(".ClustersConfigDump"):
+            for entry in cfg.get("dynamic_active_clusters") or []:
+                if entry["cluster"]["name"] == name:
+                    return entry["cluster"]["metadata"]["filter_metadata"]["istio"]
+    raise AssertionError(f"no dynamic cluster {name} in the dump")
+
+
 def test_sidecar_config_dump_has_istio_names(ns: str, core: client.CoreV1Api) -> None:
     pod = pod_of(core, ns, "composer").metadata.name
     dump = load_config_dump(admin(core, ns, pod, "config_dump"))
@@ -184,6 +194,11 @@ def test_sidecar_config_dump_has_istio_names(ns: str, core: client.CoreV1Api) ->
     assert f"outbound|8080||{host}" in clusters
     assert f"outbound|7054||membersrvc.{ns}.svc.cluster.local" in clusters
     assert "inbound|8080||" in clusters
+    # Istio's cluster metadata: the service port and the Service behind the cluster.
+    meta = cluster_metadata(dump, f"outbound|7054||membersrvc.{ns}.svc.cluster.local")
+    assert meta["default_original_port"] == 7054, meta
+    assert meta["services"] == [{"host": f"membersrvc.{ns}.svc.cluster.local",
+                                 "name": "membersrvc", "namespace": ns}], meta
     entries = [e for e in route_entries(dump) if e.route_config == "8080"]
     vh = next(e for e in entries if e.virtual_host == f"{host}:8080")
     assert {host, host + ".", "composer", f"composer.{ns}"} <= set(vh.domains)
