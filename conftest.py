@@ -3,8 +3,8 @@
 pytest_plugins = [
     "fixtures.options",
     "fixtures.cluster",
-    "fixtures.warmup",
     "fixtures.scheduling",
+    "fixtures.warmup",
     "fixtures.namespace",
     "fixtures.reporting",
     "fixtures.world",
