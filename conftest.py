@@ -1,14 +1,17 @@
-"""Wires the suite's fixtures and step definitions into pytest; nothing else."""
+"""Wires the suite's plugins, fixtures and step definitions into pytest; nothing else.
+
+Listed so that every module is registered before another of the list imports it (pytest
+can only rewrite the asserts of a plugin module it imports itself).
+"""
 
 pytest_plugins = [
-    "fixtures.options",
+    "fixtures.plugins.options",
+    "fixtures.plugins.scheduling",
+    "fixtures.plugins.lifecycle",
     "fixtures.cluster",
-    "fixtures.scheduling",
-    "fixtures.warmup",
-    "fixtures.namespace",
-    "fixtures.reporting",
-    "fixtures.world",
-    "fixtures.bundle",
+    "fixtures.scenario",
+    "fixtures.plugins.reporting",
+    "fixtures.plugins.bundle",
     "steps.deploy",
     "steps.routes",
     "steps.traffic",

@@ -14,7 +14,6 @@ i.e. how much time the suite adds on top of what the mesh itself needs.
 from __future__ import annotations
 
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -25,6 +24,8 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from meshgate import children
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,27 +93,21 @@ def run_suite(pytest_args: list[str], artifacts: Path, *, sample_every: float = 
     cmd = [sys.executable, "-m", "pytest", "steps", "-p", "no:cacheprovider", "-q",
            f"--artifacts={artifacts}", f"--junitxml={junit}", "--no-html-report",
            *pytest_args]
-    env = dict(os.environ)
-    env.pop("MESHGATE_KUBECONFIG", None)
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
+    child = children.start(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     peak = 0.0
     stop = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not stop.is_set():
-            peak = max(peak, pss_mib(process_tree(proc.pid)))
+            peak = max(peak, pss_mib(process_tree(child.process.pid)))
             stop.wait(sample_every)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        output, _ = proc.communicate(timeout=60)
+        returncode, output, _ = children.collect(child, timeout)
     finally:
         stop.set()
         sampler.join(timeout=5)
@@ -130,7 +125,7 @@ def run_suite(pytest_args: list[str], artifacts: Path, *, sample_every: float = 
         convergence += json.loads(f.read_text())
     last = [line for line in output.splitlines() if line.strip()]
     bundles = sorted(str(p) for p in (artifacts / "bundles").glob("*/*") if p.is_dir())
-    return BenchResult(proc.returncode or 0, wall, float(m.group(1)) if m else None,
+    return BenchResult(returncode, wall, float(m.group(1)) if m else None,
                        scenarios, convergence, peak, last[-1] if last else "", bundles)
 
 
@@ -158,15 +153,29 @@ def format_result(r: BenchResult) -> str:
     return "\n".join(lines)
 
 
-def bench(pytest_args: list[str], keep: Path | None = None) -> tuple[int, str]:
-    """Run once from cold and format the numbers; returns (exit code, text)."""
+def result_json(r: BenchResult) -> dict:
+    """One run's numbers as plain data (``meshgate bench --json``)."""
+    areas: dict[str, list[float]] = {}
+    for s in r.convergence:
+        areas.setdefault(s["area"], []).append(s["seconds"])
+    return {
+        "returncode": r.returncode, "wall_seconds": round(r.wall, 3),
+        "boot_seconds": r.boot, "peak_pss_mib": round(r.peak_mib, 1),
+        "overhead_ratio": None if r.overhead_ratio is None else round(r.overhead_ratio, 3),
+        "summary": r.summary, "bundles": r.bundles,
+        "scenarios": [{"name": n, "seconds": t, "status": st} for n, t, st in r.scenarios],
+        "convergence": {a: {"count": len(v), "median": statistics.median(v), "max": max(v),
+                            "sum": sum(v)} for a, v in sorted(areas.items())},
+    }
+
+
+def bench(pytest_args: list[str], keep: Path | None = None) -> BenchResult:
+    """Run once from cold."""
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
-        result = run_suite(pytest_args, keep)
-    else:
-        with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as tmp:
-            result = run_suite(pytest_args, Path(tmp))
-    return result.returncode, format_result(result)
+        return run_suite(pytest_args, keep)
+    with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as tmp:
+        return run_suite(pytest_args, Path(tmp))
 
 
 def median_run(runs: list[BenchResult]) -> BenchResult:
@@ -204,20 +213,29 @@ def format_comparison(results: dict[str, list[BenchResult]]) -> str:
     return "\n".join(lines)
 
 
-def compare(pytest_args: list[str], workers: list[str], repeat: int) -> tuple[int, str]:
+def compare(pytest_args: list[str], workers: list[str], repeat: int
+            ) -> dict[str, list[BenchResult]]:
     """Run the suite ``repeat`` times for each worker count, alternating the counts so that
-    whatever else the machine does falls on all of them; print each count's median run
-    in full and the comparison."""
+    whatever else the machine does falls on all of them."""
     results: dict[str, list[BenchResult]] = {w: [] for w in workers}
     for _ in range(repeat):
         for w in workers:
             with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as tmp:
                 results[w].append(run_suite([*pytest_args, "-n", w], Path(tmp)))
+    return results
+
+
+def comparison_code(results: dict[str, list[BenchResult]]) -> int:
+    failed = [r.returncode for runs in results.values() for r in runs if r.returncode]
+    return failed[0] if failed else 0
+
+
+def format_compared(results: dict[str, list[BenchResult]]) -> str:
+    """Each count's median run in full, then the comparison."""
     parts = []
     for w, runs in results.items():
         parts.append(f"== -n {w}: the median of {len(runs)} runs ==")
         parts.append(format_result(median_run(runs)))
         parts.append("")
     parts.append(format_comparison(results))
-    failed = [r.returncode for runs in results.values() for r in runs if r.returncode]
-    return (failed[0] if failed else 0), "\n".join(parts)
+    return "\n".join(parts)

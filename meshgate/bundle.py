@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from meshgate import sidecars
 from meshgate.cluster import Cluster
+from meshgate.mesh import MeshInfo
 from meshgate.redact import Redactor
+from meshgate.scenario import Scenario
 
 MAX_LOG_LINES = 500
 
@@ -42,7 +45,7 @@ class Bundle:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.redactor.text(content))
 
-    def attempt(self, name: str, fn) -> None:  # type: ignore[no-untyped-def]
+    def attempt(self, name: str, fn: Callable[[], object]) -> None:
         try:
             self.write(name, fn())
         except Exception as exc:  # noqa: BLE001 - a bundle collects what it can
@@ -59,8 +62,8 @@ def _pods(cluster: Cluster, namespace: str, selector: str | None = None) -> list
     return cluster.list("v1", "Pod", namespace, label_selector=selector)
 
 
-def capture(cluster: Cluster, namespace: str, root: Path, *, world: object | None = None,
-            gateway_namespace: str = "istio-system") -> Path:
+def capture(cluster: Cluster, namespace: str, root: Path, *, mesh: MeshInfo,
+            scenario: Scenario | None = None) -> Path:
     """Capture the bundle of a failed scenario into ``root``; returns ``root``."""
     redactor = Redactor()
     try:
@@ -68,10 +71,11 @@ def capture(cluster: Cluster, namespace: str, root: Path, *, world: object | Non
     except Exception:  # noqa: BLE001 - without list rights, the patterns still apply
         pass
     b = Bundle(root, redactor)
+    gateway = mesh.ingress_gateway
     pods = [(namespace, p) for p in _pods(cluster, namespace)]
     try:
-        pods += [(gateway_namespace, p) for p in _pods(cluster, gateway_namespace,
-                                                       "istio=ingressgateway")]
+        pods += [(gateway.namespace, p) for p in _pods(cluster, gateway.namespace,
+                                                       gateway.selector)]
     except Exception as exc:  # noqa: BLE001
         b.errors.append(f"gateway pods: {exc}")
     # Literal values of credential-named env vars are secrets too: learn them before
@@ -91,15 +95,15 @@ def capture(cluster: Cluster, namespace: str, root: Path, *, world: object | Non
                                                                   "config_dump"))
     b.attempt("events.json", lambda: cluster.list("v1", "Event", namespace))
     b.attempt("istiod-syncz.json", lambda: json.loads(
-        cluster.service_get(gateway_namespace, "istiod", 15014, "/debug/syncz")[1] or b"[]"))
-    if world is not None:
-        prom = getattr(world, "prometheus", None)
-        if prom is not None:
-            b.write("prometheus-queries.json", [asdict(q) for q in prom.queries])
-        graph = getattr(world, "graph", None)
-        if graph is not None:
-            b.write("graph.json", {"source": graph.source_name, "raw": graph.raw})
-        b.write("evidence.json", getattr(world, "evidence", {}))
+        cluster.service_get(mesh.namespace, "istiod", 15014, "/debug/syncz")[1] or b"[]"))
+    if scenario is not None:
+        if scenario.queries:
+            b.write("prometheus-queries.json", [asdict(q) for q in scenario.queries])
+        graph = scenario.graph_read
+        if graph is not None and graph.observed is not None:
+            b.write("graph.json", {"source": graph.observed.source_name,
+                                   "raw": graph.observed.raw})
+        b.write("evidence.json", scenario.evidence())
     b.write("README.txt", f"meshgate failure bundle for namespace {namespace}\n"
                           + ("capture errors:\n" + "\n".join(b.errors) if b.errors else ""))
     return root

@@ -7,6 +7,10 @@
 - a control-plane or addon pod: delete it and wait for its replacement to be Ready.
 While a fault is injected, background traffic keeps flowing through the ingress
 (bounded in count and time) so recovery is observed under load.
+
+Every wait here is in the ``recovery`` area: the time the mesh needs to heal from a fault
+the suite injected is a number of its own, not part of route or deploy convergence.
+A fault is returned as a :class:`Fault`, which the scenario keeps for its Then steps.
 """
 
 from __future__ import annotations
@@ -17,7 +21,15 @@ from dataclasses import dataclass, field
 
 from meshgate import ingress
 from meshgate.cluster import Cluster, ClusterError
+from meshgate.manifests import pods_of
+from meshgate.mesh import MeshInfo
 from meshgate.sidecars import PROXY_CONTAINER
+from meshgate.waiting import Waits
+
+# Control-plane components a scenario may replace, by their pods' labels.
+COMPONENTS = {"istiod": "app=istiod", "Prometheus": "app=prometheus"}
+FAULTS = {"app process": "the app's PID 1 gets `kill 1`",
+          "Envoy": "Envoy is told to exit (`quitquitquit`)"}
 
 
 def restart_counts(cluster: Cluster, namespace: str, pod: str) -> dict[str, int]:
@@ -103,3 +115,84 @@ class Traffic:
         if self._thread is not None:
             self._thread.join(timeout=10)
         return self.answers
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault injected into one container, and what the traffic saw meanwhile."""
+
+    workload: str
+    pod: str
+    container: str
+    restarts_before: int
+    traffic_sent: int
+    traffic_ok: int
+
+
+def _first_pod(cluster: Cluster, namespace: str, workload: str) -> str:
+    pods = pods_of(cluster, namespace, workload)
+    if not pods:
+        raise AssertionError(f"no pod of {workload} in {namespace}")
+    return pods[0]["metadata"]["name"]
+
+
+def kill_during_traffic(cluster: Cluster, namespace: str, workload: str, what: str,
+                        gateway: ingress.Ingress, path: str, waits: Waits) -> Fault:
+    """Kill ``what`` (a key of :data:`FAULTS`) in the first pod of ``workload`` while
+    traffic flows to ``path`` through the ingress; wait until the container restarted and
+    is Ready again."""
+    if what not in FAULTS:
+        raise AssertionError(f"unknown fault {what!r}: use one of {', '.join(FAULTS)}")
+    pod = _first_pod(cluster, namespace, workload)
+    container = workload if what == "app process" else PROXY_CONTAINER
+    before = restart_counts(cluster, namespace, pod)[container]
+    traffic = Traffic(gateway.entry, path, gateway.host).start()
+    try:
+        if what == "app process":
+            kill_app(cluster, namespace, pod, container)
+        else:
+            kill_envoy(cluster, namespace, pod)
+        waits.until(lambda: restart_counts(cluster, namespace, pod)[container] > before
+                    and container_ready(cluster, namespace, pod, container),
+                    area="recovery", what=f"{container} of {pod} restarted and Ready")
+    finally:
+        answers = traffic.stop()
+    return Fault(workload, pod, container, before, len(answers),
+                 sum(1 for a in answers if a.status == 200))
+
+
+def expect_restart_visible(cluster: Cluster, namespace: str, fault: Fault | None,
+                           container: str) -> int:
+    """The killed container's restartCount went up; returns it."""
+    if fault is None:
+        raise AssertionError("no fault was injected in this scenario (a When step is missing)")
+    if container != fault.container:
+        raise AssertionError(f"the fault was injected into {fault.container}, not {container}")
+    now = restart_counts(cluster, namespace, fault.pod)[container]
+    if now <= fault.restarts_before:
+        raise AssertionError(f"restartCount of {container} in {namespace}/{fault.pod} is "
+                             f"{now}, was {fault.restarts_before}: the kill did not restart it")
+    return now
+
+
+def replace_component(cluster: Cluster, mesh: MeshInfo, component: str,
+                      waits: Waits) -> list[str]:
+    """Delete the pods of a control-plane component and wait until a replacement is
+    Ready; returns the deleted pods' names."""
+    if component not in COMPONENTS:
+        raise AssertionError(f"unknown component {component!r}: use one of "
+                             f"{', '.join(COMPONENTS)}")
+    selector = COMPONENTS[component]
+    old = delete_pods(cluster, mesh.namespace, selector)
+    waits.until(lambda: replaced_and_ready(cluster, mesh.namespace, selector, old),
+                area="recovery", what=f"a new {component} pod is Ready")
+    return old
+
+
+def expect_proxies_ready(cluster: Cluster, namespace: str, workloads: tuple[str, ...],
+                         waits: Waits) -> None:
+    """The istio-proxy of every workload's first pod is Ready (after a fault)."""
+    for workload in workloads:
+        pod = _first_pod(cluster, namespace, workload)
+        waits.until(lambda p=pod: container_ready(cluster, namespace, p, PROXY_CONTAINER),
+                    area="recovery", what=f"istio-proxy of {pod} Ready")

@@ -9,14 +9,13 @@ API server's services/proxy — the same calls on localmesh, kind or OpenShift.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import urllib3
 from kubernetes import client, config
@@ -46,8 +45,13 @@ class ExecResult:
 class Cluster:
     """A cluster reached through a kubeconfig (and optionally one of its contexts)."""
 
+    DISCOVERY_PREFIX: ClassVar[str] = "meshgate-discovery-"
+
     kubeconfig: Path | None
     context: str | None = None
+    # Names this process's discovery cache, so the run's controller can remove those of
+    # workers that were killed before they could clean up (meshgate.lifecycle).
+    run_id: str = "adhoc"
     api_client: client.ApiClient = field(init=False)
     _dynamic: DynamicClient | None = field(init=False, default=None)
     _identity: tuple[dict | None] | None = field(init=False, default=None)
@@ -75,7 +79,6 @@ class Cluster:
         cfg.retries = urllib3.Retry(total=2, connect=2, read=0, backoff_factor=0.1)
         self.api_client = client.ApiClient(cfg)
         self.core = client.CoreV1Api(self.api_client)
-        self.apps = client.AppsV1Api(self.api_client)
 
     @property
     def host(self) -> str:
@@ -85,12 +88,10 @@ class Cluster:
     @property
     def dynamic(self) -> DynamicClient:
         if self._dynamic is None:
-            # A per-process discovery cache: the default one is shared by every client of
-            # the same host and goes stale when CRDs change (lab-facts §3).
-            # Named after the run, so the run's controller can remove those of workers
-            # that were killed before they could clean up (fixtures/cluster.py).
-            run = os.environ.get("MESHGATE_RUN_ID", "adhoc")
-            tmp = tempfile.mkdtemp(prefix=f"meshgate-discovery-{run}-")
+            # A per-process discovery cache: the kubernetes client's default one is shared
+            # by every client of the same host and goes stale when CRDs change
+            # (kubernetes/dynamic/discovery.py keys it by host only).
+            tmp = tempfile.mkdtemp(prefix=f"{self.DISCOVERY_PREFIX}{self.run_id}-")
             weakref.finalize(self, shutil.rmtree, tmp, True)
             cache = Path(tmp) / "discovery.json"
             try:

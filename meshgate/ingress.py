@@ -5,15 +5,19 @@ collide (Istio merges them into one ``*:80`` virtual host and the first wins), s
 suite gives each namespace's Ingress rules its own host (``<namespace>.meshgate.test``) and
 sends that Host header. The path semantics stay those of the manifest.
 
-Entry point, by what the platform exposes (istio-mapping.md §4): a LoadBalancer's
+Entry point, by what the platform exposes (docs/architecture.md, "Ingress"): a LoadBalancer's
 ``status.loadBalancer.ingress`` address on the Service port (or on its nodePort there
 when the port is not served); a NodePort on a node address; an OpenShift Route's host.
 Probing requires N consecutive expected answers within T, not one lucky response.
+
+:class:`Ingress` is one scenario's client of the gateway: it sends and probes with the
+scenario's Host and remembers what it sent and what came back, for the failure bundle.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import socket
 import time
 from collections.abc import Callable
@@ -22,9 +26,9 @@ from dataclasses import dataclass, field
 import requests
 
 from meshgate.cluster import Cluster, ClusterError
+from meshgate.mesh import Gateway
+from meshgate.waiting import Sample, Waits
 
-GATEWAY_NS = "istio-system"
-GATEWAY_SVC = "istio-ingressgateway"
 HOST_SUFFIX = "meshgate.test"
 
 
@@ -65,8 +69,8 @@ def _reachable(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def entry_point(cluster: Cluster, namespace: str = GATEWAY_NS,
-                service: str = GATEWAY_SVC) -> EntryPoint:
+def entry_point(cluster: Cluster, gateway: Gateway) -> EntryPoint:
+    namespace, service = gateway.namespace, gateway.service
     svc = cluster.get("v1", "Service", service, namespace)
     if svc is None:
         raise ClusterError(f"no Service {namespace}/{service}: is Istio's ingress gateway "
@@ -167,3 +171,71 @@ def send(entry: EntryPoint, path: str, host: str | None, count: int,
          headers: dict | None = None) -> list[Answer]:
     """Send ``count`` requests (bounded), returning every answer."""
     return [get(entry, path, host, headers=headers) for _ in range(max(0, min(count, 1000)))]
+
+
+def _json_has(answer: Answer, key: str) -> bool:
+    try:
+        return key in json.loads(answer.body or b"{}")
+    except ValueError:
+        return False
+
+
+# What an answer's body must be, as the feature files name it.
+EXPECTED_CONTENT: dict[str, Callable[[Answer], bool]] = {
+    "HTML from composer": lambda a: "text/html" in a.content_type and b"Composer" in a.body,
+    "a JSON block from vp0": lambda a: "application/json" in a.content_type
+    and _json_has(a, "previousBlockHash"),
+    "nothing": lambda a: True,
+}
+
+
+@dataclass
+class Ingress:
+    """One scenario's client of the ingress gateway, with the scenario's Host."""
+
+    entry: EntryPoint
+    host: str
+    waits: Waits
+    sent: list[dict] = field(default_factory=list)
+    probes: list[dict] = field(default_factory=list)
+
+    def send(self, path: str, count: int) -> list[Answer]:
+        """``count`` requests (bounded), every answer returned and remembered."""
+        answers = send(self.entry, path, self.host, count)
+        self.sent.append({"path": path, "host": self.host, "via": self.entry.how,
+                          "answers": [a.summary() for a in answers]})
+        return answers
+
+    def expect_ok(self, path: str, count: int) -> list[Answer]:
+        """Send ``count`` requests to ``path``; every one must answer 200."""
+        answers = self.send(path, count)
+        failed = [a.summary() for a in answers if a.status != 200]
+        if failed:
+            raise AssertionError(f"{len(failed)} of {count} requests to {path} (Host "
+                                 f"{self.host}) via {self.entry.how} failed: {failed[:3]}")
+        return answers
+
+    def expect_answers(self, path: str, status: int, content: str, *, consecutive: int,
+                       within: float) -> ProbeResult:
+        """``consecutive`` answers in a row of ``status`` with ``content`` (a name of
+        :data:`EXPECTED_CONTENT`) within ``within`` seconds (at most the ingress area's
+        timeout); the probe is recorded as a convergence sample of the ingress area."""
+        within = min(within, self.waits.timeout("ingress"))
+        check_content = EXPECTED_CONTENT.get(content)
+        if check_content is None:
+            raise AssertionError(f"unknown expected content {content!r}; the feature may "
+                                 f"use: {', '.join(EXPECTED_CONTENT)}")
+        result = probe(self.entry, path, self.host,
+                       lambda a: a.status == status and check_content(a),
+                       consecutive=consecutive, within=within)
+        self.waits.log.add(Sample("ingress", f"{consecutive}× {path} → {status}",
+                                  result.seconds, result.ok, result.attempts))
+        self.probes.append({"path": path, "host": self.host, "via": self.entry.how,
+                            "last": [a.summary() for a in result.answers]})
+        if not result.ok:
+            raise AssertionError(
+                f"expected {consecutive} answers in a row of {status} with {content} for "
+                f"{path} (Host {self.host}) via {self.entry.how} within {within:g}s; best "
+                f"streak {result.streak} in {result.attempts} attempts; last answers: "
+                f"{[a.summary() for a in result.answers[-3:]]}")
+        return result

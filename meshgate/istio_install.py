@@ -36,7 +36,8 @@ from typing import Any
 
 import yaml
 
-from meshgate.targets import TargetError
+from meshgate import children
+from meshgate.targets.base import TargetError
 
 __all__ = [
     "ADDONS",
@@ -326,7 +327,9 @@ class Executor:
     log: Path | None = None
     echo: Callable[[str], None] | None = None
     environ: Mapping[str, str] | None = None
-    runner: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run
+    # Signals reach the commands (meshgate.children): a cancelled run tells `kind
+    # create cluster` to stop instead of leaving it half done.
+    runner: Callable[..., subprocess.CompletedProcess[str]] = children.run_captured
 
     def run(self, command: Command, *, check: bool = True) -> subprocess.CompletedProcess[str]:
         if self.echo is not None:

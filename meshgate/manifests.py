@@ -119,3 +119,12 @@ def deployment_ready(d: dict) -> bool:
 def pods_of(cluster: Cluster, namespace: str, app: str) -> list[dict]:
     return [p for p in cluster.list("v1", "Pod", namespace, label_selector=f"app={app}")
             if not (p.get("metadata") or {}).get("deletionTimestamp")]
+
+
+def http_service(name: str, port: int) -> dict:
+    """A Service with one HTTP port selecting ``app=<name>`` (whether or not pods exist:
+    istiod pushes a route for it to every sidecar all the same)."""
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "labels": {"app": name}},
+            "spec": {"selector": {"app": name},
+                     "ports": [{"name": "http", "port": port, "targetPort": port}]}}

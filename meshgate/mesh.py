@@ -1,9 +1,18 @@
 """What the cluster's mesh offers, discovered from the cluster (capabilities, not branches).
 
+The one module that answers "what does this cluster have"; checks ask it, never a flag.
+
+- The control plane's namespace: ``istio-system`` where istiod runs there (every install
+  method's default), else the namespace of a Deployment labelled ``app=istiod`` (Istio's
+  chart labels, manifests/charts/istio-control/istio-discovery) found cluster-wide, where
+  the suite may list Deployments cluster-wide.
 - Istio's version from istiod's image tag; a Mixer-era mesh (Istio < 1.8, or a
-  ``istio-telemetry``/``istio-mixer`` Deployment) is reported as unsupported: its telemetry
-  is not ``istio_requests_total`` from the proxies (istio-mapping.md §2.1).
-- Addons: Prometheus, Kiali and the servicegraph addon, by their Services.
+  ``istio-telemetry``/``istio-mixer`` Deployment) is reported as unsupported: its
+  telemetry is not ``istio_requests_total`` from the proxies (docs/architecture.md).
+- The ingress gateway: the Service labelled ``istio=ingressgateway`` in the control
+  plane's namespace (``istio-ingressgateway`` in every profile that has one).
+- Addons: Prometheus, Kiali and the servicegraph addon, by their Services; on OpenShift
+  without the Prometheus addon, the monitoring stack's ``thanos-querier`` Route.
 - OpenShift by the ``route.openshift.io`` API; OpenShift Service Mesh 2.x by the
   ``maistra.io`` ServiceMeshMemberRoll API.
 """
@@ -11,11 +20,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from meshgate.cluster import Cluster
+from meshgate.cluster import Cluster, ClusterError
 
-ISTIO_NAMESPACES = ("istio-system",)
+DEFAULT_CONTROL_PLANE = "istio-system"
+GATEWAY_SELECTOR = "istio=ingressgateway"
+GATEWAY_SERVICE = "istio-ingressgateway"
+MIXER_DEPLOYMENTS = ("istio-telemetry", "istio-mixer", "istio-policy")
 
 
 @dataclass(frozen=True)
@@ -25,10 +37,19 @@ class Addon:
     port: int
 
 
+@dataclass(frozen=True)
+class Gateway:
+    """Istio's ingress gateway: its Service, and the label selector of its pods."""
+
+    namespace: str
+    service: str = GATEWAY_SERVICE
+    selector: str = GATEWAY_SELECTOR
+
+
 @dataclass
 class MeshInfo:
     istio_version: str | None
-    namespace: str = "istio-system"
+    namespace: str = DEFAULT_CONTROL_PLANE
     prometheus: Addon | None = None
     kiali: Addon | None = None
     servicegraph: Addon | None = None
@@ -36,7 +57,7 @@ class MeshInfo:
     member_roll: bool = False
     mixer: bool = False
     thanos: str | None = None
-    notes: list[str] = field(default_factory=list)
+    gateway: Gateway | None = None
 
     @property
     def version_tuple(self) -> tuple[int, ...] | None:
@@ -45,6 +66,11 @@ class MeshInfo:
         m = re.match(r"(\d+)\.(\d+)", self.istio_version)
         return (int(m.group(1)), int(m.group(2))) if m else None
 
+    @property
+    def ingress_gateway(self) -> Gateway:
+        """The gateway found, else where Istio's default profile puts it."""
+        return self.gateway or Gateway(self.namespace)
+
     def unsupported_reason(self) -> str | None:
         v = self.version_tuple
         if self.mixer or (v is not None and v < (1, 8)):
@@ -52,6 +78,19 @@ class MeshInfo:
                     "telemetry is not the proxies' istio_requests_total; meshgate supports "
                     "Istio 1.8 and newer")
         return None
+
+    def describe(self) -> str:
+        """One line for the run's header and report."""
+        if self.istio_version is None:
+            return f"no Istio control plane found (looked in {self.namespace})"
+        addons = [name for name, a in (("Prometheus", self.prometheus), ("Kiali", self.kiali),
+                                       ("servicegraph", self.servicegraph)) if a]
+        if self.thanos:
+            addons.append("thanos-querier")
+        platform = "OpenShift" + (" Service Mesh 2" if self.member_roll else "") \
+            if self.openshift else "Kubernetes"
+        return (f"Istio {self.istio_version} in {self.namespace} on {platform}; addons: "
+                f"{', '.join(addons) or 'none'}")
 
 
 def _version_from_image(image: str) -> str | None:
@@ -68,15 +107,47 @@ def _service_port(svc: dict, preferred: int) -> int:
     return ports[0]["port"] if ports else preferred
 
 
-def discover(cluster: Cluster, namespace: str = "istio-system") -> MeshInfo:
-    deployments = cluster.list("apps/v1", "Deployment", namespace)
+def _is_control_plane(name: str) -> bool:
+    return name in ("istiod", "istio-pilot") or name.startswith("istiod-")
+
+
+def control_plane_namespace(cluster: Cluster, preferred: str = DEFAULT_CONTROL_PLANE) -> str:
+    """``preferred`` when istiod runs there; else where an ``app=istiod`` Deployment runs.
+
+    Listing Deployments cluster-wide needs a permission the least-privilege role may not
+    have; then the preferred namespace is the answer, and discovery reports what it lacks.
+    """
+    if any(_is_control_plane(d["metadata"]["name"])
+           for d in cluster.list("apps/v1", "Deployment", preferred)):
+        return preferred
+    try:
+        found = cluster.list("apps/v1", "Deployment", None, label_selector="app=istiod")
+    except ClusterError:
+        return preferred
+    namespaces = sorted({d["metadata"]["namespace"] for d in found})
+    return namespaces[0] if namespaces else preferred
+
+
+def thanos_url(cluster: Cluster) -> str | None:
+    """The thanos-querier Route's URL on OpenShift, if there is one."""
+    if not cluster.has_api("route.openshift.io/v1"):
+        return None
+    route = cluster.get("route.openshift.io/v1", "Route", "thanos-querier",
+                        "openshift-monitoring")
+    host = ((route or {}).get("spec") or {}).get("host")
+    return f"https://{host}" if host else None
+
+
+def discover(cluster: Cluster, namespace: str | None = None) -> MeshInfo:
+    """The mesh as this cluster has it; ``namespace`` pins the control plane's namespace."""
+    namespace = namespace or control_plane_namespace(cluster)
     version = None
     mixer = False
-    for d in deployments:
+    for d in cluster.list("apps/v1", "Deployment", namespace):
         name = d["metadata"]["name"]
-        if name in ("istio-telemetry", "istio-mixer", "istio-policy"):
+        if name in MIXER_DEPLOYMENTS:
             mixer = True
-        if name in ("istiod", "istio-pilot") or name.startswith("istiod-"):
+        if _is_control_plane(name):
             for c in d["spec"]["template"]["spec"].get("containers") or []:
                 version = version or _version_from_image(c.get("image", ""))
     info = MeshInfo(version, namespace, mixer=mixer)
@@ -89,10 +160,14 @@ def discover(cluster: Cluster, namespace: str = "istio-system") -> MeshInfo:
     if "servicegraph" in services:
         info.servicegraph = Addon(namespace, "servicegraph",
                                   _service_port(services["servicegraph"], 8088))
+    gateways = sorted(name for name, s in services.items()
+                      if ((s.get("metadata") or {}).get("labels") or {}).get("istio")
+                      == "ingressgateway")
+    if gateways:
+        service = GATEWAY_SERVICE if GATEWAY_SERVICE in gateways else gateways[0]
+        info.gateway = Gateway(namespace, service)
     info.openshift = cluster.has_api("route.openshift.io/v1")
     if info.prometheus is None and info.openshift:
-        from meshgate.telemetry import thanos_url
-
         info.thanos = thanos_url(cluster)
     info.member_roll = cluster.has_api("maistra.io/v1")
     return info

@@ -1,7 +1,9 @@
 """Scenario namespaces: traceable names, an expiry label, and the sweeper for leftovers.
 
-Each scenario (or xdist worker) gets its own namespace named ``mg-<run id>-<slug>``; the
-labels record the run and when the namespace may be swept
+Each xdist worker (or the run, without xdist) gets its own namespace named
+``mg-<run id>-<worker>-<hash>`` (``mg-12051430ab12-gw0-1f3a``; the worker is ``main``
+without xdist), where the scenarios of that worker run; the labels record the run and
+when the namespace may be swept
 (``meshgate.io/expires`` = a Unix time), so ``meshgate sweep`` can remove leftovers of
 interrupted runs on a shared cluster without touching anything else.
 
@@ -22,6 +24,7 @@ import secrets
 import time
 import warnings
 
+from meshgate import membership
 from meshgate.cluster import Cluster, ClusterError
 
 RUN_LABEL = "meshgate.io/run"
@@ -37,10 +40,10 @@ def new_run_id() -> str:
     return time.strftime("%m%d%H%M") + secrets.token_hex(2)
 
 
-def namespace_name(run_id: str, scenario: str) -> str:
-    """A DNS-1123 label of at most 63 characters that still says which scenario it is."""
-    slug = re.sub(r"[^a-z0-9]+", "-", scenario.lower()).strip("-") or "scenario"
-    digest = hashlib.sha1(scenario.encode()).hexdigest()[:4]
+def namespace_name(run_id: str, worker: str) -> str:
+    """A DNS-1123 label of at most 63 characters that says which run and worker it is."""
+    slug = re.sub(r"[^a-z0-9]+", "-", worker.lower()).strip("-") or "main"
+    digest = hashlib.sha1(worker.encode()).hexdigest()[:4]
     run = re.sub(r"[^a-z0-9]+", "-", run_id.lower()).strip("-")[:20] or "run"
     head = f"mg-{run}-"
     room = 63 - len(head) - 5
@@ -112,22 +115,19 @@ def grant_scenario_role(cluster: Cluster, namespace: str, timeout: float = 10.0)
     return True
 
 
-def create(cluster: Cluster, name: str, run_id: str, *, ttl: int = DEFAULT_TTL) -> dict:
+def create(cluster: Cluster, name: str, run_id: str, *, control_plane: str | None = None,
+           ttl: int = DEFAULT_TTL) -> dict:
     """Create the namespace labelled for injection, grant the suite ``meshgate-scenario``
-    in it, and join the mesh's member roll where the mesh has one (OpenShift Service Mesh
-    2.x)."""
-    from meshgate import membership
-
+    in it, and join the member roll of the control plane in ``control_plane`` where the
+    mesh has one (OpenShift Service Mesh 2.x; found there when not given)."""
     out = cluster.apply(namespace_object(name, run_id, ttl=ttl), None)
     grant_scenario_role(cluster, name)
-    membership.join(cluster, name)
+    membership.join(cluster, name, control_plane)
     return out
 
 
-def delete(cluster: Cluster, name: str) -> bool:
-    from meshgate import membership
-
-    membership.leave(cluster, name)
+def delete(cluster: Cluster, name: str, *, control_plane: str | None = None) -> bool:
+    membership.leave(cluster, name, control_plane)
     return cluster.delete("v1", "Namespace", name, None)
 
 

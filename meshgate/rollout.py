@@ -6,8 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshgate import manifests, sidecars
-from meshgate.cluster import Cluster
-from meshgate.waiting import Convergence, Unrecoverable, wait_until
+from meshgate.cluster import Cluster, ClusterError
+from meshgate.waiting import Unrecoverable, Waits
+
+# What makes deploying the workloads impossible (no waiting helps): a kind the cluster
+# does not serve, a manifest that cannot be used, an image that cannot run.
+DEPLOY_ERRORS = (ClusterError, manifests.ManifestError, Unrecoverable)
 
 
 @dataclass(frozen=True)
@@ -17,20 +21,19 @@ class Deployed:
     pods: tuple[str, ...]
 
 
-def deploy(cluster: Cluster, namespace: str, names: list[str], *, timeout: float,
-           log: Convergence | None = None,
+def deploy(cluster: Cluster, namespace: str, names: list[str], waits: Waits, *,
            directory: Path = manifests.MANIFEST_DIR) -> dict[str, Deployed]:
     """Apply each workload's manifest, then wait for every Deployment's rollout."""
     loaded = [manifests.workload_manifest(n, directory) for n in names]
     manifests.apply_objects(cluster, [o for m in loaded for o in m.objects], namespace)
-    return _wait_ready(cluster, namespace, names, timeout, log)
+    return _wait_ready(cluster, namespace, names, waits)
 
 
-def _wait_ready(cluster: Cluster, namespace: str, names: list[str], timeout: float,
-                log: Convergence | None) -> dict[str, Deployed]:
+def _wait_ready(cluster: Cluster, namespace: str, names: list[str],
+                waits: Waits) -> dict[str, Deployed]:
     """Each workload's rollout, Ready with its sidecar, one recorded wait each."""
-    return {name: wait_until(lambda n=name: _ready(cluster, namespace, n), area="deploy",
-                             what=f"{name} is Ready with a sidecar", timeout=timeout, log=log)
+    return {name: waits.until(lambda n=name: _ready(cluster, namespace, n), area="deploy",
+                              what=f"{name} is Ready with a sidecar")
             for name in names}
 
 
@@ -74,8 +77,7 @@ def _ready(cluster: Cluster, namespace: str, name: str) -> Deployed | None:
 _DEPLOYED: dict[tuple[str, str], dict[str, Deployed]] = {}
 
 
-def deploy_blockchain(cluster: Cluster, namespace: str, *, timeout: float,
-                      log: Convergence | None = None,
+def deploy_blockchain(cluster: Cluster, namespace: str, waits: Waits, *,
                       cluster_writes: bool = True,
                       directory: Path = manifests.MANIFEST_DIR) -> dict[str, Deployed]:
     """Deploy once per namespace and process; later calls only confirm readiness.
@@ -86,24 +88,24 @@ def deploy_blockchain(cluster: Cluster, namespace: str, *, timeout: float,
     key = (cluster.host, namespace)
     known = _DEPLOYED.get(key)
     if known is not None:
-        out = _wait_ready(cluster, namespace, list(known), timeout, log)
+        out = _wait_ready(cluster, namespace, list(known), waits)
     else:
-        out = _deploy_blockchain(cluster, namespace, timeout=timeout, log=log,
-                                 cluster_writes=cluster_writes, directory=directory)
+        out = _deploy_blockchain(cluster, namespace, waits, cluster_writes=cluster_writes,
+                                 directory=directory)
     _DEPLOYED[key] = out
     return out
 
 
-def _deploy_blockchain(cluster: Cluster, namespace: str, *, timeout: float,
-                       log: Convergence | None = None,
+def _deploy_blockchain(cluster: Cluster, namespace: str, waits: Waits, *,
                        cluster_writes: bool = True,
                        directory: Path = manifests.MANIFEST_DIR) -> dict[str, Deployed]:
     """composer, vp0 and membersrvc, and the ingress with the namespace's own host.
 
     The IngressClass ``istio`` is cluster-scoped: it is created only when missing, and not
     at all when ``cluster_writes`` is off (the gate profile) — the Ingress then names Istio
-    by the ``kubernetes.io/ingress.class`` annotation, which Istio also honours
-    (istio-mapping.md §4.1), so nothing outside the namespace is written.
+    by the ``kubernetes.io/ingress.class`` annotation, which Istio also honours (Istio's
+    Kubernetes Ingress task, "Specifying IngressClass"), so nothing outside the namespace
+    is written.
     """
     from meshgate import ingress
 
@@ -121,4 +123,4 @@ def _deploy_blockchain(cluster: Cluster, namespace: str, *, timeout: float,
             obj = ingress.by_annotation(obj)
         objects.append(ingress.isolate(obj, host))
     manifests.apply_objects(cluster, objects, namespace)
-    return _wait_ready(cluster, namespace, names, timeout, log)
+    return _wait_ready(cluster, namespace, names, waits)

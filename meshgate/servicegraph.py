@@ -1,20 +1,24 @@
 """The mesh's service graph, from the best source the cluster offers.
 
 Kiali's graph API when Kiali is installed; else the Istio 0.x servicegraph addon; else
-edges derived from Prometheus with Kiali's own query (istio-mapping.md §3.1). The
-expected edges name workloads; a failure lists the missing edges and the series behind
-the edges found.
+edges derived from Prometheus with Kiali's own query (docs/architecture.md, "Graph").
+The expected edges name workloads; a failure lists the missing edges and the series
+behind the edges found.
+
+:class:`Graph` holds the check and remembers the last graph it read and the edges it
+missed, which the report draws and the failure bundle keeps.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from meshgate.cluster import Cluster, ClusterError
 from meshgate.graph import Edge, Node, edges_from_kiali, servicegraph_edges
 from meshgate.mesh import MeshInfo
 from meshgate.telemetry import QueryBackend
+from meshgate.waiting import Waits, WaitTimeout
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,7 @@ def observe(cluster: Cluster, mesh: MeshInfo, prom: QueryBackend | None,
         return out
     if prom is None:
         raise ClusterError("no graph source: the cluster has neither Kiali, the servicegraph "
-                           "addon nor Prometheus in istio-system")
+                           f"addon nor Prometheus in {mesh.namespace}")
     out = from_prometheus(prom, namespace)
     out.note = ("neither Kiali nor the servicegraph addon is installed; the graph is "
                 "derived from Prometheus with Kiali's query")
@@ -126,3 +130,50 @@ def describe_found(observed: Observed) -> str:
              + (f" ({e.protocol}, {e.rate:g}/s)" if e.rate is not None else "")
              for e in observed.edges]
     return f"{observed.source_name}{note} shows: " + "; ".join(sorted(set(parts)))
+
+
+@dataclass
+class Graph:
+    """The service graph of one scenario's namespace, read from the best source."""
+
+    cluster: Cluster
+    mesh: MeshInfo
+    prometheus: QueryBackend | None
+    namespace: str
+    waits: Waits
+    observed: Observed | None = None
+    missed: list[WantedEdge] = field(default_factory=list)
+
+    def read(self) -> Observed:
+        self.observed = observe(self.cluster, self.mesh, self.prometheus, self.namespace)
+        return self.observed
+
+    def expect_edges(self, wanted: list[WantedEdge]) -> Observed:
+        """Every wanted edge is in the graph; a miss lists the absent edges and what the
+        graph shows instead."""
+        def probe() -> bool:
+            self.missed = missing(self.read(), wanted)
+            return not self.missed
+
+        try:
+            self.waits.until(probe, area="graph", what=f"{len(wanted)} edges in the service "
+                             "graph", describe=lambda ok: ok or [w.describe() for w in
+                                                                  self.missed])
+        except WaitTimeout:
+            gone = self.missed if self.observed is not None else wanted
+            raise AssertionError(
+                f"missing edges: {', '.join(w.describe() for w in gone)}; "
+                f"{describe_found(self.observed) if self.observed else 'no graph was read'}"
+            ) from None
+        assert self.observed is not None
+        return self.observed
+
+
+def wanted_edges(table: list[list[str]]) -> list[WantedEdge]:
+    """The edges of a Gherkin data table with ``source`` and ``target`` columns."""
+    header, *rows = table
+    idx = {name.strip(): i for i, name in enumerate(header)}
+    if "source" not in idx or "target" not in idx:
+        raise AssertionError(f"the edge table needs 'source' and 'target' columns; it has "
+                             f"{[h.strip() for h in header]}")
+    return [WantedEdge(r[idx["source"]].strip(), r[idx["target"]].strip()) for r in rows]

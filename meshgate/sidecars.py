@@ -1,7 +1,7 @@
 """Reading a sidecar's (or gateway's) live Envoy configuration.
 
 Envoy's admin port listens on the pod's localhost only (Istio's bootstrap binds
-``127.0.0.1:15000``; istio-mapping.md §1.3), so pods/proxy cannot reach it. The suite does
+``127.0.0.1:15000``), so pods/proxy cannot reach it. The suite does
 what one does on a real cluster: ``kubectl exec -c istio-proxy -- pilot-agent request GET
 config_dump?...`` over pods/exec. Injection is recognised by the
 ``sidecar.istio.io/status`` annotation, never by container position (with native
@@ -10,10 +10,9 @@ sidecars ``istio-proxy`` is an init container).
 
 from __future__ import annotations
 
-import json
-
 from meshgate.cluster import Cluster, ClusterError
 from meshgate.config_dump import RouteEntry, load_config_dump, route_entries
+from meshgate.manifests import pods_of
 
 PROXY_CONTAINER = "istio-proxy"
 
@@ -54,6 +53,25 @@ def routes(cluster: Cluster, namespace: str, pod: str) -> list[RouteEntry]:
     return route_entries(route_dump(cluster, namespace, pod))
 
 
-def server_state(cluster: Cluster, namespace: str, pod: str) -> str:
-    info = json.loads(admin_get(cluster, namespace, pod, "server_info"))
-    return info.get("state", "")
+def expect_injected_and_ready(cluster: Cluster, namespace: str, workload: str) -> list[str]:
+    """Every pod of ``workload`` is injected (annotation and istio-proxy container) and
+    Ready; returns their names. Checked once: the Background has already waited for the
+    rollout, so a miss here is the answer, not a moment too early."""
+    pods = pods_of(cluster, namespace, workload)
+    if not pods:
+        raise AssertionError(f"no pod of {workload} in {namespace}; look at `kubectl get pods "
+                             f"-n {namespace}`")
+    for p in pods:
+        name = p["metadata"]["name"]
+        if not is_injected(p):
+            raise AssertionError(
+                f"pod {namespace}/{name} has no sidecar.istio.io/status annotation: the "
+                "injector did not run (is the namespace labelled istio-injection=enabled?)")
+        if not has_proxy_container(p):
+            raise AssertionError(f"pod {namespace}/{name} is annotated as injected but has no "
+                                 "istio-proxy container")
+        conditions = {c["type"]: c["status"] for c in p["status"].get("conditions") or []}
+        if conditions.get("Ready") != "True":
+            raise AssertionError(f"pod {namespace}/{name} is not Ready: {conditions}; see "
+                                 f"`kubectl describe pod -n {namespace} {name}`")
+    return [p["metadata"]["name"] for p in pods]

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshgate.bench import BenchResult, run_suite
+from meshgate.bench import BenchResult, result_json, run_suite
 
 
 @dataclass
@@ -22,6 +22,10 @@ class SoakReport:
     @property
     def passed(self) -> int:
         return sum(1 for r in self.runs if r.returncode == 0)
+
+    def to_json(self) -> dict:
+        return {"runs": len(self.runs), "passed": self.passed,
+                "results": [result_json(r) for r in self.runs]}
 
     def format(self) -> str:
         lines = [f"soak: {self.passed} of {len(self.runs)} runs passed"]
@@ -59,7 +63,17 @@ def soak(runs: int, pytest_args: list[str], artifacts: Path) -> SoakReport:
     return SoakReport(results)
 
 
+def owned_cluster_args(pytest_args: list[str]) -> list[str]:
+    """The soak created its localmesh, so its runs may do what a run that creates its
+    cluster does: the nightly profile by default, cluster-wide faults included. (Each run
+    reuses the cluster through --kubeconfig, which on its own would make the safe choice
+    for a cluster the run did not create: the gate profile.)"""
+    extra = [] if any(a == "--profile" or a.startswith("--profile=") for a in pytest_args) \
+        else ["--profile", "nightly"]
+    return [*extra, "--allow-cluster-faults"]
+
+
 def _run_with_cluster(pytest_args: list[str], out: Path, kubeconfig: Path) -> BenchResult:
     # The suite reuses the running localmesh through --kubeconfig (target local reuse).
-    return run_suite(["--target", "local", "--kubeconfig", str(kubeconfig), *pytest_args],
-                     out)
+    return run_suite(["--target", "local", "--kubeconfig", str(kubeconfig),
+                      *owned_cluster_args(pytest_args), *pytest_args], out)

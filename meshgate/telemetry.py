@@ -1,12 +1,16 @@
 """Telemetry: Istio's standard metrics in Prometheus, and the proxies' access logs.
 
 Prometheus is queried through the API server's services/proxy, as on any cluster
-(istio-mapping.md §2.3). "The request reached the telemetry backend" means: the counter
+(docs/architecture.md). "The request reached the telemetry backend" means: the counter
 ``istio_requests_total`` with the wanted labels has grown by at least the number of
-requests sent since just before they were sent — i.e. Prometheus scraped after the traffic.
-When it has not, the explanation lists the series that come closest and which labels
-differ, so a failure says whether the proxy reported with other labels or nothing
-arrived at all.
+requests sent since just before they were sent — i.e. Prometheus scraped after the
+traffic. When it has not, the explanation lists the series that come closest and which
+labels differ, and the receiving sidecar's own count, so a failure says whether the
+proxy reported with other labels, did not report, or was not scraped.
+
+The checks are methods of :class:`Telemetry`, which holds what they need (the backend,
+the cluster, the scenario's namespace and its waits); each polls through the waits and
+raises an AssertionError that says what was expected, what was found and where to look.
 """
 
 from __future__ import annotations
@@ -15,8 +19,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from meshgate.cluster import Cluster, ClusterError
-from meshgate.mesh import Addon
+from meshgate.mesh import Addon, MeshInfo
+from meshgate.waiting import Waits, WaitTimeout
+
+REQUESTS_TOTAL = "istio_requests_total"
 
 
 class QueryBackend(Protocol):
@@ -61,8 +70,8 @@ class Prometheus:
 class ThanosQuerier:
     """OpenShift's monitoring stack: the ``thanos-querier`` Route in
     ``openshift-monitoring`` answers the Prometheus query API with bearer-token auth only
-    ("You can only use bearer token authentication", OpenShift monitoring docs;
-    istio-mapping.md §2.3). The token is the kubeconfig's."""
+    ("You can only use bearer token authentication", OpenShift monitoring docs). The
+    token is the kubeconfig's."""
 
     cluster: Cluster
     url: str
@@ -98,23 +107,36 @@ class ThanosQuerier:
         return doc["data"]["result"]
 
 
-def thanos_url(cluster: Cluster) -> str | None:
-    """The thanos-querier Route's URL on OpenShift, if there is one."""
-    if not cluster.has_api("route.openshift.io/v1"):
-        return None
-    route = cluster.get("route.openshift.io/v1", "Route", "thanos-querier",
-                        "openshift-monitoring")
-    host = ((route or {}).get("spec") or {}).get("host")
-    return f"https://{host}" if host else None
+def backend(cluster: Cluster, mesh: MeshInfo) -> QueryBackend | None:
+    """The telemetry backend: the mesh's Prometheus addon, else OpenShift's thanos-querier."""
+    if mesh.prometheus is not None:
+        return Prometheus(cluster, mesh.prometheus)
+    if mesh.thanos:
+        return ThanosQuerier(cluster, mesh.thanos)
+    return None
+
+
+def no_backend_reason(mesh: MeshInfo) -> str:
+    return (f"no telemetry backend: there is no prometheus Service in {mesh.namespace} (nor "
+            "OpenShift's thanos-querier); install Istio's Prometheus addon "
+            "(samples/addons/prometheus.yaml)")
+
+
+def quote(value: str) -> str:
+    """A PromQL string literal: PromQL strings are Go-escaped (Prometheus docs, "String
+    literals"), so a backslash, a double quote or a newline in a label value must be
+    escaped or the selector matches something else or does not parse."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
 
 
 def selector(labels: dict[str, str]) -> str:
-    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+    return "{" + ",".join(f"{k}={quote(v)}" for k, v in sorted(labels.items())) + "}"
 
 
 def requests_total(prom: QueryBackend, labels: dict[str, str]) -> float:
     """Sum of ``istio_requests_total`` over the series matching ``labels`` (0 if none)."""
-    result = prom.query(f"sum(istio_requests_total{selector(labels)})")
+    result = prom.query(f"sum({REQUESTS_TOTAL}{selector(labels)})")
     return float(result[0]["value"][1]) if result else 0.0
 
 
@@ -134,8 +156,7 @@ def closest_series(prom: QueryBackend, wanted: dict[str, str], limit: int = 3) -
     """The istio_requests_total series nearest to ``wanted``, fewest differing labels first."""
     scope = {k: v for k, v in wanted.items()
              if k in ("destination_service_namespace", "source_workload_namespace")}
-    result = prom.query(f"istio_requests_total{selector(scope)}" if scope else
-                        "istio_requests_total")
+    result = prom.query(f"{REQUESTS_TOTAL}{selector(scope)}" if scope else REQUESTS_TOTAL)
     out = []
     for series in result:
         metric = series.get("metric") or {}
@@ -157,6 +178,25 @@ def explain_missing(prom: QueryBackend, wanted: dict[str, str]) -> str:
     return "closest series: " + "; ".join(n.describe() for n in near)
 
 
+def sum_samples(text: str, metric: str, labels: dict[str, str]) -> float:
+    """Sum the samples of ``metric`` in Prometheus text format whose labels include
+    ``labels``, parsed with the Prometheus client's own parser (a sample may carry a
+    timestamp after its value; escaped quotes may appear in label values)."""
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == metric and all(sample.labels.get(k) == v
+                                              for k, v in labels.items()):
+                total += float(sample.value)
+    return total
+
+
+def destination_labels(service: str, namespace: str, code: int) -> dict[str, str]:
+    """The series Istio's destination sidecar reports for requests to a service."""
+    return {"reporter": "destination", "destination_service_name": service,
+            "destination_service_namespace": namespace, "response_code": str(code)}
+
+
 def access_log_lines(cluster: Cluster, namespace: str, pod: str, needle: str,
                      container: str = "istio-proxy") -> list[str]:
     """Lines of the proxy's log (Istio's access log on stdout) containing ``needle``."""
@@ -171,91 +211,82 @@ def proxy_requests_total(cluster: Cluster, namespace: str, pod: str,
     status, body = cluster.pod_get(namespace, pod, 15020, "/stats/prometheus")
     if status != 200:
         raise ClusterError(f"{namespace}/{pod}:15020/stats/prometheus answered {status}")
-    return sum_samples(body.decode(errors="replace"), "istio_requests_total", labels)
+    return sum_samples(body.decode(errors="replace"), REQUESTS_TOTAL, labels)
 
 
-def sum_samples(text: str, metric: str, labels: dict[str, str]) -> float:
-    """Sum the samples of ``metric`` in Prometheus text format whose labels include ``labels``."""
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(metric + "{"):
-            continue
-        head, _, value = line.rpartition(" ")
-        body = head[len(metric) + 1:-1]
-        found = dict(_parse_labels(body))
-        if all(found.get(k) == v for k, v in labels.items()):
+@dataclass
+class Telemetry:
+    """The telemetry checks of one scenario: its namespace's requests in the backend."""
+
+    cluster: Cluster
+    prometheus: QueryBackend
+    namespace: str
+    waits: Waits
+
+    def baselines(self, pods: dict[str, str]) -> dict[str, float]:
+        """Per-service counts before traffic: the larger of the backend's and the proxy's
+        own (``pods`` maps a service to one of its pods), so that a later check waits for
+        a scrape newer than the traffic."""
+        out: dict[str, float] = {}
+        result = self.prometheus.query(
+            f'sum by (destination_service_name) ({REQUESTS_TOTAL}{{reporter="destination",'
+            f'destination_service_namespace={quote(self.namespace)},response_code="200"}})')
+        for s in result:
+            out[s["metric"].get("destination_service_name", "")] = float(s["value"][1])
+        for service, pod in pods.items():
             try:
-                total += float(value)
-            except ValueError:
-                continue
-    return total
-
-
-def _parse_labels(body: str) -> list[tuple[str, str]]:
-    out = []
-    i = 0
-    while i < len(body):
-        eq = body.index("=", i)
-        key = body[i:eq].strip().lstrip(",").strip()
-        j = eq + 2
-        val = []
-        while body[j] != '"':
-            if body[j] == "\\":
-                j += 1
-                val.append({"n": "\n"}.get(body[j], body[j]))
-            else:
-                val.append(body[j])
-            j += 1
-        out.append((key, "".join(val)))
-        i = j + 1
-        if i < len(body) and body[i] == ",":
-            i += 1
-    return out
-
-
-def destination_labels(service: str, namespace: str, code: int) -> dict[str, str]:
-    """The series Istio's destination sidecar reports for requests to a service."""
-    return {"reporter": "destination", "destination_service_name": service,
-            "destination_service_namespace": namespace, "response_code": str(code)}
-
-
-def prometheus_for(cluster: Cluster, world: object, mesh_info: object
-                   ) -> QueryBackend:
-    """The telemetry backend: the mesh's Prometheus addon, else OpenShift's thanos-querier."""
-    prom = getattr(world, "prometheus", None)
-    if prom is None:
-        addon = getattr(mesh_info, "prometheus", None)
-        thanos = getattr(mesh_info, "thanos", None)
-        if addon is not None:
-            prom = Prometheus(cluster, addon)
-        elif thanos:
-            prom = ThanosQuerier(cluster, thanos)
-        else:
-            raise ClusterError("no telemetry backend: no prometheus Service in istio-system "
-                               "and no thanos-querier Route")
-        world.prometheus = prom  # type: ignore[attr-defined]
-    return prom
-
-
-def baselines(cluster: Cluster, world: object, mesh_info: object) -> dict[str, float]:
-    """Per-service counts before traffic: the larger of Prometheus's and the proxy's own."""
-    out: dict[str, float] = {}
-    if getattr(mesh_info, "prometheus", None) is None and not getattr(mesh_info, "thanos",
-                                                                       None):
-        return out
-    prom = prometheus_for(cluster, world, mesh_info)
-    namespace = world.namespace  # type: ignore[attr-defined]
-    result = prom.query(
-        'sum by (destination_service_name) (istio_requests_total{reporter="destination",'
-        f'destination_service_namespace="{namespace}",response_code="200"}})')
-    for s in result:
-        out[s["metric"].get("destination_service_name", "")] = float(s["value"][1])
-    for name, deployed in (getattr(world, "deployed", {}) or {}).items():
-        for pod in getattr(deployed, "pods", ())[:1]:
-            try:
-                direct = proxy_requests_total(cluster, namespace, pod,
-                                              destination_labels(name, namespace, 200))
+                direct = proxy_requests_total(self.cluster, self.namespace, pod,
+                                              destination_labels(service, self.namespace, 200))
             except ClusterError:
                 continue
-            out[name] = max(out.get(name, 0.0), direct)
-    return out
+            out[service] = max(out.get(service, 0.0), direct)
+        return out
+
+    def expect_requests_counted(self, service: str, *, code: int, count: int,
+                                baseline: float, sent_to: str, pod: str | None) -> float:
+        """``istio_requests_total{reporter="destination"}`` for ``service`` reaches
+        ``baseline + count``; returns the count seen. ``pod`` is one of the service's pods,
+        whose sidecar's own counter the explanation of a miss quotes."""
+        wanted = destination_labels(service, self.namespace, code)
+        target = baseline + count
+        seen: list[float] = [0.0]
+
+        def counted() -> float:
+            seen[0] = requests_total(self.prometheus, wanted)
+            return seen[0] if seen[0] >= target else 0.0
+
+        try:
+            return self.waits.until(counted, area="telemetry",
+                                    what=f"istio_requests_total for {service} ≥ {target:g}",
+                                    describe=lambda _: seen[0])
+        except WaitTimeout as exc:
+            raise AssertionError(
+                f"expected Prometheus to count ≥ {target:g} requests {selector(wanted)} "
+                f"after sending {count} to {sent_to}; it has {exc.last}; the sidecar itself "
+                f"counts {self._at_proxy(pod, wanted)}. "
+                f"{explain_missing(self.prometheus, wanted)}") from None
+
+    def _at_proxy(self, pod: str | None, wanted: dict[str, str]) -> str:
+        if pod is None:
+            return "unknown (no pod of the service)"
+        try:
+            return f"{proxy_requests_total(self.cluster, self.namespace, pod, wanted):g}"
+        except Exception as err:  # noqa: BLE001 - diagnostic only
+            return f"unreadable ({err})"
+
+
+def expect_access_log(cluster: Cluster, namespace: str, pod: str, path: str,
+                      waits: Waits) -> list[str]:
+    """Istio's access log on the proxy's stdout (``kubectl logs -c istio-proxy``) shows a
+    request to ``path``; returns the last matching lines."""
+    needle = f'"GET {path} '
+    try:
+        lines = waits.until(lambda: access_log_lines(cluster, namespace, pod, needle),
+                            area="telemetry", what=f"access log of {pod} shows {path}",
+                            describe=lambda v: v or "no matching line")
+    except WaitTimeout:
+        raise AssertionError(
+            f"expected a line with {needle} in `kubectl logs -n {namespace} {pod} -c "
+            "istio-proxy`; none found. Is access logging on (meshConfig.accessLogFile: "
+            "/dev/stdout)?") from None
+    return lines[-3:]

@@ -4,9 +4,15 @@ Every "eventually" in the suite is :func:`wait_until`: it polls a probe until it
 a truthy value or the area's timeout expires, and records the convergence time (or the
 timeout) in a :class:`Convergence` log that the reports carry. A timeout raises
 :class:`WaitTimeout` with the last observation, so a failure says what was seen, not just
-that time ran out. Timeouts are per area (deploy, routes, telemetry, graph, ingress) and
-come from the command line (``--timeout-routes=30``) or the environment
-(``MESHGATE_TIMEOUT_ROUTES=30``).
+that time ran out. Timeouts are per area (deploy, routes, telemetry, graph, ingress, and
+recovery for the waits after an injected fault) and come from the command line
+(``--timeout-routes=30``) or the environment (``MESHGATE_TIMEOUT_ROUTES=30``).
+
+Recovery has an area of its own so that a nightly trend of route convergence, say, is not
+polluted by the time the mesh needed to heal from a fault the suite injected.
+
+:class:`Waits` bundles a run's timeouts with its convergence log: it is what the checks of
+the library take, so a check's signature says "I poll" in one parameter.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-AREAS = ("deploy", "routes", "telemetry", "graph", "ingress")
+AREAS = ("deploy", "routes", "telemetry", "graph", "ingress", "recovery")
 DEFAULT_TIMEOUTS = {"deploy": 120.0, "routes": 60.0, "telemetry": 90.0, "graph": 90.0,
-                    "ingress": 60.0}
+                    "ingress": 60.0, "recovery": 120.0}
 
 
 class Unrecoverable(AssertionError):
@@ -94,7 +100,7 @@ class Timeouts:
 
 def wait_until(probe: Callable[[], T], *, area: str, what: str, timeout: float,
                log: Convergence | None = None, interval: float = 0.02,
-               max_interval: float = 0.16, describe: Callable[[T], str] | None = None) -> T:
+               max_interval: float = 0.16, describe: Callable[[T], object] | None = None) -> T:
     """Poll ``probe`` until it returns something truthy; record how long it took.
 
     The interval starts small (a local mesh converges in milliseconds) and backs off to
@@ -141,3 +147,22 @@ def wait_until(probe: Callable[[], T], *, area: str, what: str, timeout: float,
             raise WaitTimeout(what, timeout, last)
         time.sleep(min(delay, max(0.0, deadline - now)))
         delay = min(delay * 1.5, max_interval)
+
+
+@dataclass
+class Waits:
+    """A run's per-area timeouts and its convergence log: what every check polls with."""
+
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    log: Convergence = field(default_factory=Convergence)
+
+    def timeout(self, area: str) -> float:
+        return self.timeouts[area]
+
+    def until(self, probe: Callable[[], T], *, area: str, what: str,
+              describe: Callable[[T], object] | None = None,
+              timeout: float | None = None) -> T:
+        """:func:`wait_until` with the area's timeout (or a shorter one) and this log."""
+        return wait_until(probe, area=area, what=what,
+                          timeout=self.timeout(area) if timeout is None else timeout,
+                          log=self.log, describe=describe)

@@ -1,18 +1,13 @@
 """The suite's reports: JUnit XML (pytest's own), cucumber JSON and a self-contained HTML page.
 
-A scenario tells the reports what it saw through ``item.user_properties`` (pytest's
+What a scenario saw reaches the reports through ``item.user_properties`` (pytest's
 standard channel, which also lands in the JUnit XML and survives pytest-xdist): the
 service-graph edges it observed and the failure bundle it captured. The property names
-and value shapes below are the contract, documented in docs/reports.md; steps use the
-helpers so they never spell the JSON by hand::
-
-    from meshgate.reports import bundle_property, graph_property
-
-    request.node.user_properties.append(graph_property(edges, namespace))
-    request.node.user_properties.append(bundle_property(bundle_dir))
-
-The waits (meshgate.waiting's Convergence samples) are collected by the reporting plugin
-(fixtures/reporting.py) itself; steps do nothing for those.
+and value shapes below are the contract, documented in docs/reports.md. The plugins add
+them from the scenario's typed state (fixtures.plugins.reporting, fixtures.plugins.bundle)
+with the helpers below, so nobody spells the JSON by hand; steps do nothing for the
+reports. The waits (meshgate.waiting's Convergence samples) are collected by the
+reporting plugin itself.
 """
 
 from __future__ import annotations
@@ -39,8 +34,8 @@ CONVERGENCE_PROPERTY = "meshgate_convergence"
 def _node_label(node: Any, namespace: str | None) -> str:
     """A node's display label: the bare workload inside the scenario's namespace.
 
-    Scenario namespaces differ per scenario (``mg-<run>-<slug>``); labelling their nodes
-    by workload alone lets the run's picture merge "composer" from every scenario into
+    Scenario namespaces differ per worker (``mg-<run>-<worker>-<hash>``); labelling their
+    nodes by workload alone lets the run's picture merge "composer" from every scenario into
     one node, while nodes elsewhere (``istio-system/istio-ingressgateway``) keep their
     namespace.
     """

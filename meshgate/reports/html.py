@@ -219,6 +219,8 @@ def _header(run: RunRecord) -> str:
         meta.append(f"run <code>{_e(run.run_id)}</code>")
     if run.target:
         meta.append(f"target {_e(run.target)}")
+    if run.profile:
+        meta.append(_e(run.profile))
     if started:
         meta.append(f"started {started}")
     meta.append(f"wall time {_secs(run.duration)}")

@@ -183,6 +183,7 @@ class RunRecord:
     scenarios: list[ScenarioRecord] = field(default_factory=list)
     run_id: str | None = None
     target: str | None = None
+    profile: str | None = None  # the profile in force and why
     started: float | None = None  # Unix time
     duration: float = 0.0  # wall time of the session
     workers: int = 0  # xdist workers (0 without xdist)

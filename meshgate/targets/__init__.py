@@ -8,34 +8,13 @@ list of known ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+
+from meshgate.targets.base import Provided, Target, TargetError, TargetUnavailable
+
+__all__ = ["TARGETS", "Provided", "Target", "TargetError", "TargetUnavailable", "make"]
 
 TARGETS = ("local", "kubeconfig", "kind", "k3s")
-
-
-class TargetError(RuntimeError):
-    """The target cannot provide a cluster; the message says why and what to do."""
-
-
-class TargetUnavailable(TargetError):
-    """The target cannot exist on this machine (no Docker, no kind); tests skip on it."""
-
-
-@dataclass
-class Provided:
-    kubeconfig: Path
-    context: str | None
-    description: str
-
-
-class Target(Protocol):
-    name: str
-
-    def start(self) -> Provided: ...
-
-    def stop(self) -> None: ...
 
 
 def make(name: str, *, kubeconfig: str | None, context: str | None, state_dir: Path) -> Target:

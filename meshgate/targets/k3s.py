@@ -40,7 +40,7 @@ from meshgate.istio_install import (
     required_tools,
     workloads_image_build,
 )
-from meshgate.targets import Provided, TargetError, TargetUnavailable
+from meshgate.targets.base import Provided, TargetError, TargetUnavailable
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOADS_CONTEXT = REPO / "workloads"
@@ -51,13 +51,15 @@ IMAGE_TAR_IN_NODE = "/tmp/meshgate-workloads.tar"
 
 @dataclass(frozen=True)
 class K3sSpec:
-    """How the k3s container is started (what K3SContainer is configured with)."""
+    """How the k3s container is started (what K3SContainer is configured with).
+
+    Privileged mode and the tmpfs mounts k3s needs are K3SContainer's own settings
+    (testcontainers' k3s module sets them), not ours to choose.
+    """
 
     image: str
     command: str
     bind_ports: dict[int, tuple[str, int]]  # container port → (host address, host port)
-    privileged: bool = True
-    tmpfs: tuple[str, ...] = ("/run", "/var/run")
     cgroup_mount: bool = True
 
 
@@ -145,6 +147,11 @@ class K3sTarget:
     executor: Executor | None = None
     docker_check: Callable[[], str | None] = _docker_answers
     _container: Any = field(default=None, repr=False)
+
+    @property
+    def owns_cluster(self) -> bool:
+        """Every run starts its own k3s container."""
+        return True
 
     def start(self) -> Provided:
         problem = self.docker_check()

@@ -44,7 +44,7 @@ from meshgate.istio_install import (
     required_tools,
     workloads_image_build,
 )
-from meshgate.targets import Provided, TargetError, TargetUnavailable
+from meshgate.targets.base import Provided, TargetError, TargetUnavailable
 
 REPO = Path(__file__).resolve().parents[2]
 KIND_CONFIG = REPO / "deploy" / "kind.yaml"
@@ -185,6 +185,11 @@ class KindTarget:
     executor: Executor | None = None
     _plan: KindPlan | None = field(default=None, repr=False)
     _created: bool = field(default=False, repr=False)
+
+    @property
+    def owns_cluster(self) -> bool:
+        """A cluster named by MESHGATE_KIND_CLUSTER is reused: someone else's."""
+        return not (self.environ.get("MESHGATE_KIND_CLUSTER") or "").strip()
 
     def _executor(self) -> Executor:
         if self.executor is None:

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshgate.targets import Provided, TargetError
+from meshgate.targets.base import Provided, TargetError
 
 
 @dataclass
@@ -14,6 +14,11 @@ class KubeconfigTarget:
     kubeconfig: str | None
     context: str | None
     name: str = "kubeconfig"
+
+    @property
+    def owns_cluster(self) -> bool:
+        """An existing cluster is someone else's: possibly shared, never ours to disrupt."""
+        return False
 
     def start(self) -> Provided:
         raw = self.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or \

@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshgate.targets import Provided, TargetError
+from meshgate.targets.base import Provided, TargetError
 
 
 @dataclass
@@ -21,6 +21,12 @@ class LocalTarget:
     name: str = "local"
     _handle: object | None = field(default=None, repr=False)
     _tmp: Path | None = field(default=None, repr=False)
+
+    @property
+    def owns_cluster(self) -> bool:
+        """Booted by this run unless ``--kubeconfig`` names a running localmesh to reuse,
+        which may be a developer's or another run's."""
+        return not self.kubeconfig
 
     def start(self) -> Provided:
         if self.kubeconfig:

@@ -231,3 +231,31 @@ def test_prometheus_absent(tmp_path: Path, addons_removed: Handle) -> None:
     text = message(r)
     assert "no telemetry backend: there is no prometheus Service in istio-system" in text
     assert "install Istio's Prometheus addon" in text
+
+
+@pytest.mark.parametrize("form", ["spaced", "joined"])
+def test_meshgate_run_takes_a_manifests_folder_in_both_forms(tmp_path: Path, meshed: Handle,
+                                                             form: str) -> None:
+    """`meshgate run --manifests DIR -m routes --timeout-routes 5` runs the routes scenarios
+    on the manifests in DIR, the same as with `=`."""
+    d = copy_manifests(tmp_path)
+    docs = list(yaml.safe_load_all((d / "composer.yaml").read_text()))
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            doc["metadata"].setdefault("labels", {})["meshgate-test"] = form
+    (d / "composer.yaml").write_text(yaml.safe_dump_all(docs))
+    run_id = f"mfst{form}"
+    given = ["--manifests", str(d)] if form == "spaced" else [f"--manifests={d}"]
+    r = subprocess.run(
+        [sys.executable, "-m", "meshgate", "run", "--kubeconfig", str(meshed.kubeconfig),
+         *given, "-m", "routes", "--timeout-routes", "5", "--keep=always", "--run-id", run_id,
+         "-p", "no:cacheprovider", "--no-html-report", f"--artifacts={tmp_path / 'a'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, message(r)[-3000:]
+    assert "8 passed" in message(r), message(r)[-3000:]
+    cluster = Cluster(meshed.kubeconfig)
+    (ns,) = [n["metadata"]["name"] for n in cluster.list(
+        "v1", "Namespace", label_selector=f"meshgate.io/run={run_id}")]
+    composer = cluster.get("apps/v1", "Deployment", "composer", ns)
+    assert composer is not None and composer["metadata"]["labels"]["meshgate-test"] == form
+    cluster.delete("v1", "Namespace", ns, None)

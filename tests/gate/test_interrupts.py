@@ -1,9 +1,12 @@
 """Interrupting a run leaves nothing behind: no process, no listening port, no namespace,
 no temporary folder; and the next run starts cleanly.
 
-Each test starts the suite as a user would, interrupts it in the middle of a scenario
-(SIGINT as Ctrl-C sends it, SIGTERM as a CI cancelling the job, SIGKILL of an xdist
-worker), then looks at the process table, the sockets and the API.
+Each test starts the suite as a user or a CI runner would — through each documented entry
+point: ``pytest steps`` (what ``./dev acceptance`` execs), ``./dev acceptance``,
+``meshgate run``, ``meshgate bench``, ``meshgate soak`` — interrupts it in the middle of
+a scenario by signalling the PID it started (SIGINT as Ctrl-C sends it, SIGTERM as a CI
+cancelling the job, SIGHUP as a closed terminal, ``timeout``; SIGKILL of an xdist worker),
+then looks at the exit status, the process table, the sockets and the temporary folders.
 """
 
 from __future__ import annotations
@@ -79,11 +82,27 @@ def _meshgate_temp_dirs() -> set[str]:
                                                                 "meshgate-discovery-"))}
 
 
-def _start(tmp: Path, *extra: str) -> subprocess.Popen:
+SUITE_ARGS = ("-p", "no:cacheprovider", "-q", "--no-html-report")
+MESHGATE = (sys.executable, "-m", "meshgate")
+# How each entry point starts the suite on its own localmesh (argument lists before the
+# artifacts folder is known).
+ENTRY_POINTS = {
+    "pytest steps": (sys.executable, "-m", "pytest", "steps", *SUITE_ARGS, "--target",
+                     "local"),
+    "./dev acceptance": ("./dev", "acceptance", *SUITE_ARGS, "--target", "local"),
+    "meshgate run": (*MESHGATE, "run", "--target", "local", "--", *SUITE_ARGS),
+    "meshgate bench": (*MESHGATE, "bench", "--"),
+    "meshgate soak": (*MESHGATE, "soak", "--runs", "3"),
+}
+
+
+def _start(tmp: Path, *extra: str, entry: str = "pytest steps",
+           prefix: tuple[str, ...] = ()) -> subprocess.Popen:
     """The suite in a subprocess; its output goes to a file (a pipe nobody reads while it
     runs would fill up and block the run)."""
-    cmd = [sys.executable, "-m", "pytest", "steps", "-p", "no:cacheprovider", "-q",
-           "--no-html-report", f"--artifacts={tmp}", "--target", "local", *extra]
+    artifacts = (f"--artifacts={tmp / 'soak'}",) if entry == "meshgate soak" else \
+        () if entry == "meshgate bench" else (f"--artifacts={tmp}",)
+    cmd = [*prefix, *ENTRY_POINTS[entry], *artifacts, *extra]
     tmp.mkdir(parents=True, exist_ok=True)
     log = (tmp / "output.txt").open("w")
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
@@ -160,7 +179,7 @@ def test_signal_during_a_run_leaves_nothing(tmp_path: Path, sig: signal.Signals)
     instance = _wait_for_pods(proc)
     proc.send_signal(sig)
     out = _wait_gone(proc)
-    assert proc.returncode != 0, out[-2000:]
+    assert proc.returncode == 128 + sig, out[-2000:]
     _assert_clean(before_ports, before_tmp, "meshgate-localmesh-", instance)
     # And the next run starts cleanly.
     again = _start(tmp_path / "again", "-k", "composer and route and registered")
@@ -190,3 +209,35 @@ def _localmesh_pids(parent: int) -> set[int]:
     """Children of ``parent`` that are localmesh (started with setpriv or python -m)."""
     return {pid for pid, (ppid, cmd) in _proc_table().items()
             if ppid == parent and ("localmesh" in cmd or "setpriv" in cmd)}
+
+
+@pytest.mark.parametrize(("entry", "sig"), [
+    ("meshgate run", signal.SIGTERM),
+    ("meshgate run", signal.SIGINT),
+    ("meshgate run", signal.SIGHUP),
+    ("./dev acceptance", signal.SIGTERM),
+    ("meshgate bench", signal.SIGTERM),
+    ("meshgate soak", signal.SIGINT),
+], ids=lambda v: v.name if isinstance(v, signal.Signals) else v.replace(" ", "-"))
+def test_every_entry_point_stops_on_a_signal_to_its_pid(tmp_path: Path, entry: str,
+                                                        sig: signal.Signals) -> None:
+    """The signal goes to the PID the runner started, and only there: the entry point
+    must pass it on, wait for the cleanup and exit with the shell's status for it."""
+    before_ports, before_tmp = _listening_ports(), _meshgate_temp_dirs()
+    proc = _start(tmp_path, entry=entry)
+    instance = _wait_for_pods(proc)
+    proc.send_signal(sig)
+    out = _wait_gone(proc)
+    assert proc.returncode == 128 + sig, out[-2000:]
+    _assert_clean(before_ports, before_tmp, "meshgate-localmesh-", instance)
+
+
+def test_timeout_stops_meshgate_run_and_leaves_nothing(tmp_path: Path) -> None:
+    """``timeout 10 meshgate run``: timeout's SIGTERM stops the run; timeout says 124."""
+    before_ports, before_tmp = _listening_ports(), _meshgate_temp_dirs()
+    proc = _start(tmp_path, entry="meshgate run", prefix=("timeout", "10"))
+    instance = _wait_for_pods(proc)
+    out = _wait_gone(proc)
+    assert proc.returncode == 124, out[-2000:]
+    assert "KeyboardInterrupt: signal 15" in out, out[-2000:]
+    _assert_clean(before_ports, before_tmp, "meshgate-localmesh-", instance)

@@ -39,6 +39,7 @@ from localmesh.cli import Handle, launch
 from localmesh.network import AddressPlan
 from meshgate import ingress
 from meshgate.cluster import Cluster
+from meshgate.mesh import Gateway
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/prometheus").exists(),
@@ -339,7 +340,7 @@ def _traffic_through_the_gateway(m: Mesh) -> None:
     so the gateway, the sidecars and the apps hold live connections while they are listed."""
     namespaces = {p["metadata"]["namespace"] for p in _proxied_pods(m)} - {"istio-system"}
     assert len(namespaces) == 1, f"expected one scenario namespace: {namespaces}"
-    entry = ingress.entry_point(Cluster(m.handle.kubeconfig))
+    entry = ingress.entry_point(Cluster(m.handle.kubeconfig), Gateway("istio-system"))
     host = ingress.scenario_host(namespaces.pop())
     answers = ingress.send(entry, "/login", host, 3)
     assert [a.status for a in answers] == [200, 200, 200], \

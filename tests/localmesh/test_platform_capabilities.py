@@ -14,7 +14,8 @@ from localmesh.cli import Handle, launch
 from localmesh.istio.mesh import crd
 from meshgate import ingress, membership, mesh, namespaces
 from meshgate.cluster import Cluster, ClusterError
-from meshgate.telemetry import ThanosQuerier, thanos_url
+from meshgate.mesh import Gateway, thanos_url
+from meshgate.telemetry import ThanosQuerier
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +58,13 @@ def test_ingress_through_an_openshift_route(cluster: Cluster) -> None:
                             "ports": [{"name": "http2", "port": 80, "targetPort": 8080}]}},
                   "istio-system")
     with pytest.raises(ClusterError, match="cannot reach the ingress gateway"):
-        ingress.entry_point(cluster)
+        ingress.entry_point(cluster, Gateway("istio-system"))
     cluster.apply({"apiVersion": "route.openshift.io/v1", "kind": "Route",
                    "metadata": {"name": "istio-ingressgateway"},
                    "spec": {"host": "gw.apps.example.test",
                             "to": {"kind": "Service", "name": "istio-ingressgateway"},
                             "port": {"targetPort": "http2"}}}, "istio-system")
-    entry = ingress.entry_point(cluster)
+    entry = ingress.entry_point(cluster, Gateway("istio-system"))
     assert entry.base_url == "http://gw.apps.example.test"
     assert entry.how == "OpenShift Route gw.apps.example.test"
 

@@ -7,6 +7,8 @@ which must refuse bad input in one line before running anything.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from meshgate import cli
@@ -66,7 +68,24 @@ def test_a_leading_double_dash_only_separates(monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     """`meshgate bench -- --profile gate` hands pytest `--profile gate`, not a file "--"."""
     seen: list[list[str]] = []
+    result = BenchResult(0, 1.0, 0.5, [], [], 10.0, "1 passed")
     monkeypatch.setattr("meshgate.bench.bench",
-                        lambda args, keep: (seen.append(args), (0, "ok"))[1])
+                        lambda args, keep: (seen.append(args), result)[1])
     assert cli.main(["bench", "--", "--profile", "gate"]) == 0
     assert seen == [["--profile", "gate"]]
+    assert "total wall time: 1.00s" in capsys.readouterr().out
+
+
+def test_bench_json_is_one_object_with_the_numbers(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    result = BenchResult(1, 12.5, 0.7, [("s1", 1.5, "passed"), ("s2", 2.0, "failed")],
+                         [{"area": "routes", "seconds": 0.2}, {"area": "routes",
+                                                               "seconds": 0.4}], 512.0,
+                         "1 failed, 1 passed")
+    monkeypatch.setattr("meshgate.bench.bench", lambda args, keep: result)
+    assert cli.main(["bench", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["wall_seconds"] == 12.5 and doc["returncode"] == 1
+    assert doc["scenarios"][1] == {"name": "s2", "seconds": 2.0, "status": "failed"}
+    assert doc["convergence"]["routes"] == {"count": 2, "median": pytest.approx(0.3),
+                                            "max": 0.4, "sum": pytest.approx(0.6)}

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from meshgate import cli, namespaces
+from meshgate import children, cli, namespaces
 from meshgate.cluster import ClusterError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,6 +82,55 @@ def test_run_with_explicit_tests_does_not_add_the_steps_folder(
     assert command[3:] == ["steps/test_scenarios.py::test_x", "-v"]
 
 
+def test_run_passes_suite_options_in_both_forms(capsys: pytest.CaptureFixture[str],
+                                               tmp_path: Path) -> None:
+    """`--manifests DIR` is a suite option with its value, not a test path."""
+    spaced = _command(capsys, "--manifests", str(tmp_path), "-m", "routes",
+                      "--timeout-routes", "5")
+    joined = _command(capsys, f"--manifests={tmp_path}", "-m", "routes", "--timeout-routes=5")
+    assert spaced[3:] == [str(REPO / "steps"), "--manifests", str(tmp_path), "-m", "routes",
+                          "--timeout-routes", "5"]
+    assert joined[3:] == [str(REPO / "steps"), f"--manifests={tmp_path}", "-m", "routes",
+                          "--timeout-routes=5"]
+
+
+def _value_options(path: Path) -> dict[str, str]:
+    """Every option the suite's plugins register that takes a value, read from their
+    registration through pytest's own parser, with a valid value (a path where any text
+    will do)."""
+    from _pytest.config import get_config
+
+    from meshgate.cli.suite import suite_plugins
+
+    config = get_config()
+    for plugin in suite_plugins(REPO):
+        config.pluginmanager.import_plugin(plugin)
+    out = {}
+    for group in config._parser._groups:
+        if group.name.startswith("meshgate"):
+            for option in group.options:
+                attrs = option.attrs()
+                if attrs.get("nargs") == 0:  # a flag: store_true and its kin
+                    continue
+                value = (attrs["choices"][0] if attrs.get("choices")
+                         else "5" if attrs.get("type") is float else str(path))
+                out.update({n: value for n in option.names() if n.startswith("--")})
+    return out
+
+
+def test_every_suite_option_with_a_value_is_told_from_a_test_path(tmp_path: Path) -> None:
+    from meshgate.cli.suite import named_tests
+
+    options = _value_options(tmp_path)
+    assert {"--manifests", "--artifacts", "--kubeconfig", "--timeout-routes",
+            "--html-report"} <= set(options)
+    for option, value in options.items():
+        assert named_tests([option, value], REPO) == [], option
+        assert named_tests([f"{option}={value}"], REPO) == [], option
+    assert named_tests(["--manifests", str(tmp_path), "steps/test_scenarios.py::x"],
+                       REPO) == ["steps/test_scenarios.py::x"]
+
+
 def test_run_names_the_valid_targets_for_a_misspelt_one(
         capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run(capsys, "run", "--target", "kidn")
@@ -121,8 +170,8 @@ def test_run_passes_pytests_exit_code_through(args: list[str], code: int) -> Non
     assert result.returncode == code, result.stdout + result.stderr
 
 
-def test_execute_returns_the_childs_exit_code() -> None:
-    assert cli.execute([sys.executable, "-c", "raise SystemExit(3)"]) == 3
+def test_a_child_s_exit_code_comes_back() -> None:
+    assert children.run([sys.executable, "-c", "raise SystemExit(3)"]) == 3
 
 
 # --------------------------------------------------------------------------- sweep

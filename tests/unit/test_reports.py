@@ -377,14 +377,19 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from meshgate.reports import bundle_property, graph_property
-from meshgate.waiting import Convergence, wait_until
+from meshgate.waiting import Waits, wait_until
 
-pytest_plugins = ["fixtures.reporting"]
+pytest_plugins = ["fixtures.plugins.reporting"]
 
 
 @pytest.fixture(scope="session")
-def convergence():
-    return Convergence()
+def waits():
+    return Waits()
+
+
+@pytest.fixture(scope="session")
+def convergence(waits):
+    return waits.log
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,5 @@
 """Scenarios that count scraped telemetry are dealt over the xdist workers, one group per
-worker, and the chaos scenarios share the first group (fixtures/scheduling.py).
+worker, and the chaos scenarios share the first group (fixtures/plugins/scheduling.py).
 
 A tiny pytest-bdd project runs with ``-n 2 --dist loadgroup`` (what pyproject's addopts
 select) through the real plugin; each scenario records the worker it ran on. Plain load
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from pytest_bdd import parsers, then
 
-pytest_plugins = ["fixtures.scheduling"]
+pytest_plugins = ["fixtures.plugins.scheduling"]
 
 
 @then(parsers.parse("record {name}"))
@@ -82,7 +82,7 @@ def test_scraped_scenarios_are_dealt_one_group_per_worker(tmp_path: Path) -> Non
 
 
 def test_groups_follow_the_worker_count() -> None:
-    from fixtures.scheduling import group_of
+    from fixtures.plugins.scheduling import group_of
 
     assert [group_of(i, 2) for i in range(4)] == ["scraped-0", "scraped-1"] * 2
     assert {group_of(i, 1) for i in range(4)} == {"scraped-0"}
@@ -98,7 +98,7 @@ def test_pyproject_selects_loadgroup() -> None:
 
 
 def test_public_nodeid_drops_only_xdists_group_suffix() -> None:
-    from fixtures.scheduling import public_nodeid
+    from fixtures.plugins.scheduling import public_nodeid
 
     base = "steps/test_scenarios.py::test_counted[/login-composer]"
     assert public_nodeid(base + "@scraped-0") == base

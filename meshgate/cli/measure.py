@@ -1,0 +1,95 @@
+"""``meshgate bench`` and ``meshgate soak``: the suite on localmesh, measured or repeated.
+
+Both run the suite as a child process (``pytest steps``) through :mod:`meshgate.children`:
+a signal stops the run in progress, lets it clean up, and ends the command with 128 + the
+signal instead of starting the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from meshgate.cli.base import CommandError, print_json
+
+
+def configure_bench(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``meshgate bench`` (other arguments go to pytest)."""
+    parser.add_argument("--keep-artifacts", metavar="DIR", default=None,
+                        help="keep the run's reports and convergence logs in DIR")
+    parser.add_argument("--workers", metavar="N,M", default=None,
+                        help="compare xdist worker counts, e.g. 0,2 (runs alternate)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per worker count with --workers (default 1)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the numbers as one JSON object")
+
+
+def _worker_counts(text: str) -> list[str]:
+    counts = [c.strip() for c in text.split(",") if c.strip()]
+    if len(counts) < 2 or any(not c.isdigit() or int(c) > 64 for c in counts):
+        raise CommandError(f"--workers {text!r} is not a list of worker counts", None,
+                           "give two or more counts from 0 to 64, e.g. --workers 0,2")
+    return counts
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """The whole suite on localmesh from cold, with the numbers that matter."""
+    from meshgate.bench import (
+        bench,
+        compare,
+        comparison_code,
+        format_compared,
+        format_result,
+        result_json,
+    )
+
+    extra = list(getattr(args, "passthrough", None) or [])
+    if not 1 <= args.repeat <= 50:
+        raise CommandError(f"--repeat {args.repeat} is out of range", None,
+                           "give a number of runs from 1 to 50")
+    if args.workers is None:
+        result = bench(extra, Path(args.keep_artifacts) if args.keep_artifacts else None)
+        if args.json:
+            print_json(result_json(result))
+        else:
+            print(format_result(result))
+        return result.returncode
+    if any(a in ("-n", "--numprocesses") or a.startswith(("-n", "--numprocesses="))
+           for a in extra):
+        raise CommandError("both --workers and pytest's -n were given", None,
+                           "give the worker counts to compare in --workers only")
+    if args.keep_artifacts:
+        raise CommandError("--keep-artifacts keeps one run; --workers makes several",
+                           None, "drop one of the two options")
+    results = compare(extra, _worker_counts(args.workers), args.repeat)
+    if args.json:
+        print_json({w: [result_json(r) for r in runs] for w, runs in results.items()})
+    else:
+        print(format_compared(results))
+    return comparison_code(results)
+
+
+def configure_soak(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``meshgate soak`` (other arguments go to pytest)."""
+    parser.add_argument("--runs", type=int, default=20, help="how many runs (default 20)")
+    parser.add_argument("--artifacts", default="artifacts/soak",
+                        help="where each run's reports and failure bundles go")
+    parser.add_argument("--json", action="store_true",
+                        help="print every run's result as one JSON object")
+
+
+def run_soak(args: argparse.Namespace) -> int:
+    """The suite N times against one localmesh; passes, failures and their bundles."""
+    from meshgate.soak import soak
+
+    if args.runs < 1 or args.runs > 500:
+        raise CommandError(f"--runs {args.runs} is out of range", None,
+                           "give a number of runs from 1 to 500")
+    report = soak(args.runs, list(getattr(args, "passthrough", None) or []),
+                  Path(args.artifacts).resolve())
+    if args.json:
+        print_json(report.to_json())
+    else:
+        print(report.format())
+    return 0 if report.passed == len(report.runs) else 1

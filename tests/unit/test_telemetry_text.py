@@ -1,0 +1,41 @@
+"""Prometheus text and PromQL as the suite reads and writes them (meshgate.telemetry)."""
+
+from __future__ import annotations
+
+from meshgate.telemetry import quote, selector, sum_samples
+
+_REQUESTS = "istio_requests_total"
+EXPOSITION = "\n".join([
+    "# HELP istio_requests_total Total requests.",
+    "# TYPE istio_requests_total counter",
+    f'{_REQUESTS}{{reporter="destination",destination_service_name="vp0",'
+    'response_code="200"} 7 1733380000000',
+    f'{_REQUESTS}{{reporter="destination",destination_service_name="vp0",'
+    'response_code="503"} 2',
+    f'{_REQUESTS}{{reporter="source",destination_service_name="vp0",response_code="200"}} 40',
+    f'{_REQUESTS}{{reporter="destination",destination_service_name="say \\"hi\\"",'
+    'response_code="200"} 3',
+    "# TYPE istio_request_bytes histogram",
+    'istio_request_bytes_bucket{reporter="destination",le="+Inf"} 9',
+    "",
+])
+
+def test_a_sample_with_a_timestamp_counts_its_value_not_the_timestamp() -> None:
+    wanted = {"reporter": "destination", "destination_service_name": "vp0",
+              "response_code": "200"}
+    assert sum_samples(EXPOSITION, "istio_requests_total", wanted) == 7
+
+
+def test_samples_are_summed_over_the_labels_not_wanted() -> None:
+    wanted = {"reporter": "destination", "destination_service_name": "vp0"}
+    assert sum_samples(EXPOSITION, "istio_requests_total", wanted) == 9
+
+
+def test_escaped_quotes_in_label_values_are_read() -> None:
+    wanted = {"destination_service_name": 'say "hi"'}
+    assert sum_samples(EXPOSITION, "istio_requests_total", wanted) == 3
+
+
+def test_promql_label_values_are_escaped() -> None:
+    assert quote('a"b\\c\nd') == '"a\\"b\\\\c\\nd"'
+    assert selector({"b": "x", "a": 'q"'}) == '{a="q\\"",b="x"}'
