@@ -10,6 +10,7 @@ learn which values to mask, and credential-shaped text is masked.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -58,6 +59,10 @@ def _plain(obj: object) -> object:
     return obj
 
 
+def _log_tail(cluster: Cluster, namespace: str, pod: str, container: str) -> str:
+    return "\n".join(cluster.pod_logs(namespace, pod, container).splitlines()[-MAX_LOG_LINES:])
+
+
 def _pods(cluster: Cluster, namespace: str, selector: str | None = None) -> list[dict]:
     return cluster.list("v1", "Pod", namespace, label_selector=selector)
 
@@ -87,12 +92,10 @@ def capture(cluster: Cluster, namespace: str, root: Path, *, mesh: MeshInfo,
         spec = pod.get("spec") or {}
         for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
             b.attempt(f"logs/{ns}/{name}/{c['name']}.log",
-                      lambda ns=ns, name=name, c=c: "\n".join(
-                          cluster.pod_logs(ns, name, c["name"]).splitlines()[-MAX_LOG_LINES:]))
+                      functools.partial(_log_tail, cluster, ns, name, c["name"]))
         if sidecars.has_proxy_container(pod):
             b.attempt(f"config_dumps/{ns}/{name}.json",
-                      lambda ns=ns, name=name: sidecars.admin_get(cluster, ns, name,
-                                                                  "config_dump"))
+                      functools.partial(sidecars.admin_get, cluster, ns, name, "config_dump"))
     b.attempt("events.json", lambda: cluster.list("v1", "Event", namespace))
     b.attempt("istiod-syncz.json", lambda: json.loads(
         cluster.service_get(mesh.namespace, "istiod", 15014, "/debug/syncz")[1] or b"[]"))

@@ -206,10 +206,10 @@ def _import_modules(steps_dir: Path) -> list[Any]:
     if parent not in sys.path:
         sys.path.insert(0, parent)
     loaded = sys.modules.get(package)
-    if loaded is not None and getattr(loaded, "__file__", None) and \
-            Path(loaded.__file__).resolve().parent != steps_dir.resolve():
+    loaded_from = getattr(loaded, "__file__", None)
+    if loaded_from and Path(loaded_from).resolve().parent != steps_dir.resolve():
         raise CatalogueError(f"another package named {package!r} is already imported "
-                             f"(from {loaded.__file__}); run `meshgate steps` in a fresh process")
+                             f"(from {loaded_from}); run `meshgate steps` in a fresh process")
     modules = []
     for path in sorted(steps_dir.glob("*.py")):
         if path.stem == "__init__" or path.stem.startswith("test_"):

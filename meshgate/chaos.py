@@ -15,6 +15,7 @@ A fault is returned as a :class:`Fault`, which the scenario keeps for its Then s
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -194,5 +195,6 @@ def expect_proxies_ready(cluster: Cluster, namespace: str, workloads: tuple[str,
     """The istio-proxy of every workload's first pod is Ready (after a fault)."""
     for workload in workloads:
         pod = _first_pod(cluster, namespace, workload)
-        waits.until(lambda p=pod: container_ready(cluster, namespace, p, PROXY_CONTAINER),
+        waits.until(functools.partial(container_ready, cluster, namespace, pod,
+                                      PROXY_CONTAINER),
                     area="recovery", what=f"istio-proxy of {pod} Ready")

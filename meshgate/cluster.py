@@ -8,11 +8,13 @@ API server's services/proxy — the same calls on localmesh, kind or OpenShift.
 
 from __future__ import annotations
 
+import builtins
 import json
 import shutil
 import tempfile
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -126,7 +128,7 @@ class Cluster:
             resp = self.api_client.call_api(method, url, header_params=headers, body=body,
                                             _request_timeout=timeout)
             resp.read()
-            return resp.status, resp.data
+            return resp.status, resp.data or b""
         except ApiException as exc:
             data = exc.body if isinstance(exc.body, bytes) else (exc.body or "").encode()
             return exc.status, data
@@ -281,17 +283,18 @@ class Cluster:
         return [i.to_dict() for i in out.items]
 
     # -- pods ----------------------------------------------------------------------------
-    def exec(self, namespace: str, pod: str, container: str, command: list[str],
+    def exec(self, namespace: str, pod: str, container: str, command: Sequence[str],
              timeout: float = 30.0) -> ExecResult:
         """Run a command in a container over pods/exec (WebSocket), with its exit code."""
         try:
             ws = stream(self.core.connect_get_namespaced_pod_exec, pod, namespace,
-                        container=container, command=command, stderr=True, stdin=False,
+                        container=container, command=list(command), stderr=True, stdin=False,
                         stdout=True, tty=False, _preload_content=False)
         except ApiException as exc:
             raise self._api_error(exc, f"exec into {namespace}/{pod} -c {container}") from exc
-        out: list[str] = []
-        err: list[str] = []
+        # `list` here is the method above, hence builtins' own for the annotations.
+        out: builtins.list[str] = []
+        err: builtins.list[str] = []
         deadline = time.monotonic() + timeout
         try:
             while ws.is_open() and time.monotonic() < deadline:

@@ -21,9 +21,10 @@ left intact, and so is ordinary mesh text (service FQDNs, Envoy cluster names wi
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 MASK = "<redacted>"
 MIN_SECRET_LENGTH = 4
@@ -128,5 +129,10 @@ class Redactor:
             s = s.replace(secret, MASK)
         for pat in _PATTERNS:
             mask = _mask_scalar if pat is _JSON_FIELD else _mask
-            s = pat.sub(lambda m, mask=mask: m.group(1) + mask(m.group(2)), s)
+            s = pat.sub(functools.partial(_keep_prefix, mask=mask), s)
         return s
+
+
+def _keep_prefix(m: re.Match[str], mask: Callable[[str], str]) -> str:
+    """A match's first group as it is, its second masked."""
+    return m.group(1) + mask(m.group(2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,8 @@ def deploy(cluster: Cluster, namespace: str, names: list[str], waits: Waits, *,
 def _wait_ready(cluster: Cluster, namespace: str, names: list[str],
                 waits: Waits) -> dict[str, Deployed]:
     """Each workload's rollout, Ready with its sidecar, one recorded wait each."""
-    return {name: waits.until(lambda n=name: _ready(cluster, namespace, n), area="deploy",
-                              what=f"{name} is Ready with a sidecar")
+    return {name: waits.until(functools.partial(_ready, cluster, namespace, name),
+                              area="deploy", what=f"{name} is Ready with a sidecar")
             for name in names}
 
 

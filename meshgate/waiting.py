@@ -98,9 +98,10 @@ class Timeouts:
         return self.values[area]
 
 
-def wait_until(probe: Callable[[], T], *, area: str, what: str, timeout: float,
+def wait_until(probe: Callable[[], T | None], *, area: str, what: str, timeout: float,
                log: Convergence | None = None, interval: float = 0.02,
-               max_interval: float = 0.16, describe: Callable[[T], object] | None = None) -> T:
+               max_interval: float = 0.16,
+               describe: Callable[[T | None], object] | None = None) -> T:
     """Poll ``probe`` until it returns something truthy; record how long it took.
 
     The interval starts small (a local mesh converges in milliseconds) and backs off to
@@ -159,8 +160,8 @@ class Waits:
     def timeout(self, area: str) -> float:
         return self.timeouts[area]
 
-    def until(self, probe: Callable[[], T], *, area: str, what: str,
-              describe: Callable[[T], object] | None = None,
+    def until(self, probe: Callable[[], T | None], *, area: str, what: str,
+              describe: Callable[[T | None], object] | None = None,
               timeout: float | None = None) -> T:
         """:func:`wait_until` with the area's timeout (or a shorter one) and this log."""
         return wait_until(probe, area=area, what=what,
