@@ -88,7 +88,6 @@ class Instance:
         self.controllers = [DeploymentController(self.api), ReplicaSetController(self.api),
                             EndpointsController(self.api), NamespaceController(self.api),
                             GarbageCollector(self.api)]
-        self.extras: list = []
         self.mesh = None
         self.mesh_timeout = 30.0
         self.sd_address = ""

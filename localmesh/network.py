@@ -63,9 +63,6 @@ class Pool:
         raise RuntimeError(f"address pool 127.{self.block}.{self.third_lo}-{self.third_hi}.x "
                            "is exhausted")
 
-    def reserve(self, addr: str) -> None:
-        self.used.add(addr)
-
     def release(self, addr: str) -> None:
         self.used.discard(addr)
 

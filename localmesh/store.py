@@ -77,8 +77,6 @@ def _history_size() -> int:
 class Store:
     """In-memory objects with revisions and watch fan-out."""
 
-    HISTORY = 20000
-
     def __init__(self) -> None:
         self.revision = 1
         self.objects: dict[Key, dict[tuple[str, str], dict]] = {}
@@ -103,12 +101,6 @@ class Store:
         if namespace in (None, ""):
             return [o for _, o in sorted(bucket.items())]
         return [o for (ns, _), o in sorted(bucket.items()) if ns == namespace]
-
-    def count(self, key: Key, namespace: str | None = None) -> int:
-        bucket = self.objects.get(key, {})
-        if namespace in (None, ""):
-            return len(bucket)
-        return sum(1 for ns, _ in bucket if ns == namespace)
 
     # -- writes --------------------------------------------------------------------------
     def create(self, key: Key, obj: dict) -> dict:

@@ -55,9 +55,11 @@ def _error(err: ApiError) -> web.Response:
 # about once a minute (k8s.io/apiserver pkg/storage/cacher, bookmarkFrequency); localmesh
 # is a test cluster, so sooner, and always one just before a watch's timeoutSeconds ends.
 BOOKMARK_SECONDS = 5.0
-# Resources whose DELETE answers with the deleted object instead of a Status.
-RETURN_DELETED_OBJECT = frozenset({("", "pods"), ("", "services"), ("", "serviceaccounts"),
-                                   ("storage.k8s.io", "storageclasses")})
+# Served resources whose DELETE answers with the deleted object instead of a Status: those
+# whose registry sets ReturnDeletedObject (k8s.io/kubernetes pkg/registry/core/{pod,service,
+# serviceaccount}/storage/storage.go). storageclasses set it too, but localmesh does not
+# serve them.
+RETURN_DELETED_OBJECT = frozenset({("", "pods"), ("", "services"), ("", "serviceaccounts")})
 
 # The verb a request is, for the resource's advertised verbs (405 otherwise).
 _COLLECTION_VERBS = {"GET": "list", "POST": "create", "DELETE": "deletecollection"}
@@ -253,8 +255,8 @@ class APIServer:
     def _deleted_response(self, rt: ResourceType, out: dict) -> dict:
         """What DELETE answers: the object while it is still being deleted (graceful or
         finalizers); once it is gone, the object for the kinds whose registry sets
-        ``ReturnDeletedObject`` (pods, services, serviceaccounts, storageclasses — see
-        pkg/registry/*/storage/storage.go — and custom resources) and a Success Status for
+        ``ReturnDeletedObject`` (pods, services and serviceaccounts, see
+        ``RETURN_DELETED_OBJECT``; and custom resources) and a Success Status for
         the rest. Clients depend on it: the Python client decodes a Service delete as a
         V1Service."""
         meta = out.get("metadata", {})

@@ -112,7 +112,6 @@ class Connection:
     proxy: xds.Proxy | None
     queue: asyncio.Queue
     types: dict[str, TypeState] = field(default_factory=dict)
-    connected_at: str = field(default_factory=now_rfc3339)
     proxy_version: str = ""
 
 

@@ -209,18 +209,6 @@ class Kubelet:
             pass  # the namespace may be going away; events are best effort, as upstream
 
     # -- exec ----------------------------------------------------------------------------
-    def worker_for(self, namespace: str, name: str) -> PodWorker | None:
-        pod = self.store.get(PODS, namespace, name)
-        if pod is None:
-            return None
-        return self.workers.get(pod["metadata"]["uid"])
-
-    def exec_env(self, worker: PodWorker, c: ContainerState) -> tuple[list[str], dict]:
-        image = catalogue.lookup(c.spec.get("image", ""))
-        assert image is not None
-        env = worker._env(c, image)
-        return env.get("PATH", ""), env
-
     def exec_argv(self, c: ContainerState, command: list[str]) -> list[str]:
         image = catalogue.lookup(c.spec.get("image", ""))
         if image is not None and command and command[0] in image.tools:
