@@ -40,6 +40,7 @@ from google.protobuf import any_pb2, json_format
 
 from localmesh.api.objects import ObjectAPI
 from localmesh.istio import xds
+from localmesh.istio.names import port_protocol
 from localmesh.network import AddressPlan
 from localmesh.store import now_rfc3339
 
@@ -144,8 +145,10 @@ class Istiod:
         bound = server.add_insecure_port(f"{self.address}:{self.xds_port}")
         if not bound:
             raise OSError(f"istiod cannot listen on {self.address}:{self.xds_port}")
-        await server.start()
+        # Kept before it starts: a boot cancelled here (localmesh signalled while starting)
+        # must still stop it.
         self._server = server
+        await server.start()
         app = web.Application()
         app.router.add_get("/debug/syncz", self._syncz)
         app.router.add_get("/debug/config_dump", self._config_dump)
@@ -202,7 +205,7 @@ class Istiod:
             spec = s.get("spec") or {}
             ports = [xds.ServicePort(p.get("name", ""), p["port"],
                                      p.get("targetPort", p["port"]),
-                                     _protocol(p)) for p in spec.get("ports") or []]
+                                     port_protocol(p)) for p in spec.get("ports") or []]
             services.append(xds.Service(s["metadata"]["name"], s["metadata"]["namespace"],
                                         spec.get("clusterIP", ""), ports,
                                         spec.get("selector") or {},
@@ -392,12 +395,6 @@ def _pod_changed_for_xds(old: dict | None, new: dict) -> bool:
         return (meta.get("labels"), meta.get("deletionTimestamp"), st.get("podIP"), ports)
 
     return key(old) != key(new)
-
-
-def _protocol(port: dict) -> str:
-    from localmesh.istio.names import port_protocol
-
-    return port_protocol(port)
 
 
 class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
