@@ -39,8 +39,10 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, json_format
 
 from localmesh.api.objects import ObjectAPI
-from localmesh.istio import xds
 from localmesh.istio.names import port_protocol
+from localmesh.istio.xds import model as xds
+from localmesh.istio.xds.gateway import gateway_resources
+from localmesh.istio.xds.sidecar import sidecar_resources
 from localmesh.network import AddressPlan
 from localmesh.store import now_rfc3339
 
@@ -264,7 +266,7 @@ class Istiod:
         key = (id(state), conn.proxy)
         if cached is not None and cached[0] == key:
             return cached[1]
-        gen = Generated(xds.resources_for(state, conn.proxy))
+        gen = Generated(generate(state, conn.proxy))
         self._cache[conn.conn_id] = (key, gen)
         return gen
 
@@ -378,6 +380,14 @@ class Istiod:
         lines += [f'pilot_xds_pushes{{type="{istio_type[t]}"}} {self.pushes[t]}'
                   for t in SHORT.values()]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+def generate(state: xds.MeshState, proxy: xds.Proxy) -> dict[str, dict[str, dict]]:
+    """A proxy's resources by type URL and name: the generator for its type (a gateway in
+    router mode, else a sidecar), as pilot's ConfigGenerator picks by node type."""
+    if proxy.kind == "router":
+        return gateway_resources(state, proxy)
+    return sidecar_resources(state, proxy)
 
 
 def _pod_changed_for_xds(old: dict | None, new: dict) -> bool:

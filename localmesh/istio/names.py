@@ -63,3 +63,15 @@ def vhost_domains(name: str, namespace: str, client_ns: str, cluster_ip: str | N
     if cluster_ip and cluster_ip != "None":
         out.append(cluster_ip)
     return out
+
+
+def resolve_host(host: str, namespace: str) -> str:
+    """A host in Istio config, as an FQDN: short names resolve in the config's namespace
+    (``reviews`` → ``reviews.<ns>.svc.cluster.local``; ``reviews.other`` →
+    ``reviews.other.svc.cluster.local``); anything longer is taken as written."""
+    if "." not in host:
+        return fqdn(host, namespace)
+    parts = host.split(".")
+    if len(parts) == 2:
+        return fqdn(parts[0], parts[1])
+    return host

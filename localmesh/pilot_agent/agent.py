@@ -21,7 +21,7 @@ from pathlib import Path
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
-from localmesh.istio.xds import ALS_PORT, PEER_HEADER
+from localmesh.istio.xds.filters import ALS_PORT, PEER_HEADER
 from localmesh.kubelet.runtime import die_with_parent
 from localmesh.pilot_agent.telemetry import Identity, Metrics, Request, flags_of
 
