@@ -8,8 +8,9 @@ generator is testable without Envoy, in modules after istio/istio's
 ``sidecar.py`` (a sidecar's listeners, listener.go and listener_inbound.go, and all its
 resources) and ``gateway.py`` (gateway.go, with Kubernetes Ingress conversion); istiod
 picks the sidecar or the gateway generator per proxy (localmesh/istio/istiod.py
-``generate``). This package module imports none of them. Resource names and shapes follow Istio's (see localmesh/istio/names.py). Where localmesh must
-differ because there is no iptables, it says so here and in docs/localmesh.md:
+``generate``). This package module imports none of them. Resource names and shapes
+follow Istio's (see localmesh/istio/names.py). Where localmesh must differ because there
+is no iptables, it says so here and in docs/localmesh.md:
 
 - Outbound: apps send through an explicit proxy on the pod's local address, port 15001
   (``virtualOutbound``). Envoy cannot recover the original destination port, so
