@@ -244,7 +244,8 @@ class Mesh:
         self.api.admission.add_mutator(("", "pods"), Injector(self.proxy_config()))
 
     async def wait_ready(self, timeout: float = 30.0) -> list[str]:
-        """Wait until every istio-system Deployment is available; return those that are not."""
+        """Wait until every control-plane Deployment is available; return those that are
+        not."""
         store = self.api.store
         deadline = time.monotonic() + timeout
         pending: list[str] = []
