@@ -48,13 +48,11 @@ from localmesh.kubelet import streams
 from localmesh.kubelet.node import Kubelet
 from localmesh.network import AddressPlan, NodePorts
 from localmesh.resources import Registry
+from localmesh.signals import STOP_SIGNALS, SignalLatch
 from localmesh.store import Store
 
 log = logging.getLogger("localmesh")
 
-# The signals that stop localmesh cleanly: a CI cancelling a job (TERM), Ctrl-C (INT), the
-# terminal going away (HUP).
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 SERVICES = ("", "services")
 
 
@@ -195,14 +193,15 @@ class Instance:
                 await runner.cleanup()
         self.addresses.close()
 
-    async def run(self, received: list[int] | None = None) -> int | None:
+    async def run(self, latch: SignalLatch | None = None) -> int | None:
         """Start, serve until a stop signal, stop; return the signal (None: none came).
 
-        ``received`` holds signals that arrived before this loop could handle them (the
-        caller records them from its start); the first one stops this run at once.
+        ``latch`` is the caller's record of a signal that arrived before this loop could
+        handle it (``localmesh serve`` holds one from its first line); it stops this run
+        at once.
         """
         stop = asyncio.Event()
-        signals: list[int] = list(received or [])
+        signals: list[int] = []
         loop = asyncio.get_running_loop()
 
         def on_signal(signum: int) -> None:
@@ -211,8 +210,8 @@ class Instance:
 
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, on_signal, sig)
-        if signals:
-            stop.set()
+        if latch is not None and latch.signum is not None:
+            on_signal(latch.signum)
         ready = self.state_dir / "ready"
         try:
             starting = asyncio.ensure_future(self.start())
