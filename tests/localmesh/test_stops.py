@@ -13,13 +13,15 @@ its API port), the block's lock not held by any of them, and no ``ready``,
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -106,26 +108,62 @@ def _has_program(root: int, name: str) -> bool:
                for p in _descendants(table, root) if p in table)
 
 
+@dataclass
+class Cleanup:
+    """What a test started, stopped at its end if it is still running (the test failed):
+    the localmesh commands by SIGTERM, then every process recorded in ``started`` by
+    SIGKILL — by PID, with its start time checked."""
+
+    commands: list[subprocess.Popen] = field(default_factory=list)
+    started: list[Started] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for proc in self.commands:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+        for started in self.started:
+            for pid in started.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def cleanup() -> Iterator[Cleanup]:
+    c = Cleanup()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
 # -- checks ----------------------------------------------------------------------------------
 def _assert_nothing_left(started: Started, state: Path, api_port: int | None = None) -> None:
     wait_until(lambda: not started.alive(), timeout=20,
                what=f"every process localmesh started to exit (alive: {started.alive()})")
-    block = f"127.{started.block}."
-    listening = {(ip, port) for ip, port in _listening_ports()
-                 if ip.startswith(block) or (ip == "127.0.0.1" and port == api_port)}
-    assert listening == set(), f"still listening on localmesh's addresses: {listening}"
     left = [name for name in STATE_FILES if (state / name).exists()]
     assert left == [], f"state files left in {state}: {left}"
-    lock = LOCK_DIR / f"{started.block}.lock"
-    fd = os.open(lock, os.O_RDWR)
+    api = {("127.0.0.1", api_port)} & _listening_ports() if api_port else set()
+    assert api == set(), f"the API port is still listening: {api}"
+    fd = os.open(LOCK_DIR / f"{started.block}.lock", os.O_RDWR)
     try:
-        # Held by nobody (or, if another localmesh has claimed the block since, not by us:
-        # all of ours are gone, checked above).
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
     except BlockingIOError:
-        holders = [pid for pid in _proc_table() if _block_of(pid) == started.block]
-        assert not set(holders) & {pid for pid, _ in started.processes}, holders
+        # Another localmesh on this machine has claimed the block since ours released it;
+        # its sockets there are not ours to judge. It must not be one of ours.
+        holders = {pid for pid in _proc_table() if _block_of(pid) == started.block}
+        assert not holders & {pid for pid, _ in started.processes}, holders
+        return
+    try:
+        # The block is free, and held by this test while it looks: nothing may listen
+        # on it (a process localmesh started and lost track of would).
+        block = f"127.{started.block}."
+        listening = {(ip, port) for ip, port in _listening_ports() if ip.startswith(block)}
+        assert listening == set(), f"still listening on localmesh's block: {listening}"
     finally:
         os.close(fd)
 
@@ -172,42 +210,50 @@ def _sleeping_pod(kubeconfig: str, name: str, state: Path) -> int:
 
 # -- serve -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("sig", SIGNALS)
-def test_serve_stops_everything_on_signal(tmp_path: Path, sig: signal.Signals) -> None:
+def test_serve_stops_everything_on_signal(tmp_path: Path, sig: signal.Signals,
+                                          cleanup: Cleanup) -> None:
     state, log = tmp_path / "state", tmp_path / "serve.log"
     proc = _run(["serve", "--no-mesh", "--state-dir", str(state)], log)
+    cleanup.commands.append(proc)
     info = _instance(state, proc, log)
     _sleeping_pod(info["kubeconfig"], "sleeper", state)
     started = _started(proc.pid, proc.pid, state)
+    cleanup.started.append(started)
     os.kill(proc.pid, sig)
     assert _exit_status(proc, log) == 128 + sig, log.read_text()[-3000:]
     _assert_nothing_left(started, state, int(info["server"].rsplit(":", 1)[1]))
 
 
 @needs_prometheus
-def test_serve_signalled_while_starting_stops_what_it_started(tmp_path: Path) -> None:
+def test_serve_signalled_while_starting_stops_what_it_started(tmp_path: Path,
+                                                              cleanup: Cleanup) -> None:
     """The signal comes while the mesh boots (Envoy and Prometheus running, not ready)."""
     state, log = tmp_path / "state", tmp_path / "serve.log"
     proc = _run(["serve", "--state-dir", str(state)], log)
+    cleanup.commands.append(proc)
     wait_until(lambda: proc.poll() is None and _has_program(proc.pid, "envoy")
                and _has_program(proc.pid, "prometheus"), timeout=60, interval=0.02,
                what="Envoy and Prometheus started by localmesh")
     assert not (state / "ready").exists(), "localmesh was ready before it could be signalled"
     started = _started(proc.pid, proc.pid, state)
+    cleanup.started.append(started)
     os.kill(proc.pid, signal.SIGTERM)
     assert _exit_status(proc, log) == 143, log.read_text()[-3000:]
     assert "SIGTERM while starting" in log.read_text(), log.read_text()[-3000:]
     _assert_nothing_left(started, state)
 
 
-def test_serve_under_timeout_stops_everything(tmp_path: Path) -> None:
+def test_serve_under_timeout_stops_everything(tmp_path: Path, cleanup: Cleanup) -> None:
     """``timeout 5 localmesh serve``: timeout's SIGTERM after 5 s, as a CI step limit."""
     state, log = tmp_path / "state", tmp_path / "serve.log"
     proc = _run(["serve", "--no-mesh", "--state-dir", str(state)], log, prefix=("timeout", "5"))
+    cleanup.commands.append(proc)
     info = _instance(state, proc, log, timeout=4)
     _sleeping_pod(info["kubeconfig"], "sleeper", state)
     serve = _serve_pid(proc.pid)
     assert serve is not None, "no localmesh serve under timeout"
     started = _started(proc.pid, serve, state)
+    cleanup.started.append(started)
     assert proc.poll() is None, "localmesh ended before timeout signalled it"
     assert _exit_status(proc, log, timeout=30) == 124, log.read_text()[-3000:]
     assert "stopped (SIGTERM)" in log.read_text(), log.read_text()[-3000:]
@@ -216,15 +262,17 @@ def test_serve_under_timeout_stops_everything(tmp_path: Path) -> None:
 
 # -- up --------------------------------------------------------------------------------------
 @needs_prometheus
-def test_up_signalled_while_waiting_stops_its_serve(tmp_path: Path) -> None:
+def test_up_signalled_while_waiting_stops_its_serve(tmp_path: Path, cleanup: Cleanup) -> None:
     """A CI job cancelled while ``localmesh up`` waits for the mesh to become ready."""
     state, log = tmp_path / "state", tmp_path / "up.log"
     proc = _run(["up", "--state-dir", str(state)], log)
+    cleanup.commands.append(proc)
     wait_until(lambda: proc.poll() is None and _has_program(proc.pid, "envoy"), timeout=60,
                interval=0.02, what="Envoy started by the localmesh that up started")
     serve = _serve_pid(proc.pid)
     assert serve is not None and not (state / "ready").exists()
     started = _started(proc.pid, serve, state)
+    cleanup.started.append(started)
     os.kill(proc.pid, signal.SIGTERM)
     assert _exit_status(proc, log) == 143, log.read_text()
     assert f"stopped the localmesh it had started (pid {serve})" in log.read_text()
@@ -232,14 +280,17 @@ def test_up_signalled_while_waiting_stops_its_serve(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP"])
-def test_up_signalled_at_once_stops_its_serve(tmp_path: Path, sig: signal.Signals) -> None:
+def test_up_signalled_at_once_stops_its_serve(tmp_path: Path, sig: signal.Signals,
+                                              cleanup: Cleanup) -> None:
     """Ctrl-C (or a closed terminal) right after ``localmesh up`` started serve."""
     state, log = tmp_path / "state", tmp_path / "up.log"
     proc = _run(["up", "--no-mesh", "--state-dir", str(state)], log)
+    cleanup.commands.append(proc)
     serve = wait_until(lambda: _block_of(pid) and pid
                        if (pid := _serve_pid(proc.pid)) is not None else None,
                        timeout=30, interval=0.01, what="serve started, with its block")
     started = _started(proc.pid, serve, state)
+    cleanup.started.append(started)
     os.kill(proc.pid, sig)
     assert _exit_status(proc, log) == 128 + sig, log.read_text()
     assert f"interrupted by {sig.name}" in log.read_text(), log.read_text()
@@ -247,17 +298,19 @@ def test_up_signalled_at_once_stops_its_serve(tmp_path: Path, sig: signal.Signal
 
 
 # -- down ------------------------------------------------------------------------------------
-def test_down_after_kill_9_of_serve_leaves_nothing(tmp_path: Path) -> None:
+def test_down_after_kill_9_of_serve_leaves_nothing(tmp_path: Path, cleanup: Cleanup) -> None:
     """serve and its watchdog are SIGKILLed (an OOM kill, say), so only the processes'
     parent-death signal runs: the pod's shell dies, the sleep it forked lives on. ``down``
     stops the recorded groups by their PIDs and removes the state files."""
     state, log = tmp_path / "state", tmp_path / "up.log"
     up = _run(["up", "--no-mesh", "--state-dir", str(state)], log)
+    cleanup.commands.append(up)
     assert _exit_status(up, log) == 0, log.read_text()
     info = json.loads((state / "instance.json").read_text())
     serve = info["pid"]
     group = _sleeping_pod(info["kubeconfig"], "sleeper", state)
     started = _started(serve, serve, state)
+    cleanup.started.append(started)
     table = _proc_table()
     watchdogs = [p for p, (ppid, cmd) in table.items()
                  if ppid == serve and "localmesh-watchdog" in cmd]
