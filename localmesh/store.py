@@ -14,7 +14,6 @@ import copy
 import os
 import uuid
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -51,7 +50,6 @@ class Watch:
     key: Key | None
     namespace: str | None
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
-    predicate: Callable[[dict], bool] | None = None
 
     def matches(self, ev: Event) -> bool:
         if self.key is not None and ev.key != self.key:
