@@ -82,7 +82,13 @@ def _serves(pid: int, state_dir: Path) -> bool:
     if "serve" not in argv or "--state-dir" not in argv:
         return False
     recorded = argv[argv.index("--state-dir") + 1:argv.index("--state-dir") + 2]
-    return bool(recorded) and Path(recorded[0]).resolve() == state_dir.resolve()
+    if not recorded:
+        return False
+    try:  # a relative --state-dir is relative to the serve process's own directory
+        where = Path(os.readlink(f"/proc/{pid}/cwd")) / recorded[0]
+    except OSError:
+        where = Path(recorded[0])
+    return where.resolve() == state_dir.resolve()
 
 
 def stop_pid(pid: int, timeout: float = 20.0) -> None:
