@@ -1,19 +1,24 @@
-"""Built-in admission: defaulting and validation of the core kinds.
+"""Built-in admission: defaulting and validation of the built-in kinds.
 
 Defaults follow the ones the real API server applies (k8s.io/kubernetes
 ``pkg/apis/*/v1/defaults.go``) for the fields clients read back: a Pod's restartPolicy and
 container defaults, a Service's clusterIP, type and targetPort, a Deployment's strategy and
 replicas, a Namespace's finalizer and phase. Validation rejects what the suite's bad-input
-tests need rejected, with the field named, and nothing is stored.
+tests need rejected, with the field named, and nothing is stored. The RBAC kinds' own
+defaults and validation are in localmesh/api/rbac/validation.py; :func:`install` puts
+them in the chain too.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from localmesh.api.objects import ObjectAPI
-from localmesh.network import AddressPlan
+from localmesh.api.rbac import RBAC_KEYS
+from localmesh.api.rbac.validation import default_rbac, validate_rbac
 from localmesh.resources import ResourceType
 
 Causes = list[tuple[str, str, str]]
@@ -23,7 +28,22 @@ DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
-def _container_defaults(c: dict) -> None:
+@dataclass(frozen=True)
+class ServiceAllocation:
+    """Where a new Service's ClusterIP and NodePorts come from.
+
+    kube-apiserver allocates them in the Service registry
+    (k8s.io/kubernetes ``pkg/registry/core/service/ipallocator`` and ``portallocator``);
+    localmesh allocates them while defaulting, from the instance's loopback block
+    (localmesh/network.py).
+    """
+
+    cluster_ip: Callable[[], str]
+    node_port: Callable[[], int]
+
+
+def container_defaults(c: dict) -> None:
+    """``SetDefaults_Container`` and its probes' defaults (also used for injected ones)."""
     c.setdefault("terminationMessagePath", "/dev/termination-log")
     c.setdefault("terminationMessagePolicy", "File")
     image = c.get("image", "")
@@ -53,13 +73,24 @@ def pod_spec_defaults(spec: dict) -> None:
     spec.setdefault("schedulerName", "default-scheduler")
     spec.setdefault("enableServiceLinks", True)
     for c in spec.get("containers") or []:
-        _container_defaults(c)
+        container_defaults(c)
     for c in spec.get("initContainers") or []:
-        _container_defaults(c)
+        container_defaults(c)
 
 
-def default_objects(api: ObjectAPI, rt: ResourceType, obj: dict, old: dict | None) -> None:
+class Defaults:
     """Mutating step: apply the defaults of the built-in kinds."""
+
+    def __init__(self, allocation: ServiceAllocation) -> None:
+        self.allocation = allocation
+
+    def __call__(self, api: ObjectAPI, rt: ResourceType, obj: dict,
+                 old: dict | None) -> None:
+        _default_object(rt, obj, old, self.allocation)
+
+
+def _default_object(rt: ResourceType, obj: dict, old: dict | None,
+                    allocation: ServiceAllocation) -> None:
     meta = obj.setdefault("metadata", {})
     spec = obj.setdefault("spec", {}) if rt.kind not in (
         "ConfigMap", "Secret", "Endpoints", "Event", "ServiceAccount", "EndpointSlice",
@@ -107,17 +138,14 @@ def default_objects(api: ObjectAPI, rt: ResourceType, obj: dict, old: dict | Non
                 if prev and "nodePort" in prev and "nodePort" not in p:
                     p["nodePort"] = prev["nodePort"]
         if spec.get("clusterIP") != "None" and not spec.get("clusterIP"):
-            plan: AddressPlan | None = getattr(api, "addresses", None)
-            if plan is not None:
-                ip = plan.cluster_ips.allocate()
-                spec["clusterIP"] = ip
-                spec["clusterIPs"] = [ip]
+            ip = allocation.cluster_ip()
+            spec["clusterIP"] = ip
+            spec["clusterIPs"] = [ip]
         if spec["type"] in ("NodePort", "LoadBalancer"):
             spec.setdefault("externalTrafficPolicy", "Cluster")
-            alloc = getattr(api, "node_ports", None)
             for p in spec.get("ports") or []:
-                if "nodePort" not in p and alloc is not None:
-                    p["nodePort"] = alloc()
+                if "nodePort" not in p:
+                    p["nodePort"] = allocation.node_port()
         if spec["type"] == "LoadBalancer":
             spec.setdefault("allocateLoadBalancerNodePorts", True)
         if old is None:
@@ -144,7 +172,7 @@ def validate_objects(api: ObjectAPI, rt: ResourceType, obj: dict, old: dict | No
     name = meta.get("name", "")
     pattern = DNS1123_LABEL if rt.key in (("", "namespaces"), ("", "services")) else \
         DNS1123_SUBDOMAIN
-    if name and (not pattern.match(name) or len(name) > 253):
+    if rt.key not in RBAC_KEYS and name and (not pattern.match(name) or len(name) > 253):
         causes.append(("metadata.name", "FieldValueInvalid",
                        f'Invalid value: "{name}": a lowercase RFC 1123 '
                        f'{"label" if pattern is DNS1123_LABEL else "subdomain"} must consist '
@@ -203,7 +231,24 @@ def validate_objects(api: ObjectAPI, rt: ResourceType, obj: dict, old: dict | No
                 causes.append((f"data[{k}]", "FieldValueInvalid",
                                f'Invalid value: "{k}": a valid config key must consist of '
                                "alphanumeric characters, '-', '_' or '.'"))
+    if rt.key in RBAC_KEYS:
+        # RBAC objects' names are path segments ("system:discovery"), not DNS names.
+        causes += path_segment_name_causes(name)
     return causes
+
+
+def path_segment_name_causes(name: str) -> Causes:
+    """``path.IsValidPathSegmentName``, the name rule of the RBAC kinds
+    (``ValidateRBACName`` in k8s.io/kubernetes pkg/apis/rbac/validation): they may be named
+    ``system:discovery``; only ``.``, ``..``, ``/`` and ``%`` are refused."""
+    msgs = []
+    if name in (".", ".."):
+        msgs.append(f"may not be '{name}'")
+    for bad in ("/", "%"):
+        if bad in name:
+            msgs.append(f"may not contain '{bad}'")
+    return [("metadata.name", "FieldValueInvalid", f'Invalid value: "{name}": {m}')
+            for m in msgs]
 
 
 def _validate_pod_spec(spec: dict, path: str) -> Causes:
@@ -236,6 +281,10 @@ def _validate_pod_spec(spec: dict, path: str) -> Causes:
     return causes
 
 
-def install(api: ObjectAPI) -> None:
-    api.admission.add_mutator("*", default_objects)
+def install(api: ObjectAPI, allocation: ServiceAllocation) -> None:
+    """The built-in kinds' steps of the admission chain: defaults, then validation."""
+    api.admission.add_mutator("*", Defaults(allocation))
     api.admission.add_validator("*", validate_objects)
+    for key in RBAC_KEYS:
+        api.admission.add_mutator(key, default_rbac)
+        api.admission.add_validator(key, validate_rbac)

@@ -3,13 +3,18 @@
 ``Instance.run()`` is what ``localmesh serve`` executes (in its own process, started by
 ``localmesh up`` or the pytest fixture): it claims a loopback block, listens on
 127.0.0.1 with a fresh bearer token, writes a kubeconfig, starts the reconcilers and, on
-SIGTERM or SIGINT, stops every pod process it started before it exits.
+SIGTERM, SIGINT or SIGHUP — also one that arrives while it is still starting — stops
+every pod process it started before it exits.
+
+Every part gets what it depends on when it is constructed, here; nothing is attached to
+another part afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -23,20 +28,32 @@ import yaml
 from aiohttp import web
 
 from localmesh import admission, pki
-from localmesh.api import rbac
+from localmesh.admission import ServiceAllocation
 from localmesh.api.authn import Authenticator
 from localmesh.api.objects import ObjectAPI
-from localmesh.api.rbac import Authorizer
+from localmesh.api.openapi import OpenAPI
+from localmesh.api.rbac import RBAC_KEYS, bootstrap_policy
+from localmesh.api.rbac.authorizer import Authorizer
+from localmesh.api.rbac.escalation import EscalationCheck
+from localmesh.api.rbac.filters import RequestAuthorization
+from localmesh.api.rbac.reviews import Reviews
 from localmesh.api.server import APIServer
+from localmesh.controllers.crds import CRDController
 from localmesh.controllers.endpoints import EndpointsController
 from localmesh.controllers.lifecycle import GarbageCollector, NamespaceController
+from localmesh.controllers.serviceproxy import ServiceProxy
 from localmesh.controllers.workloads import DeploymentController, ReplicaSetController
-from localmesh.kubelet import Kubelet, streams
-from localmesh.network import AddressPlan
+from localmesh.istio.mesh import Mesh
+from localmesh.kubelet import streams
+from localmesh.kubelet.node import Kubelet
+from localmesh.network import AddressPlan, NodePorts
 from localmesh.resources import Registry
+from localmesh.signals import STOP_SIGNALS, SignalLatch
 from localmesh.store import Store
 
 log = logging.getLogger("localmesh")
+
+SERVICES = ("", "services")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -72,71 +89,61 @@ class Instance:
         self.kubeconfig = kubeconfig
         self.port = port
         self.with_mesh = mesh
+        self.mesh_timeout = 30.0
         self.store = Store()
         self.registry = Registry()
-        self.api = ObjectAPI(self.store, self.registry)
         self.addresses = AddressPlan()
-        self.api.addresses = self.addresses  # type: ignore[attr-defined]
-        self._node_port = 30000
-        self.api.node_ports = self._alloc_node_port  # type: ignore[attr-defined]
+        self.api = ObjectAPI(self.store, self.registry)
+        node_ports = NodePorts(lambda: (p.get("nodePort") for s in self.store.scan(SERVICES)
+                                        for p in (s.get("spec") or {}).get("ports") or []))
+        admission.install(self.api, ServiceAllocation(self.addresses.cluster_ips.allocate,
+                                                      node_ports.allocate))
+        # Authentication (the admin token, ServiceAccount tokens) and RBAC authorization;
+        # RBAC objects also pass the escalation check on their way into the store.
         self.token = secrets.token_urlsafe(32)
-        self.server = APIServer(self.api, self.token)
-        # Authentication (the admin token, ServiceAccount tokens) and RBAC authorization.
         self.authn = Authenticator(self.token, self.store)
-        self.authz = Authorizer(self.api)
+        self.authz = Authorizer(self.store)
+        escalation = EscalationCheck(self.authz)
+        for key in RBAC_KEYS:
+            self.api.admission.add_validator(key, escalation)
         self.kubelet = Kubelet(self.api, self.addresses, state_dir)
+        self.proxy = ServiceProxy(self.api, self.addresses, state_dir)
         self.controllers = [DeploymentController(self.api), ReplicaSetController(self.api),
                             EndpointsController(self.api), NamespaceController(self.api),
-                            GarbageCollector(self.api)]
-        self.extras: list = []
-        self.mesh = None
-        self.mesh_timeout = 30.0
-        self.sd_address = ""
+                            GarbageCollector(self.api), CRDController(self.api), self.proxy]
+        subresources = {(("", "pods"), sub): handler
+                        for sub, handler in streams.handlers(self.kubelet).items()}
+        subresources[(("", "services"), "proxy")] = self.proxy.proxy_handler
+        subresources[(("", "serviceaccounts"), "token")] = self.authn.token_request
+        self.server = APIServer(
+            self.api, self.authn, RequestAuthorization(self.authz, self.registry),
+            subresources=subresources,
+            routes=[*self.authn.routes(), *Reviews(self.authz).routes()],
+            openapi=OpenAPI(self.registry))
+        # localmesh's own discovery endpoint for Prometheus (plain HTTP on the instance's
+        # loopback address; see serviceproxy.py).
+        self.sd_address = f"{self.addresses.server_address(3)}:8080"
+        self.mesh = Mesh(self.api, self.addresses.server_address(2),
+                         f"http://{self.sd_address}/localmesh/v1/prometheus-targets") \
+            if mesh else None
         self._runner: web.AppRunner | None = None
         self._sd_runner: web.AppRunner | None = None
 
-    def _alloc_node_port(self) -> int:
-        used = {p.get("nodePort") for s in self.store.list(("", "services"))
-                for p in (s.get("spec") or {}).get("ports") or []}
-        while True:
-            self._node_port += 1
-            if self._node_port > 32767:
-                self._node_port = 30001
-            if self._node_port not in used:
-                return self._node_port
-
     async def start(self) -> None:
         t0 = time.monotonic()
-        admission.install(self.api)
         self._bootstrap_objects()
-        rbac.install(self.api, self.server, self.authn, self.authz)
-        streams.install(self.kubelet, lambda sub, h: self.server.subresources.__setitem__(
-            (("", "pods"), sub), h))
-        from localmesh.api.openapi import OpenAPI
-        from localmesh.controllers.crds import CRDController
-        from localmesh.controllers.serviceproxy import ServiceProxy
-
-        self.server.openapi = OpenAPI(self.registry)
-        crds = CRDController(self.api)
-        proxy = ServiceProxy(self.api, self.addresses, self.state_dir)
-        self.controllers += [crds, proxy]
-        self.server.subresources[(("", "services"), "proxy")] = proxy.proxy_handler
+        bootstrap_policy.ensure(self.api)
         for c in self.controllers:
             c.start()
         self.kubelet.start()
-        # localmesh's own discovery endpoint for Prometheus (plain HTTP on the instance's
-        # loopback address; see serviceproxy.py).
         sd_app = web.Application()
-        sd_app.router.add_get("/localmesh/v1/prometheus-targets", proxy.prometheus_targets)
+        sd_app.router.add_get("/localmesh/v1/prometheus-targets", self.proxy.prometheus_targets)
         self._sd_runner = web.AppRunner(sd_app, access_log=None)
         await self._sd_runner.setup()
-        await web.TCPSite(self._sd_runner, self.addresses.server_address(3), 8080).start()
-        self.sd_address = f"{self.addresses.server_address(3)}:8080"
+        host, port = self.sd_address.rsplit(":", 1)
+        await web.TCPSite(self._sd_runner, host, int(port)).start()
         pending: list[str] = []
-        if self.with_mesh:
-            from localmesh.istio.mesh import Mesh
-
-            self.mesh = Mesh(self)
+        if self.mesh is not None:
             await self.mesh.install()
             pending = await self.mesh.wait_ready(self.mesh_timeout)
         self._runner = web.AppRunner(self.server.app(), access_log=None,
@@ -154,7 +161,7 @@ class Instance:
                 "kubeconfig": str(self.kubeconfig), "block": self.addresses.block,
                 "started": time.time(), "boot_seconds": round(time.monotonic() - t0, 3),
                 "mesh": self.with_mesh, "mesh_not_ready": pending,
-                "load_balancer_ports": proxy.lb_notes}
+                "load_balancer_ports": self.proxy.lb_notes}
         (self.state_dir / "instance.json").write_text(json.dumps(info, indent=2))
 
     def _bootstrap_objects(self) -> None:
@@ -171,6 +178,7 @@ class Instance:
             self.api.create(sa_rt, ns, {"metadata": {"name": "default"}})
 
     async def stop(self) -> None:
+        """Stop whatever has started, also after a start that was cancelled half-way."""
         self.server.stop_watches()
         # istiod's gRPC server gives open streams a grace period before it cancels them,
         # and the sidecars' ADS streams only end when their proxies do: stop both at once.
@@ -185,17 +193,46 @@ class Instance:
                 await runner.cleanup()
         self.addresses.close()
 
-    async def run(self) -> None:
+    async def run(self, latch: SignalLatch | None = None) -> int | None:
+        """Start, serve until a stop signal, stop; return the signal (None: none came).
+
+        ``latch`` is the caller's record of a signal that arrived before this loop could
+        handle it (``localmesh serve`` holds one from its first line); it stops this run
+        at once.
+        """
         stop = asyncio.Event()
+        signals: list[int] = []
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.add_signal_handler(sig, stop.set)
+
+        def on_signal(signum: int) -> None:
+            signals.append(signum)
+            stop.set()
+
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, on_signal, sig)
+        if latch is not None and latch.signum is not None:
+            on_signal(latch.signum)
+        ready = self.state_dir / "ready"
         try:
-            await self.start()
-            ready = self.state_dir / "ready"
-            ready.write_text(str(os.getpid()))
-            await stop.wait()
+            starting = asyncio.ensure_future(self.start())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                # A signal while starting: what has started so far is stopped below.
+                log.warning("%s while starting: stopping what has started",
+                            signal.Signals(signals[0]).name)
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+            else:
+                starting.result()  # a failed start raises here
+                ready.write_text(str(os.getpid()))
+                await stopping
+            stopping.cancel()
         finally:
-            (self.state_dir / "ready").unlink(missing_ok=True)
+            ready.unlink(missing_ok=True)
             await self.stop()
             (self.state_dir / "instance.json").unlink(missing_ok=True)
+        if signals:
+            log.info("stopped (%s)", signal.Signals(signals[0]).name)
+        return signals[0] if signals else None

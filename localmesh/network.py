@@ -21,6 +21,7 @@ import fcntl
 import ipaddress
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,9 +63,6 @@ class Pool:
                 return addr
         raise RuntimeError(f"address pool 127.{self.block}.{self.third_lo}-{self.third_hi}.x "
                            "is exhausted")
-
-    def reserve(self, addr: str) -> None:
-        self.used.add(addr)
 
     def release(self, addr: str) -> None:
         self.used.discard(addr)
@@ -109,3 +107,29 @@ class AddressPlan:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+class NodePorts:
+    """NodePort numbers, from kube-apiserver's default ``--service-node-port-range``
+    (30000-32767): the next number after the last one handed out, skipping those a Service
+    already holds, wrapping round at the end of the range.
+
+    ``in_use`` answers the node ports the cluster's Services hold now (read at each
+    allocation, so ports freed by deleted Services come back).
+    """
+
+    FIRST, LAST = 30000, 32767
+
+    def __init__(self, in_use: Callable[[], Iterable[int]]) -> None:
+        self.in_use = in_use
+        self._last = self.FIRST
+
+    def allocate(self) -> int:
+        used = set(self.in_use())
+        for _ in range(self.LAST - self.FIRST + 1):
+            self._last += 1
+            if self._last > self.LAST:
+                self._last = self.FIRST + 1
+            if self._last not in used:
+                return self._last
+        raise RuntimeError(f"every NodePort in {self.FIRST}-{self.LAST} is taken")

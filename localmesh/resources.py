@@ -90,7 +90,6 @@ def _subresource_shape(rt: ResourceType, sub: str) -> tuple[list[str], str, str 
     return ["get"], rt.kind, None, ""
 
 
-_GET_LIST = ("get", "list", "watch")
 _CREATE = ("create",)
 
 BUILTIN: list[ResourceType] = [

@@ -14,7 +14,6 @@ import copy
 import os
 import uuid
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -51,7 +50,6 @@ class Watch:
     key: Key | None
     namespace: str | None
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
-    predicate: Callable[[dict], bool] | None = None
 
     def matches(self, ev: Event) -> bool:
         if self.key is not None and ev.key != self.key:
@@ -77,8 +75,6 @@ def _history_size() -> int:
 class Store:
     """In-memory objects with revisions and watch fan-out."""
 
-    HISTORY = 20000
-
     def __init__(self) -> None:
         self.revision = 1
         self.objects: dict[Key, dict[tuple[str, str], dict]] = {}
@@ -103,12 +99,6 @@ class Store:
         if namespace in (None, ""):
             return [o for _, o in sorted(bucket.items())]
         return [o for (ns, _), o in sorted(bucket.items()) if ns == namespace]
-
-    def count(self, key: Key, namespace: str | None = None) -> int:
-        bucket = self.objects.get(key, {})
-        if namespace in (None, ""):
-            return len(bucket)
-        return sum(1 for ns, _ in bucket if ns == namespace)
 
     # -- writes --------------------------------------------------------------------------
     def create(self, key: Key, obj: dict) -> dict:

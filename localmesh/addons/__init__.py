@@ -40,6 +40,10 @@ __all__ = ["AddonConfig", "error_json", "log_info", "log_problem", "main", "prob
 # under this, and the kubelet's grace period is longer.
 SHUTDOWN_GRACE_SECONDS = 2.0
 
+# The same one-line records as workloads/log.py, on purpose not shared with it: localmesh
+# never imports the workloads package (it runs it as a program, from the image catalogue),
+# and the workloads are the app image, built alone (workloads/Dockerfile); an emulated
+# Istio addon depending on the test application's code would couple the two.
 _log_lock = threading.Lock()
 
 

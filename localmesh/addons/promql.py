@@ -95,9 +95,9 @@ def label_matcher(name: str, op: str, value: str) -> str:
 def check_loopback_url(url: str) -> None:
     """Refuse a Prometheus URL whose host is a non-loopback IP literal.
 
-    localmesh never sends to a non-loopback address (DESIGN.md, "Networking on loopback
-    only"). Host names are accepted: the emulation hands out IPs, and a name would not
-    resolve to anything else on this machine.
+    localmesh never sends to a non-loopback address (docs/localmesh.md, "Loopback only").
+    Host names are accepted: the emulation hands out IPs, and a name would not resolve to
+    anything else on this machine.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:

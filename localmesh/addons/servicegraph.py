@@ -1,7 +1,8 @@
 """The Istio 0.x-1.1 servicegraph addon, reading Istio's metrics from Prometheus.
 
 The 2017 walkthrough checked the mesh's graph with this addon's ``/d3graph``
-(``docker.io/istio/servicegraph``, port 8088; istio-mapping.md §3). Its last source is
+(``docker.io/istio/servicegraph``, port 8088; istio/istio tag 0.2.7
+``install/kubernetes/addons/servicegraph.yaml``). Its last source is
 istio/istio tag 1.1.0 ``addons/servicegraph`` (removed in 1.2, commit e007bee2b05); this
 program serves the same endpoints with the same documents:
 
@@ -41,9 +42,10 @@ Differences from the 1.1 addon, on purpose:
 
 * The namespace filters use ``destination_workload_namespace`` /
   ``source_workload_namespace``. 1.1 filtered on ``destination_namespace`` /
-  ``source_namespace``, labels Istio's standard metrics do not have (istio-mapping.md
-  §2.2), so those filters matched nothing; the intent (the README: "where the
-  destination workload is in the given namespace") is what is implemented. Filter values
+  ``source_namespace``, labels Istio's standard metrics do not have
+  (https://istio.io/latest/docs/reference/config/metrics/), so those filters matched
+  nothing; the intent (the README: "where the destination workload is in the given
+  namespace") is what is implemented. Filter values
   are quoted as PromQL strings (1.1 pasted them in).
 * New series count from zero (localmesh/addons/promql.py): where ``rate`` has no positive
   value for a group, the counter's growth since it appeared in the window is used, so a

@@ -43,7 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from localmesh.api import protobuf, status
+from localmesh.api import status
+from localmesh.api.negotiation import read_body
 from localmesh.api.status import ApiError
 
 if TYPE_CHECKING:
@@ -127,36 +128,6 @@ class _Issued:
     audiences: tuple[str, ...]
     sa_uid: str
     bound: tuple[str, str, str] | None  # (kind, name, uid) of the object it is bound to
-
-
-# protobuf field numbers of k8s.io/api authentication/v1 generated.proto, so that
-# kubectl >= 1.32 (which posts typed objects as protobuf) can call these APIs.
-PROTOBUF_SCHEMA: dict[str, dict[int, protobuf.Field]] = {
-    "TokenRequest": {1: ("metadata", "ObjectMeta", ""), 2: ("spec", "TokenRequestSpec", ""),
-                     3: ("status", "TokenRequestStatus", "")},
-    "TokenRequestSpec": {1: ("audiences", "string", "r"),
-                         3: ("boundObjectRef", "BoundObjectReference", ""),
-                         4: ("expirationSeconds", "int", "k")},
-    "TokenRequestStatus": {1: ("token", "string", ""),
-                           2: ("expirationTimestamp", "Time", "")},
-    "BoundObjectReference": {1: ("kind", "string", ""), 2: ("apiVersion", "string", ""),
-                             3: ("name", "string", ""), 4: ("uid", "string", "")},
-    "SelfSubjectReview": {1: ("metadata", "ObjectMeta", ""),
-                          2: ("status", "SelfSubjectReviewStatus", "")},
-    "SelfSubjectReviewStatus": {1: ("userInfo", "UserInfo", "")},
-    "UserInfo": {1: ("username", "string", ""), 2: ("uid", "string", ""),
-                 3: ("groups", "string", "r")},
-}
-PROTOBUF_KINDS = {
-    ("authentication.k8s.io/v1", "TokenRequest"): "TokenRequest",
-    ("authentication.k8s.io/v1", "SelfSubjectReview"): "SelfSubjectReview",
-}
-
-
-def register_protobuf() -> None:
-    """Teach the protobuf decoder the authentication kinds (see localmesh/api/protobuf.py)."""
-    protobuf.SCHEMA.update(PROTOBUF_SCHEMA)
-    protobuf.KINDS.update(PROTOBUF_KINDS)
 
 
 @dataclass
@@ -294,15 +265,20 @@ class Authenticator:
 
     # -- HTTP ----------------------------------------------------------------------------
     async def token_request(self, request: web.Request, rt: object, namespace: str,
-                            name: str, decode: Any) -> web.Response:
+                            name: str) -> web.Response:
         """The ``serviceaccounts/token`` subresource (create only)."""
         if request.method != "POST":
             raise status.method_not_allowed()
-        body = await decode(request)
+        body = await read_body(request)
         if "All" in request.query.getall("dryRun", []):
             raise status.bad_request("dry run is not supported for TokenRequest")
         out = self.issue(namespace, name, body)
         return web.json_response(out, status=201)
+
+    def routes(self) -> list[tuple[str, str, Any]]:
+        """(method, path, handler) of the authentication APIs, for the API server's router."""
+        return [("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                 self.self_subject_review)]
 
     async def self_subject_review(self, request: web.Request) -> web.Response:
         """``POST /apis/authentication.k8s.io/v1/selfsubjectreviews``."""

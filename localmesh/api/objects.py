@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import random
-import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,9 +21,6 @@ from localmesh.store import Store, StoreError, now_rfc3339
 
 Mutator = Callable[["ObjectAPI", ResourceType, dict, dict | None], None]
 Validator = Callable[["ObjectAPI", ResourceType, dict, dict | None], list[tuple[str, str, str]]]
-
-# Fields a status update may not change and a main-resource update may not change.
-_STATUS_ONLY = ("status",)
 
 
 @dataclass
@@ -56,9 +52,6 @@ class ObjectAPI:
         self.on_delete_hooks: list[Callable[[ResourceType, dict], None]] = []
 
     # -- helpers -------------------------------------------------------------------------
-    def _qual(self, rt: ResourceType) -> str:
-        return rt.plural
-
     def _check_namespace(self, rt: ResourceType, namespace: str, creating: bool) -> None:
         if not rt.namespaced:
             return
@@ -320,7 +313,3 @@ class ObjectAPI:
 def _spec_of(obj: dict) -> dict:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
 
-
-def random_name(prefix: str, n: int = 5) -> str:
-    return prefix + "".join(random.choice(string.ascii_lowercase + string.digits)
-                            for _ in range(n))

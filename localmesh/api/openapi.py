@@ -2,8 +2,9 @@
 
 kubectl 1.29 and later validate on the server when ``/openapi/v3`` lists the
 group-version and its document carries ``x-kubernetes-group-version-kind`` on the
-resource's operations and a ``fieldValidation`` parameter (lab-facts §4); they then post
-with ``fieldValidation=Strict``. The documents are generated from the resource registry.
+resource's operations and a ``fieldValidation`` parameter; they then post with
+``fieldValidation=Strict`` and never ask for ``/openapi/v2`` (docs/localmesh.md, "OpenAPI",
+says what older kubectls need). The documents are generated from the resource registry.
 """
 
 from __future__ import annotations

@@ -14,7 +14,10 @@ contentEncoding=3, contentType=4} whose ``raw`` is the object message. Field num
 are those of k8s.io/api ``*/generated.proto``; they were checked against the bodies kubectl
 1.33 sends (tests/localmesh/test_kubectl.py runs every ``kubectl create`` form through it).
 
-The schema covers the kinds and fields kubectl's typed clients send. go-to-protobuf emits
+The schema covers the kinds and fields kubectl's typed clients send, including the
+authentication and authorization APIs (``kubectl create token``, ``kubectl auth whoami``,
+``kubectl auth can-i``). ``SCHEMA`` and ``KINDS`` are constant tables: nothing adds to
+them at run time. go-to-protobuf emits
 every non-pointer field even when empty, so a field the schema does not know is ignored when
 it carries only a zero value, and rejected with 415 (naming the message and field number)
 when it carries data — a body is never half-understood silently.
@@ -216,6 +219,47 @@ SCHEMA: dict[str, dict[int, Field]] = {
     "IngressBackend": {4: ("service", "IngressServiceBackend", "")},
     "IngressServiceBackend": {1: ("name", "string", ""), 2: ("port", "ServiceBackendPort", "")},
     "ServiceBackendPort": {1: ("name", "string", ""), 2: ("number", "int", "")},
+    # -- authentication.k8s.io/v1 (`kubectl create token`, `kubectl auth whoami`) -----------
+    "TokenRequest": {1: ("metadata", "ObjectMeta", ""), 2: ("spec", "TokenRequestSpec", ""),
+                     3: ("status", "TokenRequestStatus", "")},
+    "TokenRequestSpec": {1: ("audiences", "string", "r"),
+                         3: ("boundObjectRef", "BoundObjectReference", ""),
+                         4: ("expirationSeconds", "int", "k")},
+    "TokenRequestStatus": {1: ("token", "string", ""),
+                           2: ("expirationTimestamp", "Time", "")},
+    "BoundObjectReference": {1: ("kind", "string", ""), 2: ("apiVersion", "string", ""),
+                             3: ("name", "string", ""), 4: ("uid", "string", "")},
+    "SelfSubjectReview": {1: ("metadata", "ObjectMeta", ""),
+                          2: ("status", "SelfSubjectReviewStatus", "")},
+    "SelfSubjectReviewStatus": {1: ("userInfo", "UserInfo", "")},
+    "UserInfo": {1: ("username", "string", ""), 2: ("uid", "string", ""),
+                 3: ("groups", "string", "r")},
+    # -- authorization.k8s.io/v1 (`kubectl auth can-i [--list]`) ---------------------------
+    "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta", ""),
+                                2: ("spec", "SelfSubjectAccessReviewSpec", ""),
+                                3: ("status", "SubjectAccessReviewStatus", "")},
+    "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes", ""),
+                                    2: ("nonResourceAttributes", "NonResourceAttributes", "")},
+    "SubjectAccessReview": {1: ("metadata", "ObjectMeta", ""),
+                            2: ("spec", "SubjectAccessReviewSpec", ""),
+                            3: ("status", "SubjectAccessReviewStatus", "")},
+    "SubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes", ""),
+                                2: ("nonResourceAttributes", "NonResourceAttributes", ""),
+                                3: ("user", "string", ""), 4: ("groups", "string", "r"),
+                                6: ("uid", "string", "")},
+    "ResourceAttributes": {1: ("namespace", "string", ""), 2: ("verb", "string", ""),
+                           3: ("group", "string", ""), 4: ("version", "string", ""),
+                           5: ("resource", "string", ""), 6: ("subresource", "string", ""),
+                           7: ("name", "string", "")},
+    "NonResourceAttributes": {1: ("path", "string", ""), 2: ("verb", "string", "")},
+    "SubjectAccessReviewStatus": {1: ("allowed", "bool", ""), 2: ("reason", "string", ""),
+                                  3: ("evaluationError", "string", ""),
+                                  4: ("denied", "bool", "")},
+    "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta", ""),
+                               2: ("spec", "SelfSubjectRulesReviewSpec", ""),
+                               3: ("status", "SubjectRulesReviewStatus", "")},
+    "SelfSubjectRulesReviewSpec": {1: ("namespace", "string", "")},
+    "SubjectRulesReviewStatus": {},
 }
 
 # apiVersion/kind → top-level message.
@@ -231,6 +275,12 @@ KINDS: dict[tuple[str, str], str] = {
     ("networking.k8s.io/v1", "Ingress"): "Ingress",
     ("meta.k8s.io/v1", "DeleteOptions"): "DeleteOptions",
     ("v1", "DeleteOptions"): "DeleteOptions",
+    ("authentication.k8s.io/v1", "TokenRequest"): "TokenRequest",
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): "SelfSubjectReview",
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
+    ("authorization.k8s.io/v1", "SubjectAccessReview"): "SubjectAccessReview",
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview"): "SubjectAccessReview",
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): "SelfSubjectRulesReview",
 }
 
 

@@ -99,28 +99,3 @@ def field_matcher(selector: str | None) -> Callable[[dict], bool]:
             raise bad_request(f"invalid selector: '{selector}'; can't understand '{req}'")
     return lambda obj: all(t(obj) for t in tests)
 
-
-def selector_from_match_labels(selector: dict | None) -> Callable[[dict], bool]:
-    """A LabelSelector object (matchLabels + matchExpressions) as a predicate."""
-    if not selector:
-        return lambda labels: False
-    ml = selector.get("matchLabels") or {}
-    exprs = selector.get("matchExpressions") or []
-
-    def match(labels: dict) -> bool:
-        labels = labels or {}
-        if any(labels.get(k) != v for k, v in ml.items()):
-            return False
-        for e in exprs:
-            key, op, vals = e.get("key"), e.get("operator"), set(e.get("values") or [])
-            if op == "In" and labels.get(key) not in vals:
-                return False
-            if op == "NotIn" and labels.get(key) in vals:
-                return False
-            if op == "Exists" and key not in labels:
-                return False
-            if op == "DoesNotExist" and key in labels:
-                return False
-        return True
-
-    return match

@@ -98,3 +98,25 @@ def method_not_allowed(message: str = "the server does not allow this method on 
 
 def unauthorized() -> ApiError:
     return ApiError(401, "Unauthorized", "Unauthorized")
+
+
+class Forbidden(ApiError):
+    """403 with ``details`` always present, as ``apierrors.NewForbidden`` renders it."""
+
+    def status(self) -> dict:
+        body = super().status()
+        body.setdefault("details", {})
+        return body
+
+
+def new_forbidden(resource: str, group: str, name: str, err: str) -> Forbidden:
+    """``apierrors.NewForbidden(groupResource, name, err)``."""
+    qual = f"{resource}.{group}" if group else resource
+    if not resource and not group:
+        message = f"forbidden: {err}"
+    elif not name:
+        message = f"{qual} is forbidden: {err}"
+    else:
+        message = f'{qual} "{name}" is forbidden: {err}'
+    return Forbidden(403, "Forbidden", message, kind=resource or None, name=name or None,
+                     group=group)

@@ -39,15 +39,8 @@ class Reconciler:
 
     async def _pump(self, w: Watch) -> None:
         while True:
-            ev = await w.queue.get()
-            self.on_event(ev.type, ev.key, ev.obj)
+            await w.queue.get()
             self._wake.set()
-
-    def on_event(self, type_: str, key: Key, obj: dict) -> None:
-        """Hook for reconcilers that need per-event bookkeeping."""
-
-    def kick(self) -> None:
-        self._wake.set()
 
     async def _loop(self) -> None:
         while True:

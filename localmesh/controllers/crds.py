@@ -17,7 +17,6 @@ class CRDController(Reconciler):
 
     def __init__(self, api) -> None:
         super().__init__(api)
-        self.served: dict[str, dict] = {}
         api.on_delete_hooks.append(self._on_delete)
         api.admission.add_mutator(CRDS, self._register)
 

@@ -28,10 +28,10 @@ from aiohttp import web
 
 from localmesh.api import status
 from localmesh.api.objects import ObjectAPI
+from localmesh.api.proxy import forward_http, proxied_path, split_proxy_name
 from localmesh.api.status import ApiError
 from localmesh.controllers.base import Reconciler
 from localmesh.controllers.workloads import pod_ready
-from localmesh.kubelet.streams import _proxy_rest, _split_proxy_name, forward_http
 from localmesh.network import AddressPlan, is_loopback
 from localmesh.resources import ResourceType
 
@@ -169,7 +169,7 @@ class ServiceProxy(Reconciler):
     # -- services/proxy ------------------------------------------------------------------
     async def proxy_handler(self, request: web.Request, rt: ResourceType, namespace: str,
                             name: str) -> web.StreamResponse:
-        scheme, svc_name, port = _split_proxy_name(name)
+        scheme, svc_name, port = split_proxy_name(name)
         svc = self.api.store.get(SERVICES, namespace, svc_name)
         if svc is None:
             raise status.not_found("services", svc_name)
@@ -189,7 +189,7 @@ class ServiceProxy(Reconciler):
                            f'no endpoints available for service "{svc_name}"')
         host, tport = backends[next(self._rr) % len(backends)]
         return await forward_http(request, f"{scheme}://{host}:{tport}"
-                                           f"{_proxy_rest(request.path)}")
+                                           f"{proxied_path(request.path)}")
 
     # -- Prometheus http_sd --------------------------------------------------------------
     def _prometheus_targets(self) -> list[dict]:

@@ -16,8 +16,11 @@ service labels.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
+from localmesh.admission import container_defaults
 from localmesh.api.objects import ObjectAPI
+from localmesh.istio.names import ISTIOD_HOST
 from localmesh.resources import ResourceType
 
 PROXY_IMAGE = "docker.io/istio/proxyv2:1.28.0"
@@ -53,10 +56,21 @@ def _owner_workload(pod: dict) -> tuple[str, str]:
     return meta.get("name") or meta.get("generateName", "").rstrip("-"), "Pod"
 
 
-def inject(api: ObjectAPI, rt: ResourceType, pod: dict, old: dict | None) -> None:
-    """Mutating admission step for Pods."""
-    if old is not None:
-        return
+@dataclass(frozen=True)
+class Injector:
+    """The mutating admission step for Pods, with the mesh's ``meshConfig.defaultConfig``
+    (what the injector passes to the proxy in ``PROXY_CONFIG``)."""
+
+    proxy_config: dict
+
+    def __call__(self, api: ObjectAPI, rt: ResourceType, pod: dict, old: dict | None) -> None:
+        if old is not None:
+            return
+        inject(api, pod, self.proxy_config)
+
+
+def inject(api: ObjectAPI, pod: dict, proxy_config: dict) -> None:
+    """Inject the sidecar into a new pod, if Istio's selection rules pick it."""
     spec = pod.get("spec") or {}
     meta = pod.setdefault("metadata", {})
     names = [c.get("name") for c in (spec.get("containers") or []) +
@@ -65,9 +79,6 @@ def inject(api: ObjectAPI, rt: ResourceType, pod: dict, old: dict | None) -> Non
         return
     ns = api.store.get(("", "namespaces"), "", meta.get("namespace", "default")) or {}
     if not _selected(ns, pod):
-        return
-    mesh = getattr(api, "mesh", None)
-    if mesh is None or not mesh.installed:
         return
     labels = meta.setdefault("labels", {})
     annotations = meta.setdefault("annotations", {})
@@ -89,7 +100,7 @@ def inject(api: ObjectAPI, rt: ResourceType, pod: dict, old: dict | None) -> Non
     ]
     env = [
         {"name": "PILOT_CERT_PROVIDER", "value": "istiod"},
-        {"name": "CA_ADDR", "value": "istiod.istio-system.svc:15012"},
+        {"name": "CA_ADDR", "value": f"{ISTIOD_HOST}:15012"},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1",
                                                         "fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"apiVersion": "v1",
@@ -102,7 +113,7 @@ def inject(api: ObjectAPI, rt: ResourceType, pod: dict, old: dict | None) -> Non
                                                        "fieldPath": "status.hostIP"}}},
         {"name": "ISTIO_CPU_LIMIT", "valueFrom": {"resourceFieldRef": {"resource":
                                                                        "limits.cpu"}}},
-        {"name": "PROXY_CONFIG", "value": json.dumps(mesh.proxy_config())},
+        {"name": "PROXY_CONFIG", "value": json.dumps(proxy_config)},
         {"name": "ISTIO_META_POD_PORTS", "value": json.dumps(pod_ports)},
         {"name": "ISTIO_META_APP_CONTAINERS", "value": ",".join(app_containers)},
         {"name": "ISTIO_META_CLUSTER_ID", "value": "Kubernetes"},
@@ -151,10 +162,8 @@ def inject(api: ObjectAPI, rt: ResourceType, pod: dict, old: dict | None) -> Non
         "volumeMounts": [{"name": "istio-envoy", "mountPath": "/etc/istio/proxy"},
                          {"name": "istio-podinfo", "mountPath": "/etc/istio/pod"}],
     }
-    from localmesh.admission import _container_defaults
-
-    _container_defaults(init)
-    _container_defaults(proxy)
+    container_defaults(init)
+    container_defaults(proxy)
     spec["initContainers"] = [init, proxy, *(spec.get("initContainers") or [])]
     spec.setdefault("volumes", [])
     spec["volumes"] += [

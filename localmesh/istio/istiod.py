@@ -39,7 +39,10 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, json_format
 
 from localmesh.api.objects import ObjectAPI
-from localmesh.istio import xds
+from localmesh.istio.names import port_protocol
+from localmesh.istio.xds import model as xds
+from localmesh.istio.xds.gateway import gateway_resources
+from localmesh.istio.xds.sidecar import sidecar_resources
 from localmesh.network import AddressPlan
 from localmesh.store import now_rfc3339
 
@@ -112,7 +115,6 @@ class Connection:
     proxy: xds.Proxy | None
     queue: asyncio.Queue
     types: dict[str, TypeState] = field(default_factory=dict)
-    connected_at: str = field(default_factory=now_rfc3339)
     proxy_version: str = ""
 
 
@@ -145,8 +147,10 @@ class Istiod:
         bound = server.add_insecure_port(f"{self.address}:{self.xds_port}")
         if not bound:
             raise OSError(f"istiod cannot listen on {self.address}:{self.xds_port}")
-        await server.start()
+        # Kept before it starts: a boot cancelled here (localmesh signalled while starting)
+        # must still stop it.
         self._server = server
+        await server.start()
         app = web.Application()
         app.router.add_get("/debug/syncz", self._syncz)
         app.router.add_get("/debug/config_dump", self._config_dump)
@@ -203,7 +207,7 @@ class Istiod:
             spec = s.get("spec") or {}
             ports = [xds.ServicePort(p.get("name", ""), p["port"],
                                      p.get("targetPort", p["port"]),
-                                     _protocol(p)) for p in spec.get("ports") or []]
+                                     port_protocol(p)) for p in spec.get("ports") or []]
             services.append(xds.Service(s["metadata"]["name"], s["metadata"]["namespace"],
                                         spec.get("clusterIP", ""), ports,
                                         spec.get("selector") or {},
@@ -262,7 +266,7 @@ class Istiod:
         key = (id(state), conn.proxy)
         if cached is not None and cached[0] == key:
             return cached[1]
-        gen = Generated(xds.resources_for(state, conn.proxy))
+        gen = Generated(generate(state, conn.proxy))
         self._cache[conn.conn_id] = (key, gen)
         return gen
 
@@ -378,6 +382,14 @@ class Istiod:
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 
+def generate(state: xds.MeshState, proxy: xds.Proxy) -> dict[str, dict[str, dict]]:
+    """A proxy's resources by type URL and name: the generator for its type (a gateway in
+    router mode, else a sidecar), as pilot's ConfigGenerator picks by node type."""
+    if proxy.kind == "router":
+        return gateway_resources(state, proxy)
+    return sidecar_resources(state, proxy)
+
+
 def _pod_changed_for_xds(old: dict | None, new: dict) -> bool:
     """Does a pod change matter to xDS? Its identity (labels, IP) or its going away.
 
@@ -393,12 +405,6 @@ def _pod_changed_for_xds(old: dict | None, new: dict) -> bool:
         return (meta.get("labels"), meta.get("deletionTimestamp"), st.get("podIP"), ports)
 
     return key(old) != key(new)
-
-
-def _protocol(port: dict) -> str:
-    from localmesh.istio.names import port_protocol
-
-    return port_protocol(port)
 
 
 class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):

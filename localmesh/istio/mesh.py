@@ -14,18 +14,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import TYPE_CHECKING
 
 import yaml
 
+from localmesh.api.objects import ObjectAPI
 from localmesh.api.status import ApiError
-from localmesh.istio.injector import ISTIO_VERSION, PROXY_IMAGE, inject
+from localmesh.istio.injector import ISTIO_VERSION, PROXY_IMAGE, Injector
 from localmesh.istio.istiod import Istiod
+from localmesh.istio.names import ISTIO_NAMESPACE, ISTIOD_HOST
 
-if TYPE_CHECKING:
-    from localmesh.instance import Instance
-
-NS = "istio-system"
+NS = ISTIO_NAMESPACE
 SCRAPE_INTERVAL = "1s"
 # How often Prometheus polls localmesh for targets. The list is kept up to date by the
 # service controller, so a poll is cheap; a short interval keeps a new pod from missing
@@ -105,22 +103,27 @@ def prometheus_config(sd_url: str) -> str:
 
 
 class Mesh:
-    """The mesh of one localmesh instance."""
+    """The mesh of one localmesh instance.
 
-    def __init__(self, instance: Instance) -> None:
-        self.instance = instance
-        self.installed = False
-        self.address = instance.addresses.server_address(2)
-        self.istiod = Istiod(instance.api, self.address)
+    ``istiod_address`` is the loopback address the in-process istiod serves on (its pod
+    forwards there); ``prometheus_sd_url`` is localmesh's discovery endpoint that
+    Prometheus polls for its targets (localmesh/controllers/serviceproxy.py).
+    """
+
+    def __init__(self, api: ObjectAPI, istiod_address: str, prometheus_sd_url: str) -> None:
+        self.api = api
+        self.address = istiod_address
+        self.prometheus_sd_url = prometheus_sd_url
+        self.istiod = Istiod(api, istiod_address)
 
     def proxy_config(self) -> dict:
         """meshConfig.defaultConfig, as the injector passes it in PROXY_CONFIG."""
-        return {"discoveryAddress": "istiod.istio-system.svc:15010", "proxyAdminPort": 15000,
+        return {"discoveryAddress": f"{ISTIOD_HOST}:15010", "proxyAdminPort": 15000,
                 "statusPort": 15020, "controlPlaneAuthPolicy": "NONE",
                 "serviceCluster": "istio-proxy", "drainDuration": "1s"}
 
     def _create(self, obj: dict) -> None:
-        api = self.instance.api
+        api = self.api
         rt = api.rt(obj["apiVersion"], obj["kind"])
         try:
             api.create(rt, obj["metadata"].get("namespace", ""), obj)
@@ -129,9 +132,7 @@ class Mesh:
                 raise
 
     async def install(self) -> None:
-        api = self.instance.api
-        api.mesh = self  # type: ignore[attr-defined]
-        api.admission.add_mutator(("", "pods"), inject)
+        """Create the control plane and the addons; then pods are injected from now on."""
         await self.istiod.start()
         self._create({"apiVersion": "v1", "kind": "Namespace",
                       "metadata": {"name": NS, "labels": {"topology.istio.io/network": ""}}})
@@ -157,11 +158,10 @@ class Mesh:
                                {"name": "http-metrics", "port": 9090, "targetPort": 9090}]))
         self._create(_service("servicegraph", {"app": "servicegraph"},
                               [{"name": "http", "port": 8088, "targetPort": 8088}]))
-        sd_url = f"http://{self.instance.sd_address}/localmesh/v1/prometheus-targets"
         self._create({"apiVersion": "v1", "kind": "ConfigMap",
                       "metadata": {"name": "prometheus", "namespace": NS,
                                    "labels": {"app": "prometheus"}},
-                      "data": {"prometheus.yml": prometheus_config(sd_url)}})
+                      "data": {"prometheus.yml": prometheus_config(self.prometheus_sd_url)}})
         self._create(_deployment("istiod", {"app": "istiod", "istio": "pilot"}, {
             "name": "discovery", "image": f"docker.io/istio/pilot:{ISTIO_VERSION}",
             "args": ["discovery", "--monitoringAddr=:15014", "--log_output_level=default:info"],
@@ -188,9 +188,8 @@ class Mesh:
                 {"name": "INSTANCE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
                 {"name": "PROXY_CONFIG", "value": json.dumps(self.proxy_config())},
                 {"name": "ISTIO_META_WORKLOAD_NAME", "value": "istio-ingressgateway"},
-                {"name": "ISTIO_META_OWNER", "value": "kubernetes://apis/apps/v1/namespaces/"
-                                                      "istio-system/deployments/"
-                                                      "istio-ingressgateway"},
+                {"name": "ISTIO_META_OWNER", "value": f"kubernetes://apis/apps/v1/namespaces/"
+                                                      f"{NS}/deployments/istio-ingressgateway"},
                 {"name": "ISTIO_META_APP", "value": "istio-ingressgateway"},
                 {"name": "ISTIO_META_CANONICAL_SERVICE", "value": "istio-ingressgateway"},
                 {"name": "ISTIO_META_CANONICAL_REVISION", "value": "latest"},
@@ -231,17 +230,23 @@ class Mesh:
                 "name": name, "image": image,
                 "env": [{"name": "PORT", "value": str(port)},
                         {"name": "PROMETHEUS_URL",
-                         "value": "http://$(PROMETHEUS_SERVICE_HOST):$(PROMETHEUS_SERVICE_PORT)"}],
+                         "value": "http://$(PROMETHEUS_SERVICE_HOST):$(PROMETHEUS_SERVICE_PORT)"},
+                        # Kiali's istio_namespace setting (in the addon's ConfigMap upstream).
+                        *([{"name": "ISTIO_NAMESPACE", "value": NS}] if name == "kiali"
+                          else [])],
                 "ports": [{"containerPort": port, "name": "http"}],
                 "readinessProbe": {"httpGet": {"path": "/kiali/healthz" if name == "kiali"
                                                else "/healthz", "port": port},
                                    "periodSeconds": 5}},
                 annotations={"sidecar.istio.io/inject": "false"}))
-        self.installed = True
+        # Istio's injection webhook joins the admission chain once the control plane is
+        # there (istioctl installs the MutatingWebhookConfiguration with istiod).
+        self.api.admission.add_mutator(("", "pods"), Injector(self.proxy_config()))
 
     async def wait_ready(self, timeout: float = 30.0) -> list[str]:
-        """Wait until every istio-system Deployment is available; return those that are not."""
-        store = self.instance.api.store
+        """Wait until every control-plane Deployment is available; return those that are
+        not."""
+        store = self.api.store
         deadline = time.monotonic() + timeout
         pending: list[str] = []
         while time.monotonic() < deadline:

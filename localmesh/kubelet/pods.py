@@ -18,21 +18,20 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from localmesh.kubelet import catalogue
 from localmesh.kubelet.environment import (
     ConfigError,
     container_env,
+    expand,
     materialise_volumes,
     mount_env,
 )
 from localmesh.kubelet.probes import run_probe
-from localmesh.kubelet.runtime import Process, spawn
-from localmesh.store import now_rfc3339
-
-if TYPE_CHECKING:
-    from localmesh.kubelet import Kubelet
+from localmesh.kubelet.runtime import PidRegistry, Process, spawn
+from localmesh.network import AddressPlan
+from localmesh.store import Store, now_rfc3339
 
 log = logging.getLogger("localmesh.kubelet")
 
@@ -74,10 +73,31 @@ class ContainerState:
         return self.spec["name"]
 
 
+class PodHost(Protocol):
+    """What a pod worker needs from the kubelet that runs it (``node.Kubelet`` is one).
+
+    Spelled out so that the pod worker depends on these few services, not on the kubelet
+    module, which in turn creates the workers.
+    """
+
+    store: Store
+    addresses: AddressPlan
+    pids: PidRegistry
+    pods_dir: Path
+    hosts_file: Path
+
+    def event(self, pod: dict, type_: str, reason: str, message: str) -> None: ...
+
+    def request_status(self, worker: PodWorker) -> None: ...
+
+    async def exec_capture(self, worker: PodWorker, c: ContainerState, command: list[str],
+                           timeout: float) -> tuple[int, bytes, bytes]: ...
+
+
 class PodWorker:
     """Drives one pod; runs as its own asyncio task."""
 
-    def __init__(self, kubelet: Kubelet, pod: dict) -> None:
+    def __init__(self, kubelet: PodHost, pod: dict) -> None:
         self.kubelet = kubelet
         self.pod = pod
         self.uid = pod["metadata"]["uid"]
@@ -208,7 +228,7 @@ class PodWorker:
             self.publish()
             return
         try:
-            env = self._env(c, image)
+            env = self.env_for(c, image)
         except ConfigError as exc:
             c.waiting = ("CreateContainerConfigError", str(exc))
             c.next_start = time.monotonic() + c.backoff
@@ -238,7 +258,7 @@ class PodWorker:
         self.kubelet.event(self.pod, "Normal", "Started", f"Started container {c.name}")
         self.publish()
 
-    def _env(self, c: ContainerState, image: catalogue.Image) -> dict[str, str]:
+    def env_for(self, c: ContainerState, image: catalogue.Image) -> dict[str, str]:
         base = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.dir),
@@ -260,12 +280,12 @@ class PodWorker:
                          "MESH_OUTBOUND_PROXY": f"{self.local_ip}:15001",
                          "NO_PROXY": f"localhost,127.0.0.1,{self.ip},{self.local_ip}",
                          "no_proxy": f"localhost,127.0.0.1,{self.ip},{self.local_ip}"})
-        env = container_env(self.kubelet.store, self._pod_with_ip(), c.spec)
+        env = container_env(self.kubelet.store, self.pod_with_ip(), c.spec)
         base.update(mount_env(c.spec, self.volumes))
         base.update(env)
         return base
 
-    def _pod_with_ip(self) -> dict:
+    def pod_with_ip(self) -> dict:
         pod = copy.deepcopy(self.pod)
         pod.setdefault("status", {})["podIP"] = self.ip
         pod["status"]["hostIP"] = "127.0.0.1"
@@ -356,7 +376,9 @@ class PodWorker:
             if kind != "startupProbe" and not c.started:
                 await asyncio.sleep(0.05)
                 continue
-            ok = await run_probe(self, c, probe)
+            ok = await run_probe(probe, self.bind_address(c), c.spec,
+                                 lambda command, timeout, c=c: self._exec_status(c, command,
+                                                                                 timeout))
             if ok:
                 successes, failures = successes + 1, 0
             else:
@@ -391,6 +413,11 @@ class PodWorker:
             fast = kind != "livenessProbe" and not (c.ready if kind == "readinessProbe"
                                                     else c.started)
             await asyncio.sleep(0.05 if fast else period)
+
+    async def _exec_status(self, c: ContainerState, command: list[str], timeout: float) -> int:
+        """An exec probe's command, run in the container; its exit code."""
+        code, _, _ = await self.kubelet.exec_capture(self, c, command, timeout)
+        return code
 
     # -- termination ---------------------------------------------------------------------
     async def _terminate(self) -> None:
@@ -533,8 +560,6 @@ class PodWorker:
 
 
 def _expanded(spec: dict, env: dict[str, str]) -> dict:
-    from localmesh.kubelet.environment import expand
-
     out = dict(spec)
     for k in ("command", "args"):
         if out.get(k):

@@ -8,45 +8,44 @@ go around the sidecar).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
-if TYPE_CHECKING:
-    from localmesh.kubelet.pods import ContainerState, PodWorker
+# Runs a command in the container, bounded by a timeout; answers its exit code.
+ExecInContainer = Callable[[list[str], float], Awaitable[int]]
 
 
-def _port(c: ContainerState, port: object) -> int | None:
+def _port(container: dict, port: object) -> int | None:
     if isinstance(port, int):
         return port
     if isinstance(port, str) and port.isdigit():
         return int(port)
-    for p in c.spec.get("ports") or []:
+    for p in container.get("ports") or []:
         if p.get("name") == port:
             return p.get("containerPort")
     return None
 
 
-async def run_probe(pod: PodWorker, c: ContainerState, probe: dict) -> bool:
+async def run_probe(probe: dict, host: str, container: dict,
+                    exec_in_container: ExecInContainer) -> bool:
+    """One probe of ``container`` (its spec), whose program listens on ``host``."""
     timeout = float(probe.get("timeoutSeconds", 1))
-    host = pod.bind_address(c)
     try:
         if "httpGet" in probe:
             hg = probe["httpGet"]
-            port = _port(c, hg.get("port"))
+            port = _port(container, hg.get("port"))
             if port is None:
                 return False
             return await asyncio.wait_for(_http(host, port, hg.get("path", "/"),
                                                 hg.get("httpHeaders") or []), timeout)
         if "tcpSocket" in probe:
-            port = _port(c, probe["tcpSocket"].get("port"))
+            port = _port(container, probe["tcpSocket"].get("port"))
             if port is None:
                 return False
             _, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
             w.close()
             return True
         if "exec" in probe:
-            code, _, _ = await pod.kubelet.exec_capture(pod, c, probe["exec"]["command"],
-                                                        timeout)
-            return code == 0
+            return await exec_in_container(probe["exec"]["command"], timeout) == 0
         if "grpc" in probe:
             port = probe["grpc"].get("port")
             _, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)

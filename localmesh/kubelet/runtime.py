@@ -3,7 +3,8 @@
 Each container is one process in its own session (so a signal reaches the whole group),
 started with ``PR_SET_PDEATHSIG`` = SIGKILL so nothing outlives the localmesh process even
 if it is killed with SIGKILL; the process groups are also recorded in the state directory
-so the next ``localmesh up`` can reap any survivor.
+(the pid registry) so that the next ``localmesh serve``, or ``localmesh down``, can reap
+any survivor (docs/localmesh.md, "Process hygiene").
 """
 
 from __future__ import annotations

@@ -21,19 +21,18 @@ import aiohttp
 from aiohttp import web
 
 from localmesh.api import status
+from localmesh.api.proxy import forward_http, proxied_path, split_proxy_name
 from localmesh.api.status import ApiError
 from localmesh.resources import ResourceType
 
 if TYPE_CHECKING:
-    from localmesh.kubelet import Kubelet
+    from localmesh.kubelet.node import Kubelet
     from localmesh.kubelet.pods import ContainerState, PodWorker
 
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io",
                   "v2.channel.k8s.io", "channel.k8s.io")
 PORTFORWARD_PROTOCOLS = ("v4.channel.k8s.io", "portforward.k8s.io", "channel.k8s.io")
-HOP_HEADERS = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-               "trailers", "transfer-encoding", "upgrade", "authorization", "host",
-               "content-length"}
+
 
 
 def _pod_and_container(kubelet: Kubelet, namespace: str, name: str,
@@ -55,8 +54,9 @@ def _pod_and_container(kubelet: Kubelet, namespace: str, name: str,
     return worker, c
 
 
-def install(kubelet: Kubelet, register: Callable[[str, Callable[..., Awaitable]], None]) -> None:
-    """Register the handlers for pods/exec, pods/log, pods/portforward, pods/proxy."""
+def handlers(kubelet: Kubelet) -> dict[str, Callable[..., Awaitable[web.StreamResponse]]]:
+    """The handlers of the pod subresources the node serves, by subresource name: exec,
+    attach, log, portforward and proxy (the API server routes them here)."""
 
     async def exec_handler(request: web.Request, rt: ResourceType, namespace: str,
                            name: str) -> web.StreamResponse:
@@ -147,7 +147,7 @@ def install(kubelet: Kubelet, register: Callable[[str, Callable[..., Awaitable]]
 
     async def proxy_handler(request: web.Request, rt: ResourceType, namespace: str,
                             name: str) -> web.StreamResponse:
-        scheme, pod_name, port = _split_proxy_name(name)
+        scheme, pod_name, port = split_proxy_name(name)
         pod = kubelet.store.get(("", "pods"), namespace, pod_name)
         if pod is None:
             raise status.not_found("pods", pod_name)
@@ -160,23 +160,11 @@ def install(kubelet: Kubelet, register: Callable[[str, Callable[..., Awaitable]]
             port = _named_port(pod, port)
         if port is None:
             raise status.bad_request(f"no port given for pod {pod_name}")
-        rest = _proxy_rest(request.path)
+        rest = proxied_path(request.path)
         return await forward_http(request, f"{scheme}://{ip}:{port}{rest}")
 
-    register("exec", exec_handler)
-    register("attach", exec_handler)
-    register("log", log_handler)
-    register("portforward", portforward_handler)
-    register("proxy", proxy_handler)
-
-
-def _split_proxy_name(name: str) -> tuple[str, str, str | None]:
-    parts = name.split(":")
-    if len(parts) == 3:
-        return parts[0] or "http", parts[1], parts[2] or None
-    if len(parts) == 2:
-        return "http", parts[0], parts[1] or None
-    return "http", parts[0], None
+    return {"exec": exec_handler, "attach": exec_handler, "log": log_handler,
+            "portforward": portforward_handler, "proxy": proxy_handler}
 
 
 def _first_port(pod: dict) -> str | None:
@@ -192,36 +180,6 @@ def _named_port(pod: dict, name: str) -> str | None:
             if p.get("name") == name:
                 return str(p["containerPort"])
     return None
-
-
-def _proxy_rest(path: str) -> str:
-    marker = "/proxy"
-    idx = path.find(marker + "/")
-    if idx < 0:
-        return "/"
-    return path[idx + len(marker):]
-
-
-async def forward_http(request: web.Request, url: str) -> web.StreamResponse:
-    """Pass a request through to a pod or service, any method, path and query."""
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-    body = await request.read()
-    if request.query_string:
-        url = f"{url}?{request.query_string}"
-    timeout = aiohttp.ClientTimeout(total=60, connect=5)
-    try:
-        async with aiohttp.ClientSession(trust_env=False, timeout=timeout,
-                                         auto_decompress=False) as session:
-            async with session.request(request.method, url, headers=headers, data=body,
-                                       allow_redirects=False) as upstream:
-                out_headers = {k: v for k, v in upstream.headers.items()
-                               if k.lower() not in HOP_HEADERS}
-                payload = await upstream.read()
-                return web.Response(status=upstream.status, body=payload, headers=out_headers)
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        raise ApiError(503, "ServiceUnavailable",
-                       f"error trying to reach service: {exc.__class__.__name__}: {exc}") \
-            from exc
 
 
 async def _follow(path: Path, offset: int, resp: web.StreamResponse, c: ContainerState,

@@ -21,7 +21,8 @@ from pathlib import Path
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
-from localmesh.istio.xds import ALS_PORT, PEER_HEADER
+from localmesh.istio.names import ISTIOD_HOST
+from localmesh.istio.xds.filters import ALS_PORT, PEER_HEADER
 from localmesh.kubelet.runtime import die_with_parent
 from localmesh.pilot_agent.telemetry import Identity, Metrics, Request, flags_of
 
@@ -98,8 +99,9 @@ def bootstrap(kind: str, pod_ip: str, local_ip: str, pod: str, ns: str,
         "stats_config": {
             "use_all_default_tags": False,
             "stats_tags": [
-                # Istio's cluster-name tag: the default stops at the first dot
-                # (lab-facts §1 "Stats naming trap").
+                # Istio's cluster-name tag: Envoy's default envoy.cluster_name tag stops
+                # at the first dot, and a same-named tag does not override a default one,
+                # hence use_all_default_tags: false (docs/localmesh.md, "Envoy's stats").
                 {"tag_name": "cluster_name",
                  "regex": r"^cluster\.((.+?(\..+?\.svc\.cluster\.local)?)\.)"},
                 {"tag_name": "response_code", "regex": r"_rq(_(\d{3}))$"},
@@ -198,7 +200,8 @@ async def _serve(kind: str) -> int:
     local_ip = env.get("LOCALMESH_POD_LOCAL_IP", pod_ip)
     pod, ns = env.get("POD_NAME", "unknown"), env.get("POD_NAMESPACE", "default")
     proxy_config = json.loads(env.get("PROXY_CONFIG") or "{}")
-    discovery = _resolve(proxy_config.get("discoveryAddress", "istiod.istio-system.svc:15010"))
+    # The injector and the installer always set discoveryAddress (meshConfig.defaultConfig).
+    discovery = _resolve(proxy_config.get("discoveryAddress", f"{ISTIOD_HOST}:15010"))
     meta = {k[len("ISTIO_META_"):]: v for k, v in env.items() if k.startswith("ISTIO_META_")}
     meta.update({"NAMESPACE": ns, "NAME": pod, "INSTANCE_IPS": pod_ip, "LOCAL_IP": local_ip,
                  "ISTIO_VERSION": "1.28.0", "PROXY_CONFIG": proxy_config})

@@ -208,7 +208,7 @@ def test_killed_xdist_worker_leaves_nothing(tmp_path: Path) -> None:
 def _localmesh_pids(parent: int) -> set[int]:
     """Children of ``parent`` that are localmesh (started with setpriv or python -m)."""
     return {pid for pid, (ppid, cmd) in _proc_table().items()
-            if ppid == parent and ("localmesh" in cmd or "setpriv" in cmd)}
+            if ppid == parent and (" -m localmesh " in cmd or "setpriv" in cmd)}
 
 
 @pytest.mark.parametrize(("entry", "sig"), [

@@ -1,6 +1,6 @@
 """Least privilege, proven: the acceptance suite passes with only the permissions of
 deploy/rbac.yaml (gate profile) and deploy/rbac-chaos.yaml (nightly), on a localmesh that
-enforces RBAC the way kube-apiserver does (localmesh/api/authn.py, api/rbac.py).
+enforces RBAC the way kube-apiserver does (localmesh/api/authn.py, api/rbac/).
 
 As a cluster admin would: create the ServiceAccount ``meshgate-ci/meshgate``, apply the
 RBAC files with that subject, request a token through the TokenRequest API (the official
@@ -32,8 +32,10 @@ import yaml
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 
-from localmesh.api import rbac
 from localmesh.api.authn import ADMIN
+from localmesh.api.rbac.bootstrap_policy import BOOTSTRAP_ROLES
+from localmesh.api.rbac.request_info import Attributes, request_info
+from localmesh.api.rbac.rules import compact_string, covers, rule_allows
 from localmesh.cli import Handle, launch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,7 +85,7 @@ class _Query(dict):
 def test_request_attributes_are_kube_apiservers(method: str, path: str, query: dict,
                                                 want: tuple) -> None:
     """requestinfo.go's mapping of HTTP requests to verbs, resources and names."""
-    a = rbac.request_info(ADMIN, method, path, _Query(query))
+    a = request_info(ADMIN, method, path, _Query(query))
     assert a.resource_request
     assert (a.verb, a.api_group, a.namespace, a.resource, a.subresource, a.name) == want
 
@@ -91,30 +93,30 @@ def test_request_attributes_are_kube_apiservers(method: str, path: str, query: d
 @pytest.mark.parametrize("path", ["/version", "/api", "/apis", "/apis/apps/v1", "/api/v1",
                                   "/openapi/v3/apis/apps/v1", "/healthz"])
 def test_discovery_paths_are_non_resource_requests(path: str) -> None:
-    a = rbac.request_info(ADMIN, "GET", path, _Query())
+    a = request_info(ADMIN, "GET", path, _Query())
     assert not a.resource_request and a.verb == "get" and a.path == path
-    discovery = rbac.BOOTSTRAP_ROLES["system:discovery"]
-    assert any(rbac.rule_allows(a, r) for r in discovery) or path == "/healthz"
+    discovery = BOOTSTRAP_ROLES["system:discovery"]
+    assert any(rule_allows(a, r) for r in discovery) or path == "/healthz"
 
 
 def test_rules_match_and_cover_like_rbac() -> None:
-    def attrs(verb: str, resource: str, sub: str = "", name: str = "") -> rbac.Attributes:
-        return rbac.Attributes(ADMIN, verb, True, "", "", "v1", "ns", resource, sub, name)
+    def attrs(verb: str, resource: str, sub: str = "", name: str = "") -> Attributes:
+        return Attributes(ADMIN, verb, True, "", "", "v1", "ns", resource, sub, name)
 
     proxy = {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get"],
              "resourceNames": ["prometheus:9090"]}
-    assert rbac.rule_allows(attrs("get", "services", "proxy", "prometheus:9090"), proxy)
-    assert not rbac.rule_allows(attrs("get", "services", "proxy", "grafana:3000"), proxy)
-    assert not rbac.rule_allows(attrs("get", "services"), proxy)
+    assert rule_allows(attrs("get", "services", "proxy", "prometheus:9090"), proxy)
+    assert not rule_allows(attrs("get", "services", "proxy", "grafana:3000"), proxy)
+    assert not rule_allows(attrs("get", "services"), proxy)
     star_sub = {"apiGroups": [""], "resources": ["*/log"], "verbs": ["get"]}
-    assert rbac.rule_allows(attrs("get", "pods", "log", "p"), star_sub)
+    assert rule_allows(attrs("get", "pods", "log", "p"), star_sub)
     owner = [{"apiGroups": [""], "resources": ["pods", "pods/exec"], "verbs": ["get", "list"]}]
-    ok, missing = rbac.covers(owner, [{"apiGroups": [""], "resources": ["pods"],
-                                       "verbs": ["get", "delete"]}])
+    ok, missing = covers(owner, [{"apiGroups": [""], "resources": ["pods"],
+                                  "verbs": ["get", "delete"]}])
     assert not ok and missing == [{"apiGroups": [""], "resources": ["pods"],
                                    "verbs": ["delete"]}]
-    assert rbac.compact_string(missing[0]) == '{APIGroups:[""], Resources:["pods"], ' \
-                                              'Verbs:["delete"]}'
+    assert compact_string(missing[0]) == '{APIGroups:[""], Resources:["pods"], ' \
+                                         'Verbs:["delete"]}'
 
 
 # --------------------------------------------------------------------------- cluster

@@ -43,7 +43,8 @@ from typing import Any
 import pytest
 import requests
 
-from localmesh.addons import kiali as kiali_addon
+from localmesh.addons.kiali.cytoscape import rate_to_string
+from localmesh.addons.kiali.graph import node_id, sha256_hex
 from meshgate.graph import Edge, edges_from_kiali, servicegraph_edges
 
 REPO = Path(__file__).resolve().parents[2]
@@ -770,22 +771,22 @@ def test_ids_and_rate_strings_are_kialis_own() -> None:
     for wrapper in doc["elements"]["nodes"]:
         d = wrapper["data"]
         # Fields a node leaves out were "unknown" in the series it came from.
-        key, node_type = kiali_addon.node_id(
+        key, node_type = node_id(
             d["cluster"], d["namespace"], d.get("service", ""), d["namespace"],
             d.get("workload", "unknown"), d.get("app", "unknown"), d.get("version", "unknown"),
             doc["graphType"])
-        assert (kiali_addon.sha256_hex(key), node_type) == (d["id"], d["nodeType"]), d
+        assert (sha256_hex(key), node_type) == (d["id"], d["nodeType"]), d
         ids[d["id"]] = key
     for wrapper in doc["elements"]["edges"]:
         d = wrapper["data"]
         assert d["source"] in ids and d["target"] in ids
-        expected = kiali_addon.sha256_hex(f"{d['source']}.{d['target']}.{d['traffic']['protocol']}")
+        expected = sha256_hex(f"{d['source']}.{d['target']}.{d['traffic']['protocol']}")
         assert d["id"] == expected
         for name, value in d["traffic"]["rates"].items():
             if "Percent" not in name:
-                assert kiali_addon.rate_to_string(2, float(value)) == value
-    assert kiali_addon.rate_to_string(2, 0.004) == "0.004"  # one significant digit shown
-    assert kiali_addon.rate_to_string(2, 0.0000001) == "0.00000"
+                assert rate_to_string(2, float(value)) == value
+    assert rate_to_string(2, 0.004) == "0.004"  # one significant digit shown
+    assert rate_to_string(2, 0.0000001) == "0.00000"
 
 
 def test_kiali_graph_of_a_namespace_without_traffic_is_empty(kiali: Addon) -> None:

@@ -1,0 +1,103 @@
+"""Content negotiation: what a request body is, and in which form an answer goes back.
+
+Bodies arrive as JSON, YAML or (kubectl >= 1.32's typed clients) Kubernetes protobuf
+(localmesh/api/protobuf.py); CBOR is refused with the 415 that makes client-go fall back
+to JSON (KEP-4222). Answers are JSON, or — when the ``Accept`` header asks for them, as
+``kubectl get`` and the metadata informers do — a ``meta.k8s.io`` Table or
+PartialObjectMetadata(List), the way k8s.io/apiserver ``pkg/endpoints/handlers``
+(``negotiation`` and ``responsewriters``) chooses them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from localmesh.api import protobuf, status, tables
+from localmesh.api.status import ApiError
+from localmesh.resources import ResourceType
+from localmesh.store import Store
+
+
+def json_response(body: Any, code: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(body), status=code, content_type="application/json")
+
+
+def error_response(err: ApiError) -> web.Response:
+    """An error as the Status body clients parse (``apierrors``)."""
+    return json_response(err.status(), err.code)
+
+
+async def read_body(request: web.Request) -> Any:
+    """The request body, decoded by its Content-Type; 400 or 415 when it cannot be."""
+    raw = await request.read()
+    ctype = request.headers.get("Content-Type", "application/json")
+    if ctype.startswith(protobuf.MEDIA_TYPE):
+        # kubectl >= 1.32's typed clients; see localmesh/api/protobuf.py.
+        return protobuf.decode(raw)
+    if "cbor" in ctype:
+        # client-go falls back to JSON after a 415 to a CBOR body (KEP-4222).
+        raise ApiError(415, "UnsupportedMediaType",
+                       f"the body of the request was in an unknown format - accepted media "
+                       f"types include: application/json, application/yaml, "
+                       f"{protobuf.MEDIA_TYPE} (got {ctype})")
+    try:
+        if "yaml" in ctype:
+            return yaml.safe_load(raw.decode())
+        return json.loads(raw.decode() or "null")
+    except Exception as exc:
+        raise status.bad_request(
+            f"the request body could not be decoded as {ctype}: {exc}") from exc
+
+
+def dry_run(request: web.Request) -> bool:
+    """``?dryRun=All``: admit and validate, store nothing."""
+    return "All" in request.query.getall("dryRun", [])
+
+
+def printer_for(store: Store, rt: ResourceType) -> tables.Printer:
+    """The Table printer of a kind; a custom resource's columns come from its CRD version."""
+    version = None
+    if rt.custom:
+        crd = store.get(("apiextensions.k8s.io", "customresourcedefinitions"), "",
+                        f"{rt.plural}.{rt.group}")
+        version = next((v for v in ((crd or {}).get("spec") or {}).get("versions") or []
+                        if v.get("name") == rt.version), {})
+    return tables.Printer(rt.key, version)
+
+
+def render(request: web.Request, store: Store, rt: ResourceType, obj: dict,
+           code: int = 200) -> web.Response:
+    """One object as JSON, or as the Table / PartialObjectMetadata the client asked for."""
+    accept = request.headers.get("Accept", "")
+    tv = tables.wants_table(accept)
+    if tv:
+        meta = {"resourceVersion": obj.get("metadata", {}).get("resourceVersion", "")}
+        include = request.query.get("includeObject", "Metadata")
+        return json_response(printer_for(store, rt).table([obj], meta, include, tv), code)
+    pv = tables.wants_partial_metadata(accept)
+    if pv:
+        return json_response(tables.partial_metadata(obj, pv), code)
+    return json_response(obj, code)
+
+
+def render_list(request: web.Request, store: Store, rt: ResourceType,
+                listing: dict) -> web.Response:
+    """A list as JSON, or as the Table / PartialObjectMetadataList the client asked for."""
+    accept = request.headers.get("Accept", "")
+    tv = tables.wants_table(accept)
+    if tv:
+        for o in listing["items"]:
+            o["apiVersion"], o["kind"] = rt.api_version, rt.kind
+        include = request.query.get("includeObject", "Metadata")
+        return json_response(printer_for(store, rt).table(listing["items"], listing["metadata"],
+                                                          include, tv))
+    pv = tables.wants_partial_metadata(accept)
+    if pv:
+        return json_response({"kind": "PartialObjectMetadataList",
+                              "apiVersion": f"meta.k8s.io/{pv}", "metadata": listing["metadata"],
+                              "items": [tables.partial_metadata(o, pv) for o in listing["items"]]})
+    return json_response(listing)

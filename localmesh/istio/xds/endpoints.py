@@ -1,0 +1,45 @@
+"""Endpoints (EDS): the ClusterLoadAssignment of an outbound cluster, from the Service's
+Endpoints and, for a subset cluster, the labels of the DestinationRule subset.
+"""
+
+from __future__ import annotations
+
+from localmesh.istio import names
+from localmesh.istio.xds.model import MeshState
+
+
+def endpoints_for(state: MeshState, cluster: str) -> dict:
+    """The ClusterLoadAssignment of an outbound cluster from the Service's Endpoints."""
+    _, port_s, subset, host = cluster.split("|")
+    svc = next((s for s in state.services if s.host == host), None)
+    lb: list[dict] = []
+    if svc is not None:
+        sp = next((p for p in svc.ports if str(p.port) == port_s), None)
+        wanted = subset_labels(state, host, subset) if subset else None
+        for sub in state.endpoints.get((svc.namespace, svc.name), []):
+            port = next((p["port"] for p in sub.get("ports") or []
+                         if sp is not None and p.get("name", "") == sp.name), None)
+            if port is None:
+                continue
+            for addr in sub.get("addresses") or []:
+                if wanted is not None:
+                    labels = addr.get("_labels") or {}
+                    if any(labels.get(k) != v for k, v in wanted.items()):
+                        continue
+                lb.append({"endpoint": {"address": {"socket_address": {
+                    "address": addr["ip"], "port_value": port}}},
+                    "health_status": "HEALTHY", "load_balancing_weight": 1})
+    lb.sort(key=lambda e: e["endpoint"]["address"]["socket_address"]["address"])
+    return {"cluster_name": cluster, "endpoints": [{"lb_endpoints": lb,
+                                                    "load_balancing_weight": max(1, len(lb))}]
+            if lb else []}
+
+
+def subset_labels(state: MeshState, host: str, subset: str) -> dict | None:
+    for dr in state.destination_rules:
+        if names.resolve_host(dr["spec"].get("host", ""), dr["metadata"]["namespace"]) != host:
+            continue
+        for s in dr["spec"].get("subsets") or []:
+            if s.get("name") == subset:
+                return s.get("labels") or {}
+    return {}

@@ -1,0 +1,77 @@
+"""What the xDS generator reads: a snapshot of the mesh's state, and the proxy it serves.
+
+istiod builds the snapshot from the object store (localmesh/istio/istiod.py) and each
+generation reads only this, so the generators are pure functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from localmesh.istio import names
+
+T_LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+T_ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+T_SCOPED = "type.googleapis.com/envoy.config.route.v3.ScopedRouteConfiguration"
+T_CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+T_ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+TYPES = (T_CLUSTER, T_ENDPOINT, T_LISTENER, T_ROUTE, T_SCOPED)
+
+
+@dataclass
+class ServicePort:
+    """A Service port: its name, number, target (number or container port name) and
+    Istio protocol (localmesh/istio/names.py port_protocol)."""
+
+    name: str
+    port: int
+    target: object
+    protocol: str
+
+
+@dataclass
+class Service:
+    """A Kubernetes Service, as the generator needs it."""
+
+    name: str
+    namespace: str
+    cluster_ip: str
+    ports: list[ServicePort]
+    selector: dict
+    labels: dict
+
+    @property
+    def host(self) -> str:
+        return names.fqdn(self.name, self.namespace)
+
+
+@dataclass
+class Proxy:
+    """The identity a proxy announces in its node id and metadata."""
+
+    kind: str  # sidecar | router
+    ip: str
+    local_ip: str
+    pod: str
+    namespace: str
+    labels: dict
+    workload: str
+    container_ports: list[dict]
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.pod}.{self.namespace}"
+
+
+@dataclass
+class MeshState:
+    """Everything istiod's generator reads, snapshotted from the object store."""
+
+    services: list[Service]
+    endpoints: dict[tuple[str, str], list[dict]]  # (ns, name) -> Endpoints subsets
+    ingresses: list[dict]
+    ingress_classes: dict[str, dict]
+    gateways: list[dict]
+    virtual_services: list[dict]
+    destination_rules: list[dict]

@@ -1,0 +1,330 @@
+"""localmesh stops everything it started on SIGTERM, SIGINT and SIGHUP, and ``localmesh
+down`` cleans up after a ``serve`` that was killed with SIGKILL.
+
+Each test starts ``localmesh up`` or ``localmesh serve`` as a real subprocess, the way a
+CI runner does, and signals the PID it started (never a process group of its choosing).
+Before the signal it collects what localmesh had started — the process tree under that
+PID and the members of the process groups recorded in the state directory's pid
+registry — and afterwards it checks: the conventional exit status (128 + the signal),
+none of those processes alive, nothing listening on the instance's loopback block (or
+its API port), the block's lock not held by any of them, and no ``ready``,
+``instance.json`` or ``pid`` file left. Every wait is a bounded poll.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from localmesh.network import LOCK_DIR
+from tests.gate.test_interrupts import _descendants, _listening_ports, _proc_table
+from tests.localmesh.conftest import busybox_pod, wait_until
+from tests.localmesh.test_kubelet import _group
+
+REPO = Path(__file__).resolve().parents[2]
+LOCALMESH = (sys.executable, "-m", "localmesh")
+STATE_FILES = ("ready", "instance.json", "pid")
+needs_prometheus = pytest.mark.skipif(not Path("/usr/bin/prometheus").exists(),
+                                      reason="Debian's prometheus is not installed "
+                                             "(./dev setup)")
+SIGNALS = [pytest.param(s, id=s.name) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)]
+
+
+# -- what a localmesh started ----------------------------------------------------------------
+def _start_time(pid: int) -> str | None:
+    """The process's start time (field 22 of /proc/pid/stat), None if it is gone or a
+    zombie: with it a recorded PID is told apart from a new process that reuses it."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+@dataclass(frozen=True)
+class Started:
+    """The processes a localmesh had started (each with its start time), its block."""
+
+    processes: frozenset[tuple[int, str]]
+    block: int
+
+    def alive(self) -> list[int]:
+        return [pid for pid, started in self.processes if _start_time(pid) == started]
+
+
+def _block_of(pid: int) -> int | None:
+    """The loopback block whose lock file (localmesh/network.py) ``pid`` holds open."""
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(str(LOCK_DIR) + "/") and target.endswith(".lock"):
+            return int(Path(target).stem)
+    return None
+
+
+def _registered_groups(state: Path) -> set[int]:
+    pids = state / "pids"
+    return {int(f.name) for f in pids.iterdir() if f.name.isdigit()} if pids.is_dir() else set()
+
+
+def _started(root: int, serve: int, state: Path) -> Started:
+    """Everything under ``root`` now, plus the members of the recorded process groups."""
+    pids = {root} | _descendants(_proc_table(), root)
+    pids |= {p for g in _registered_groups(state) for p in _group(g)}
+    block = _block_of(serve)
+    assert block is not None, f"localmesh (pid {serve}) holds no loopback block lock"
+    return Started(frozenset((p, t) for p in pids if (t := _start_time(p)) is not None), block)
+
+
+def _serve_pid(root: int) -> int | None:
+    """The ``localmesh serve`` process: ``root`` itself, or its descendant."""
+    table = _proc_table()
+    for pid in [root, *sorted(_descendants(table, root))]:
+        if pid in table and table[pid][1].startswith(" ".join((*LOCALMESH, "serve "))):
+            return pid
+    return None
+
+
+def _has_program(root: int, name: str) -> bool:
+    table = _proc_table()
+    return any(Path(table[p][1].split(" ", 1)[0]).name == name
+               for p in _descendants(table, root) if p in table)
+
+
+@dataclass
+class Cleanup:
+    """What a test started, stopped at its end if it is still running (the test failed):
+    the localmesh commands by SIGTERM, then every process recorded in ``started`` by
+    SIGKILL — by PID, with its start time checked."""
+
+    commands: list[subprocess.Popen] = field(default_factory=list)
+    started: list[Started] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for proc in self.commands:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+        for started in self.started:
+            for pid in started.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def cleanup() -> Iterator[Cleanup]:
+    c = Cleanup()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+# -- checks ----------------------------------------------------------------------------------
+def _assert_nothing_left(started: Started, state: Path, api_port: int | None = None) -> None:
+    wait_until(lambda: not started.alive(), timeout=20,
+               what=f"every process localmesh started to exit (alive: {started.alive()})")
+    left = [name for name in STATE_FILES if (state / name).exists()]
+    assert left == [], f"state files left in {state}: {left}"
+    api = {("127.0.0.1", api_port)} & _listening_ports() if api_port else set()
+    assert api == set(), f"the API port is still listening: {api}"
+    fd = os.open(LOCK_DIR / f"{started.block}.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        # Another localmesh on this machine has claimed the block since ours released it;
+        # its sockets there are not ours to judge. It must not be one of ours.
+        holders = {pid for pid in _proc_table() if _block_of(pid) == started.block}
+        assert not holders & {pid for pid, _ in started.processes}, holders
+        return
+    try:
+        # The block is free, and held by this test while it looks: nothing may listen
+        # on it (a process localmesh started and lost track of would).
+        block = f"127.{started.block}."
+        listening = {(ip, port) for ip, port in _listening_ports() if ip.startswith(block)}
+        assert listening == set(), f"still listening on localmesh's block: {listening}"
+    finally:
+        os.close(fd)
+
+
+def _run(args: list[str], log: Path, prefix: tuple[str, ...] = ()) -> subprocess.Popen:
+    """A localmesh command as a CI job runs it; its output in ``log``."""
+    with log.open("w") as out:
+        return subprocess.Popen([*prefix, *LOCALMESH, *args], cwd=REPO, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def _exit_status(proc: subprocess.Popen, log: Path, timeout: float = 60) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        pytest.fail(f"localmesh did not exit within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def _instance(state: Path, proc: subprocess.Popen, log: Path, timeout: float = 30) -> dict:
+    """instance.json once localmesh is ready (failing early if it exits instead)."""
+    def ready() -> dict | None:
+        assert proc.poll() is None, f"localmesh exited: {log.read_text()[-3000:]}"
+        if (state / "ready").exists():
+            return json.loads((state / "instance.json").read_text())
+        return None
+
+    return wait_until(ready, timeout=timeout, what="localmesh ready")
+
+
+def _sleeping_pod(kubeconfig: str, name: str, state: Path) -> int:
+    """A pod whose shell forks ``sleep`` (two processes in its group); its group id."""
+    api = config.new_client_from_config(config_file=kubeconfig)
+    try:
+        client.CoreV1Api(api).create_namespaced_pod("default",
+                                                    busybox_pod(name, "sleep 300; echo x"))
+    finally:
+        api.close()
+    return wait_until(lambda: next((g for g in _registered_groups(state)
+                                    if len(_group(g)) == 2), None),
+                      timeout=20, what="the pod's shell and its sleep running")
+
+
+# -- serve -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_serve_stops_everything_on_signal(tmp_path: Path, sig: signal.Signals,
+                                          cleanup: Cleanup) -> None:
+    state, log = tmp_path / "state", tmp_path / "serve.log"
+    proc = _run(["serve", "--no-mesh", "--state-dir", str(state)], log)
+    cleanup.commands.append(proc)
+    info = _instance(state, proc, log)
+    _sleeping_pod(info["kubeconfig"], "sleeper", state)
+    started = _started(proc.pid, proc.pid, state)
+    cleanup.started.append(started)
+    os.kill(proc.pid, sig)
+    assert _exit_status(proc, log) == 128 + sig, log.read_text()[-3000:]
+    _assert_nothing_left(started, state, int(info["server"].rsplit(":", 1)[1]))
+
+
+@needs_prometheus
+def test_serve_signalled_while_starting_stops_what_it_started(tmp_path: Path,
+                                                              cleanup: Cleanup) -> None:
+    """The signal comes while the mesh boots (Envoy and Prometheus running, not ready)."""
+    state, log = tmp_path / "state", tmp_path / "serve.log"
+    proc = _run(["serve", "--state-dir", str(state)], log)
+    cleanup.commands.append(proc)
+    wait_until(lambda: proc.poll() is None and _has_program(proc.pid, "envoy")
+               and _has_program(proc.pid, "prometheus"), timeout=60, interval=0.02,
+               what="Envoy and Prometheus started by localmesh")
+    assert not (state / "ready").exists(), "localmesh was ready before it could be signalled"
+    started = _started(proc.pid, proc.pid, state)
+    cleanup.started.append(started)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert _exit_status(proc, log) == 143, log.read_text()[-3000:]
+    assert "SIGTERM while starting" in log.read_text(), log.read_text()[-3000:]
+    _assert_nothing_left(started, state)
+
+
+def test_serve_under_timeout_stops_everything(tmp_path: Path, cleanup: Cleanup) -> None:
+    """``timeout 5 localmesh serve``: timeout's SIGTERM after 5 s, as a CI step limit."""
+    state, log = tmp_path / "state", tmp_path / "serve.log"
+    proc = _run(["serve", "--no-mesh", "--state-dir", str(state)], log, prefix=("timeout", "5"))
+    cleanup.commands.append(proc)
+    info = _instance(state, proc, log, timeout=4)
+    _sleeping_pod(info["kubeconfig"], "sleeper", state)
+    serve = _serve_pid(proc.pid)
+    assert serve is not None, "no localmesh serve under timeout"
+    started = _started(proc.pid, serve, state)
+    cleanup.started.append(started)
+    assert proc.poll() is None, "localmesh ended before timeout signalled it"
+    assert _exit_status(proc, log, timeout=30) == 124, log.read_text()[-3000:]
+    assert "stopped (SIGTERM)" in log.read_text(), log.read_text()[-3000:]
+    _assert_nothing_left(started, state, int(info["server"].rsplit(":", 1)[1]))
+
+
+# -- up --------------------------------------------------------------------------------------
+@needs_prometheus
+def test_up_signalled_while_waiting_stops_its_serve(tmp_path: Path, cleanup: Cleanup) -> None:
+    """A CI job cancelled while ``localmesh up`` waits for the mesh to become ready."""
+    state, log = tmp_path / "state", tmp_path / "up.log"
+    proc = _run(["up", "--state-dir", str(state)], log)
+    cleanup.commands.append(proc)
+    wait_until(lambda: proc.poll() is None and _has_program(proc.pid, "envoy"), timeout=60,
+               interval=0.02, what="Envoy started by the localmesh that up started")
+    serve = _serve_pid(proc.pid)
+    assert serve is not None and not (state / "ready").exists()
+    started = _started(proc.pid, serve, state)
+    cleanup.started.append(started)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert _exit_status(proc, log) == 143, log.read_text()
+    assert f"stopped the localmesh it had started (pid {serve})" in log.read_text()
+    _assert_nothing_left(started, state)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP"])
+def test_up_signalled_at_once_stops_its_serve(tmp_path: Path, sig: signal.Signals,
+                                              cleanup: Cleanup) -> None:
+    """Ctrl-C (or a closed terminal) right after ``localmesh up`` started serve."""
+    state, log = tmp_path / "state", tmp_path / "up.log"
+    proc = _run(["up", "--no-mesh", "--state-dir", str(state)], log)
+    cleanup.commands.append(proc)
+    serve = wait_until(lambda: _block_of(pid) and pid
+                       if (pid := _serve_pid(proc.pid)) is not None else None,
+                       timeout=30, interval=0.01, what="serve started, with its block")
+    started = _started(proc.pid, serve, state)
+    cleanup.started.append(started)
+    os.kill(proc.pid, sig)
+    assert _exit_status(proc, log) == 128 + sig, log.read_text()
+    assert f"interrupted by {sig.name}" in log.read_text(), log.read_text()
+    _assert_nothing_left(started, state)
+
+
+# -- down ------------------------------------------------------------------------------------
+def test_down_after_kill_9_of_serve_leaves_nothing(tmp_path: Path, cleanup: Cleanup) -> None:
+    """serve and its watchdog are SIGKILLed (an OOM kill, say), so only the processes'
+    parent-death signal runs: the pod's shell dies, the sleep it forked lives on. ``down``
+    stops the recorded groups by their PIDs and removes the state files."""
+    state, log = tmp_path / "state", tmp_path / "up.log"
+    up = _run(["up", "--no-mesh", "--state-dir", str(state)], log)
+    cleanup.commands.append(up)
+    assert _exit_status(up, log) == 0, log.read_text()
+    info = json.loads((state / "instance.json").read_text())
+    serve = info["pid"]
+    group = _sleeping_pod(info["kubeconfig"], "sleeper", state)
+    started = _started(serve, serve, state)
+    cleanup.started.append(started)
+    table = _proc_table()
+    watchdogs = [p for p, (ppid, cmd) in table.items()
+                 if ppid == serve and "localmesh-watchdog" in cmd]
+    assert len(watchdogs) == 1, f"no watchdog under serve: {watchdogs}"
+    os.kill(watchdogs[0], signal.SIGKILL)
+    os.kill(serve, signal.SIGKILL)
+    wait_until(lambda: _start_time(serve) is None, what="serve gone")
+    assert _group(group), "nothing of the pod outlived serve: down would have nothing to do"
+    down = subprocess.run([*LOCALMESH, "down", "--state-dir", str(state)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert down.returncode == 0, down.stderr
+    assert f"localmesh was not running (pid {serve} is gone)" in down.stdout, down.stdout
+    assert f"pgid {group}" in down.stdout and "instance.json" in down.stdout, down.stdout
+    _assert_nothing_left(started, state)
+    again = subprocess.run([*LOCALMESH, "down", "--state-dir", str(state)], cwd=REPO,
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode == 0 and "is not running" in again.stdout, again.stdout
