@@ -1,8 +1,9 @@
 """The kind and k3s targets and the Istio install: the commands and objects they produce.
 
 No Docker, kind or istioctl is needed: the plans are pure functions, and the targets' thin
-executors are driven with a fake runner that records each command. What *is* checked on
-this machine is that the live targets are unavailable with a reason a user can act on.
+executors are driven with a fake runner that records each command. That the live targets
+are unavailable on a machine without their tools, with a reason a user can act on, is
+tests/integration/test_targets_live.py.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -32,11 +34,11 @@ from meshgate.istio_install import (
     parse_istioctl_version,
     release_branch,
 )
-from meshgate.targets import TargetError, TargetUnavailable, make
+from meshgate.targets import TargetError, TargetUnavailable
 from meshgate.targets import k3s as k3s_target
 from meshgate.targets import kind as kind_target
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 ALL_TOOLS = {"docker", "kind", "kubectl", "istioctl", "helm"}
 
 
@@ -317,20 +319,6 @@ def test_kind_reuses_an_existing_cluster(tmp_path: Path) -> None:
                    for a in recorder.argvs())
 
 
-def test_live_kind_and_k3s_are_unavailable_here_with_a_reason(tmp_path: Path) -> None:
-    """On a machine without kind/Docker the fixtures turn this into a printed skip."""
-    for name in ("kind", "k3s"):
-        target = make(name, kubeconfig=None, context=None, state_dir=tmp_path / name)
-        if name == "kind" and not kind_target.missing_tools():
-            pytest.skip("kind and its tools are installed here: a live run would create one")
-        if name == "k3s" and k3s_target._docker_answers() is None:
-            pytest.skip("a Docker engine answers here: a live run would start k3s")
-        with pytest.raises(TargetUnavailable) as caught:
-            target.start()
-        assert f"--target {name} needs" in str(caught.value)
-        assert "--target local" in str(caught.value)
-
-
 # --------------------------------------------------------------------------- k3s
 
 
@@ -439,7 +427,6 @@ def test_rbac_is_least_privilege() -> None:
 
 @pytest.mark.parametrize("name", ["rbac.yaml", "rbac-guard.yaml"])
 def test_deploy_manifests_are_valid_kubernetes(name: str) -> None:
-    kubernetes_validate = pytest.importorskip("kubernetes_validate")
     for doc in yaml.safe_load_all((REPO / "deploy" / name).read_text()):
         if doc:
             kubernetes_validate.validate(doc, "1.33", strict=True)
@@ -448,3 +435,4 @@ def test_deploy_manifests_are_valid_kubernetes(name: str) -> None:
 def test_istio_install_module_exports_are_real() -> None:
     for name in istio_install.__all__:
         assert hasattr(istio_install, name), name
+

@@ -1,0 +1,165 @@
+"""Interrupting a run leaves nothing behind: no process, no listening port, no namespace,
+no temporary folder; and the next run starts cleanly.
+
+Each test starts the suite as a user would, interrupts it in the middle of a scenario
+(SIGINT as Ctrl-C sends it, SIGTERM as a CI cancelling the job, SIGKILL of an xdist
+worker), then looks at the process table, the sockets and the API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.support import (
+    REPO,
+    StopWaiting,
+    child_env,
+    descendants,
+    needs_prometheus,
+    poll,
+    process_table,
+)
+
+pytestmark = needs_prometheus
+
+
+def _of_run(state: str) -> list[str]:
+    """Command lines of the processes that name this run's state folder."""
+    return [p.command for p in process_table().values()
+            if state in p.command and p.pid != os.getpid()]
+
+
+def _listening_ports() -> set[tuple[str, int]]:
+    """Listening TCP sockets on 127.0.0.0/8 (from /proc/net/tcp)."""
+    out = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        if parts[3] != "0A":  # LISTEN
+            continue
+        hexip, hexport = parts[1].split(":")
+        ip = ".".join(str(int(hexip[i:i + 2], 16)) for i in (6, 4, 2, 0))
+        out.add((ip, int(hexport, 16)))
+    return out
+
+
+def _start(tmp: Path, *extra: str) -> subprocess.Popen:
+    """The suite in a subprocess; its output goes to a file (a pipe nobody reads while it
+    runs would fill up and block the run)."""
+    cmd = [sys.executable, "-m", "pytest", "steps", "-p", "no:cacheprovider", "-q",
+           "--no-html-report", f"--artifacts={tmp}", "--target", "local", *extra]
+    tmp.mkdir(parents=True, exist_ok=True)
+    log = (tmp / "output.txt").open("w")
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
+                            env=child_env(MESHGATE_RUN_ID="intr"))
+    log.close()
+    proc.output_path = tmp / "output.txt"  # type: ignore[attr-defined]
+    return proc
+
+
+def _output(proc: subprocess.Popen) -> str:
+    return proc.output_path.read_text(errors="replace")  # type: ignore[attr-defined]
+
+
+def _wait_for_pods(proc: subprocess.Popen, timeout: float = 180) -> dict:
+    """Until the run's workloads are up (their Envoys exist), bounded; returns the run's
+    localmesh instance.json (its loopback block and API port)."""
+
+    def composer_envoy() -> str | None:
+        if proc.poll() is not None:
+            raise StopWaiting(f"the run ended before it could be interrupted: {_output(proc)}")
+        table = process_table()
+        mine = descendants(table, proc.pid)  # only this run's processes, not others'
+        return next((table[p].command for p in mine
+                     if "/envoy " in table[p].command and "_composer-" in table[p].command
+                     and "meshgate-localmesh-" in table[p].command), None)
+
+    try:
+        envoy = poll(composer_envoy, timeout=timeout, interval=0.1,
+                     what="the run's composer Envoy started")
+    except StopWaiting:
+        raise
+    except AssertionError as exc:
+        proc.kill()
+        proc.wait(timeout=30)
+        raise AssertionError(f"{exc}\nthe run's output:\n{_output(proc)[-3000:]}") from exc
+    before, after = envoy.split("meshgate-localmesh-", 1)
+    state = before.rsplit(" ", 1)[-1] + "meshgate-localmesh-" + after.split("/")[0]
+    return json.loads((Path(state) / "instance.json").read_text())
+
+
+def _wait_gone(proc: subprocess.Popen, timeout: float = 60) -> str:
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        pytest.fail(f"the run did not exit within {timeout}s: {_output(proc)[-2000:]}")
+    return _output(proc)
+
+
+def _assert_clean(instance: dict) -> None:
+    """Nothing of the run whose localmesh ``instance`` was is left: no process, no listening
+    socket of its own, no temporary folder, no discovery cache."""
+    state = Path(instance["kubeconfig"]).parent
+
+    def no_process() -> bool:
+        left = _of_run(state.name)
+        assert left == [], f"processes of the run are still alive: {left[:3]}"
+        return True
+
+    poll(no_process, timeout=20, interval=0.1, what="the run's processes gone")
+    # The run's own addresses: its loopback block and its API server's port. (Other
+    # localmesh instances may run beside it; their sockets are not this run's.)
+    block = f"127.{instance['block']}."
+    api_port = int(instance["server"].rsplit(":", 1)[1])
+    left = {(ip, port) for ip, port in _listening_ports()
+            if ip.startswith(block) or (ip == "127.0.0.1" and port == api_port)}
+    assert left == set(), f"listening sockets of the run left: {sorted(left)[:10]}"
+    assert not state.exists(), f"the run's temporary folder {state} is left"
+    caches = list(Path(tempfile.gettempdir()).glob("meshgate-discovery-intr-*"))
+    assert caches == [], f"the run's discovery caches are left: {caches}"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_during_a_run_leaves_nothing(tmp_path: Path, sig: signal.Signals) -> None:
+    proc = _start(tmp_path)
+    instance = _wait_for_pods(proc)
+    proc.send_signal(sig)
+    out = _wait_gone(proc)
+    assert proc.returncode != 0, out[-2000:]
+    _assert_clean(instance)
+    # And the next run starts cleanly.
+    again = _start(tmp_path / "again", "-k", "composer and route and registered")
+    instance = _wait_for_pods(again)
+    out = _wait_gone(again, timeout=240)
+    assert again.returncode == 0, out[-3000:]
+    _assert_clean(instance)
+
+
+def test_killed_xdist_worker_leaves_nothing(tmp_path: Path) -> None:
+    proc = _start(tmp_path, "-n", "2")
+    instance = _wait_for_pods(proc)
+    workers = [p.pid for p in process_table().values() if p.ppid == proc.pid
+               and p.pid not in _localmesh_pids(proc.pid)]
+    assert workers, "no xdist worker found"
+    os.kill(workers[0], signal.SIGKILL)
+    out = _wait_gone(proc, timeout=240)
+    # xdist notices the dead worker ("node down") and carries on without leaking it.
+    assert "node down" in out, out[-2000:]
+    _assert_clean(instance)
+    # The scenario namespaces of the run are gone too: the surviving worker and the
+    # controller cleaned up, and the killed worker's namespace went with localmesh.
+
+
+def _localmesh_pids(parent: int) -> set[int]:
+    """Children of ``parent`` that are localmesh (started with setpriv or python -m)."""
+    return {p.pid for p in process_table().values()
+            if p.ppid == parent and ("localmesh" in p.command or "setpriv" in p.command)}
