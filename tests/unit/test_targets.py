@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -352,10 +353,12 @@ def test_k3s_image_import_commands(tmp_path: Path) -> None:
 
 
 def test_k3s_without_docker_or_tools_is_unavailable(tmp_path: Path) -> None:
-    target = k3s_target.K3sTarget(state_dir=tmp_path, docker_check=lambda: "no socket")
+    target = k3s_target.K3sTarget(state_dir=tmp_path, docker_check=lambda: "no socket",
+                                  modules_check=list)
     with pytest.raises(TargetUnavailable, match=r"needs a Docker engine .*\(no socket\)"):
         target.start()
     target = k3s_target.K3sTarget(state_dir=tmp_path, docker_check=lambda: None,
+                                  modules_check=list,
                                   which=lambda t: None if t == "istioctl" else f"/bin/{t}",
                                   environ={})
     with pytest.raises(TargetUnavailable, match="needs istioctl on the PATH"):
@@ -436,3 +439,27 @@ def test_istio_install_module_exports_are_real() -> None:
     for name in istio_install.__all__:
         assert hasattr(istio_install, name), name
 
+
+def test_k3s_without_its_python_packages_names_the_extra(tmp_path: Path) -> None:
+    """testcontainers and docker are an optional extra: without them, the target says which
+    extra to install before it looks for a Docker engine."""
+    assert k3s_target.missing_modules(lambda name: None) == ["testcontainers", "docker"]
+    assert k3s_target.missing_modules(lambda name: object()) == []
+    target = k3s_target.K3sTarget(state_dir=tmp_path, modules_check=lambda: ["testcontainers"],
+                                  docker_check=lambda: pytest.fail("looked for Docker first"))
+    with pytest.raises(TargetUnavailable) as caught:
+        target.start()
+    message = str(caught.value)
+    assert "needs the Python packages testcontainers (meshgate's `containers` extra)" in message
+    assert "pip install -e '.[containers]'" in message and "--target local" in message
+
+
+def test_k3s_container_import_is_lazy_and_names_the_extra(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """meshgate.targets.k3s imports without testcontainers; building the container without
+    it says what to install."""
+    monkeypatch.setitem(sys.modules, "testcontainers", None)  # import fails as if absent
+    monkeypatch.setitem(sys.modules, "testcontainers.community", None)
+    monkeypatch.setitem(sys.modules, "testcontainers.community.k3s", None)
+    with pytest.raises(TargetUnavailable, match=r"pip install -e '\.\[containers\]'"):
+        k3s_target.build_container(k3s_target.container_spec({}))
