@@ -11,12 +11,14 @@ import``); stop() removes the container.
 The container's settings (:func:`container_spec`) and every command are pure functions,
 unit-tested without Docker; :class:`K3sTarget` executes them. Without a Docker engine, or
 without kubectl and istioctl (or helm), the target is unavailable and the scenarios skip
-with the reason. Environment: ``MESHGATE_K3S_IMAGE`` plus the ``MESHGATE_ISTIO_*``
-variables of the kind target (docs/targets.md).
+with the reason; so do they without the Python packages of meshgate's ``containers`` extra
+(testcontainers, docker), which only this target needs. Environment: ``MESHGATE_K3S_IMAGE``
+plus the ``MESHGATE_ISTIO_*`` variables of the kind target (docs/targets.md).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -47,6 +49,9 @@ WORKLOADS_CONTEXT = REPO / "workloads"
 DEFAULT_IMAGE = "rancher/k3s:v1.33.4-k3s1"
 API_PORT = 6443
 IMAGE_TAR_IN_NODE = "/tmp/meshgate-workloads.tar"
+# The Python packages only this target needs, from meshgate's `containers` extra.
+EXTRA_MODULES = ("testcontainers", "docker")
+INSTALL_EXTRA = "pip install -e '.[containers]' in the suite's virtualenv"
 
 
 @dataclass(frozen=True)
@@ -79,9 +84,18 @@ def container_spec(environ: Mapping[str, str],
     )
 
 
+def missing_modules(find: Callable[[str], object] = importlib.util.find_spec) -> list[str]:
+    """The `containers` extra's top-level modules that are not installed."""
+    return [name for name in EXTRA_MODULES if find(name) is None]
+
+
 def build_container(spec: K3sSpec) -> Any:
     """A K3SContainer configured from the spec (talks to Docker: not for unit tests)."""
-    from testcontainers.community.k3s import K3SContainer
+    try:
+        from testcontainers.community.k3s import K3SContainer
+    except ImportError as exc:
+        raise TargetUnavailable(f"--target k3s needs testcontainers' k3s module ({exc}): "
+                                f"{INSTALL_EXTRA}, or use --target local") from exc
 
     container = K3SContainer(image=spec.image, enable_cgroup_mount=spec.cgroup_mount)
     container.with_command(f"{spec.command} --tls-san={container.get_container_host_ip()}")
@@ -146,6 +160,7 @@ class K3sTarget:
     which: Callable[[str], str | None] = shutil.which
     executor: Executor | None = None
     docker_check: Callable[[], str | None] = _docker_answers
+    modules_check: Callable[[], list[str]] = missing_modules
     _container: Any = field(default=None, repr=False)
 
     @property
@@ -154,6 +169,11 @@ class K3sTarget:
         return True
 
     def start(self) -> Provided:
+        missing_python = self.modules_check()
+        if missing_python:
+            raise TargetUnavailable(
+                f"--target k3s needs the Python packages {', '.join(missing_python)} "
+                f"(meshgate's `containers` extra): {INSTALL_EXTRA}, or use --target local")
         problem = self.docker_check()
         if problem is not None:
             raise TargetUnavailable(

@@ -1,18 +1,16 @@
 """localmesh's own tests: one localmesh (without the mesh) for the whole session, driven only
 by real clients — the official ``kubernetes`` Python client and kubectl binaries.
 
-Each test gets its own namespace. Every wait is a bounded poll (:func:`wait_until`), never a
-sleep standing in for a condition.
+Each test gets its own namespace. Every wait is a bounded poll (tests.support.poll), never
+a sleep standing in for a condition.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,49 +18,18 @@ from typing import Any
 import pytest
 from kubernetes import client, config, dynamic
 
-from localmesh.cli import Handle, launch
+from localmesh.cli import Handle
+from tests.support import boot_localmesh, require_kubectl
 
-KUBECTL_DIR = Path("/usr/lib/google-cloud-sdk/bin")
-# The oldest and newest kubectl the machine image ships, and the first with WebSocket exec.
+# The oldest and newest kubectl the tests drive (the machine image ships 1.27 … 1.33 beside
+# the kubectl on the PATH), and the first with WebSocket exec.
 OLDEST, NEWEST, WEBSOCKET_EXEC = "1.28", "1.33", "1.30"
-
-
-def kubectl_path(version: str) -> Path | None:
-    path = KUBECTL_DIR / f"kubectl.{version}"
-    if path.exists():
-        return path
-    found = shutil.which(f"kubectl.{version}")
-    return Path(found) if found else None
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
-               what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy; bounded in time and count."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    for _ in range(int(timeout / interval) + 2):
-        try:
-            last = check()
-        except (client.ApiException, AssertionError, KeyError, IndexError,
-                TypeError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 @pytest.fixture(scope="session")
 def localmesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handle]:
-    state = tmp_path_factory.mktemp("localmesh-api")
-    handle = launch(state, mesh=False, timeout=30)
-    try:
+    with boot_localmesh(tmp_path_factory.mktemp("localmesh-api"), mesh=False) as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 @pytest.fixture(scope="session")
@@ -114,14 +81,14 @@ def ns(core: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterator[str]:
 class Kubectl:
     """One kubectl binary bound to the session's kubeconfig and a per-test cache dir."""
 
-    binary: Path
+    binary: str
     version: str
     kubeconfig: Path
     cache_dir: Path
 
     def run(self, *args: str, input: str | None = None, check: bool = True,
             timeout: float = 30.0) -> subprocess.CompletedProcess:
-        cmd = [str(self.binary), "--kubeconfig", str(self.kubeconfig), "--cache-dir",
+        cmd = [self.binary, "--kubeconfig", str(self.kubeconfig), "--cache-dir",
                str(self.cache_dir), *args]
         proc = subprocess.run(cmd, input=input, capture_output=True, text=True,
                               timeout=timeout, check=False)
@@ -144,11 +111,10 @@ class Kubectl:
 
 
 def make_kubectl(version: str, kubeconfig: Path, cache_dir: Path) -> Kubectl:
-    path = kubectl_path(version)
-    if path is None:
-        pytest.skip(f"kubectl {version} is not installed ({KUBECTL_DIR})")
+    """kubectl ``version`` bound to the kubeconfig; skips (saying so) where it is absent."""
+    binary = require_kubectl(version)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    return Kubectl(path, version, kubeconfig, cache_dir)
+    return Kubectl(binary, version, kubeconfig, cache_dir)
 
 
 @pytest.fixture(params=[OLDEST, NEWEST])

@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -46,15 +45,13 @@ import requests
 from localmesh.addons.kiali.cytoscape import rate_to_string
 from localmesh.addons.kiali.graph import node_id, sha256_hex
 from meshgate.graph import Edge, edges_from_kiali, servicegraph_edges
+from tests.support import GOLDEN, PROMETHEUS, REPO, StopWaiting, poll, unused_port
 
-REPO = Path(__file__).resolve().parents[2]
-PROMETHEUS = "/usr/bin/prometheus"
 STARTUP_SECONDS = 30.0
 NS = "blockchain"
 CLUSTER = "Kubernetes"  # Istio's default cluster id (ISTIO_META_CLUSTER_ID)
 
-GOLDEN_GRAPH = Path(os.environ.get("MESHGATE_GOLDEN_DIR") or REPO.parent / "shared" / "golden") \
-    / "kiali" / "workload-graph.json"
+GOLDEN_GRAPH = GOLDEN / "kiali" / "workload-graph.json"
 
 
 # --------------------------------------------------------------------------- the mesh's series
@@ -169,29 +166,6 @@ class Exporter:
 # --------------------------------------------------------------------------- helpers
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``predicate`` until it returns something truthy or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except (requests.RequestException, ValueError) as error:
-            last_error = error
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}"
-                                 + (f" (last error: {last_error})" if last_error else ""))
-        time.sleep(0.1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def clean_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env.update(NO_PROXY="*", no_proxy="*", PYTHONUNBUFFERED="1")
@@ -219,6 +193,7 @@ class Prometheus:
     """Debian's Prometheus on a free loopback port with its TSDB in a temporary directory."""
 
     def __init__(self, workdir: Path, target: str) -> None:
+        assert PROMETHEUS is not None, "the prometheus fixture skips without it"
         config = workdir / "prometheus.yml"
         config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
@@ -227,7 +202,7 @@ class Prometheus:
         )
         self.log_path = workdir / "prometheus.log"
         for _attempt in range(3):  # a free port can be taken between the probe and the bind
-            port = free_port()
+            port = unused_port()
             self.url = f"http://127.0.0.1:{port}"
             with self.log_path.open("w") as log:
                 self.process = subprocess.Popen(
@@ -243,17 +218,18 @@ class Prometheus:
         raise AssertionError(f"Prometheus did not start:\n{self.log_path.read_text()[-3000:]}")
 
     def _ready(self) -> bool:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
+        """Whether this start came up: False at once if it exited (its port was taken)."""
+
+        def ready() -> bool:
             if self.process.poll() is not None:
-                return False
-            try:
-                if HTTP.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
-                    return True
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        return False
+                raise StopWaiting(f"Prometheus exited {self.process.returncode}")
+            return HTTP.get(f"{self.url}/-/ready", timeout=2).status_code == 200
+
+        try:
+            poll(ready, timeout=STARTUP_SECONDS, interval=0.1, what="Prometheus ready")
+        except StopWaiting:
+            return False
+        return True
 
     def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
         params = {"query": expr, **({"time": str(at)} if at is not None else {})}
@@ -306,7 +282,8 @@ class Addon:
                         return found.group(1)
             return None
 
-        self.url = "http://" + wait_until(listening, STARTUP_SECONDS, f"{self.name} to listen")
+        self.url = "http://" + poll(listening, timeout=STARTUP_SECONDS,
+                                    what=f"{self.name} to listen")
         return self
 
     def get(self, path: str, **params: str) -> requests.Response:
@@ -324,21 +301,19 @@ class Addon:
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     """Prometheus scraping the exporter, once it holds 3+ samples of every series."""
-    if not os.access(PROMETHEUS, os.X_OK):
-        reason = (f"{PROMETHEUS} is not installed "
-                  "(apt-get install --no-install-recommends prometheus)")
-        print(f"SKIP addon graph tests: {reason}", file=sys.stderr)
-        pytest.skip(reason)
+    if PROMETHEUS is None:
+        pytest.skip("prometheus is not on the PATH "
+                    "(apt-get install --no-install-recommends prometheus)")
     workdir = tmp_path_factory.mktemp("prometheus")
     exporter = Exporter()
     server = None
     try:
         server = Prometheus(workdir, exporter.address)
-        wait_until(
-            lambda: int(float((server.query(
+        poll(lambda: int(float((server.query(
                 "count(count_over_time(istio_requests_total[1m]) >= 3)") or
                 [{"value": [0, "0"]}])[0]["value"][1])) == SERIES_COUNT,
-            STARTUP_SECONDS, f"Prometheus to hold 3 samples of all {SERIES_COUNT} series")
+             timeout=STARTUP_SECONDS, interval=0.1,
+             what=f"Prometheus to hold 3 samples of all {SERIES_COUNT} series")
         yield server
     finally:
         if server is not None:
@@ -708,7 +683,7 @@ def test_servicegraph_static_node_bad_horizon_and_health(servicegraph: Addon) ->
 
 
 def test_prometheus_down_answers_503_with_the_reason(addons: Callable[..., Addon]) -> None:
-    nowhere = f"http://127.0.0.1:{free_port()}"
+    nowhere = f"http://127.0.0.1:{unused_port()}"
     kiali = addons("kiali", prometheus_url=nowhere)
     servicegraph = addons("servicegraph", prometheus_url=nowhere)
     answer = kiali.get("/kiali/api/namespaces/graph", namespaces=NS)

@@ -9,7 +9,8 @@ import json
 import pytest
 from kubernetes import client, utils
 
-from tests.localmesh.conftest import Raw, wait_until
+from tests.localmesh.conftest import Raw
+from tests.support import poll
 
 
 def _status(exc: client.ApiException) -> dict:
@@ -146,14 +147,14 @@ def test_generation_and_observed_generation(apps: client.AppsV1Api, ns: str) -> 
                                                            "command": ["sleep", "60"]}]}}}}
     d = apps.create_namespaced_deployment(ns, body)
     assert d.metadata.generation == 1
-    wait_until(lambda: apps.read_namespaced_deployment("g", ns).status.observed_generation == 1,
-               what="observedGeneration 1")
+    poll(lambda: apps.read_namespaced_deployment("g", ns).status.observed_generation == 1,
+         what="observedGeneration 1")
     apps.patch_namespaced_deployment("g", ns, {"metadata": {"labels": {"x": "y"}}})
     assert apps.read_namespaced_deployment("g", ns).metadata.generation == 1
     apps.patch_namespaced_deployment("g", ns, {"spec": {"minReadySeconds": 1}})
     assert apps.read_namespaced_deployment("g", ns).metadata.generation == 2
-    wait_until(lambda: apps.read_namespaced_deployment("g", ns).status.observed_generation == 2,
-               what="observedGeneration 2")
+    poll(lambda: apps.read_namespaced_deployment("g", ns).status.observed_generation == 2,
+         what="observedGeneration 2")
 
 
 def test_status_subresource_is_separate(core: client.CoreV1Api, ns: str) -> None:
@@ -318,8 +319,8 @@ def test_garbage_collection_background(core: client.CoreV1Api, ns: str) -> None:
     _owner_with_dependents(core, ns, "bg")
     core.delete_namespaced_config_map("bg", ns, propagation_policy="Background")
     assert _gone(core, ns, "bg")
-    wait_until(lambda: _gone(core, ns, "bg-dep-0") and _gone(core, ns, "bg-dep-1"),
-               what="dependents collected")
+    poll(lambda: _gone(core, ns, "bg-dep-0") and _gone(core, ns, "bg-dep-1"),
+         what="dependents collected")
 
 
 def test_garbage_collection_foreground(core: client.CoreV1Api, ns: str) -> None:
@@ -329,21 +330,21 @@ def test_garbage_collection_foreground(core: client.CoreV1Api, ns: str) -> None:
     core.patch_namespaced_config_map("fg-dep-0", ns,
                                      {"metadata": {"finalizers": ["example.com/hold"]}})
     core.delete_namespaced_config_map("fg", ns, propagation_policy="Foreground")
-    wait_until(lambda: _gone(core, ns, "fg-dep-1"), what="the free dependent deleted")
+    poll(lambda: _gone(core, ns, "fg-dep-1"), what="the free dependent deleted")
     owner = core.read_namespaced_config_map("fg", ns)
     assert owner.metadata.deletion_timestamp is not None
     assert owner.metadata.finalizers == ["foregroundDeletion"]
     held = core.read_namespaced_config_map("fg-dep-0", ns)
     assert held.metadata.deletion_timestamp is not None
     core.patch_namespaced_config_map("fg-dep-0", ns, {"metadata": {"finalizers": None}})
-    wait_until(lambda: _gone(core, ns, "fg") and _gone(core, ns, "fg-dep-0"),
-               what="owner gone after its dependents")
+    poll(lambda: _gone(core, ns, "fg") and _gone(core, ns, "fg-dep-0"),
+         what="owner gone after its dependents")
 
 
 def test_garbage_collection_orphan(core: client.CoreV1Api, ns: str) -> None:
     _owner_with_dependents(core, ns, "or")
     core.delete_namespaced_config_map("or", ns, propagation_policy="Orphan")
-    wait_until(lambda: _gone(core, ns, "or"), what="owner deleted")
+    poll(lambda: _gone(core, ns, "or"), what="owner deleted")
     dep = core.read_namespaced_config_map("or-dep-0", ns)
     assert not dep.metadata.owner_references
 
@@ -351,8 +352,8 @@ def test_garbage_collection_orphan(core: client.CoreV1Api, ns: str) -> None:
 def test_namespace_cascade(core: client.CoreV1Api, apps: client.AppsV1Api) -> None:
     name = "cascade-ns"
     core.create_namespace({"metadata": {"name": name}})
-    wait_until(lambda: core.read_namespaced_service_account("default", name),
-               what="the namespace's default ServiceAccount")
+    poll(lambda: core.read_namespaced_service_account("default", name),
+         what="the namespace's default ServiceAccount")
     core.create_namespaced_config_map(name, {"metadata": {"name": "a"}})
     core.create_namespaced_secret(name, {"metadata": {"name": "s"}, "stringData": {"k": "v"}})
     # An object with a finalizer holds the namespace in Terminating until it is released.
@@ -364,7 +365,7 @@ def test_namespace_cascade(core: client.CoreV1Api, apps: client.AppsV1Api) -> No
     with pytest.raises(client.ApiException) as err:
         core.create_namespaced_config_map(name, {"metadata": {"name": "late"}})
     assert err.value.status == 403
-    wait_until(lambda: _gone(core, name, "a"), what="the namespace's objects deleted")
+    poll(lambda: _gone(core, name, "a"), what="the namespace's objects deleted")
     assert core.read_namespace(name).status.phase == "Terminating"
     core.patch_namespaced_config_map("held", name, {"metadata": {"finalizers": None}})
     def gone() -> bool:
@@ -373,7 +374,7 @@ def test_namespace_cascade(core: client.CoreV1Api, apps: client.AppsV1Api) -> No
         except client.ApiException as exc:
             return exc.status == 404
         return False
-    wait_until(gone, timeout=15, what="namespace deleted")
+    poll(gone, timeout=15, what="namespace deleted")
     assert core.list_namespaced_config_map(name).items == []
 
 
@@ -415,8 +416,8 @@ spec:
     created = utils.create_from_yaml(api_client, str(manifest), namespace=ns)
     kinds = [o.kind for group in created for o in group]
     assert kinds == ["ConfigMap", "Deployment", "Service"]
-    wait_until(lambda: apps.read_namespaced_deployment("web", ns).status.ready_replicas == 2,
-               what="2 ready replicas")
+    poll(lambda: apps.read_namespaced_deployment("web", ns).status.ready_replicas == 2,
+         what="2 ready replicas")
     with pytest.raises(utils.FailToCreateError) as err:
         utils.create_from_yaml(api_client, str(manifest), namespace=ns)
     assert {e.status for e in err.value.api_exceptions} == {409}

@@ -10,7 +10,8 @@ import pytest
 from kubernetes import client, dynamic
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
-from tests.localmesh.conftest import Kubectl, Raw, wait_until
+from tests.localmesh.conftest import Kubectl, Raw
+from tests.support import poll
 
 VIRTUAL_SERVICE_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -64,7 +65,7 @@ def crds(api_client: client.ApiClient) -> None:
             if exc.status != 409:
                 raise
         name = crd["metadata"]["name"]
-        wait_until(lambda n=name: any(
+        poll(lambda n=name: any(
             c.type == "Established" and c.status == "True"
             for c in (ext.read_custom_resource_definition(n).status.conditions or [])),
             what=f"{name} established")
@@ -163,7 +164,7 @@ def test_crd_objects_go_with_the_crd(api_client: client.ApiClient, raw: Raw,
                                               "g=meta.k8s.io"}).data)
     assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Age"]
     ext.delete_custom_resource_definition("widgets.example.com")
-    wait_until(lambda: raw("GET", "/apis/example.com/v1").status == 404,
-               what="the group no longer served")
+    poll(lambda: raw("GET", "/apis/example.com/v1").status == 404,
+         what="the group no longer served")
     with pytest.raises(ResourceNotFoundError):
         dyn.resources.get(api_version="example.com/v1", kind="Widget")

@@ -19,8 +19,8 @@ from tests.localmesh.conftest import (
     container_status,
     make_kubectl,
     pod_ready,
-    wait_until,
 )
+from tests.support import poll
 
 APP = """\
 apiVersion: apps/v1
@@ -189,16 +189,16 @@ def test_logs(kubectl: Kubectl, ns: str, core: client.CoreV1Api) -> None:
             {"name": "crasher", "image": "busybox",
              "command": ["sh", "-c", "echo run at $(date +%s%N); exit 1"]}]}}
     kubectl("apply", "-n", ns, *kubectl.validate_flags, "-f", "-", input=json.dumps(pod))
-    wait_until(lambda: "late" in kubectl("logs", "logs", "-c", "counter", "-n", ns),
-               what="counter logs")
+    poll(lambda: "late" in kubectl("logs", "logs", "-c", "counter", "-n", ns),
+         what="counter logs")
     assert kubectl("logs", "logs", "-c", "counter", "-n", ns, "--tail=2") == "line 5\nlate\n"
     # -f ends when the container exits; here the container keeps running, so it is bounded
     # by kubectl's own request timeout.
     proc = kubectl.run("logs", "-f", "logs", "-c", "counter", "-n", ns,
                        "--request-timeout=2s", check=False, timeout=20)
     assert "line 1" in proc.stdout and "late" in proc.stdout
-    wait_until(lambda: (container_status(core, ns, "logs", "crasher").restart_count or 0) >= 2,
-               timeout=15, what="crasher restarted twice")
+    poll(lambda: (container_status(core, ns, "logs", "crasher").restart_count or 0) >= 2,
+         timeout=15, what="crasher restarted twice")
     current = kubectl("logs", "logs", "-c", "crasher", "-n", ns)
     previous = kubectl("logs", "logs", "-c", "crasher", "-n", ns, "--previous")
     assert current.startswith("run at") and previous.startswith("run at")
@@ -229,7 +229,7 @@ def test_delete_and_propagation(kubectl: Kubectl, ns: str, core: client.CoreV1Ap
     assert len(rs) == 1 and not rs[0]["metadata"].get("ownerReferences")
     name = rs[0]["metadata"]["name"]
     kubectl("delete", "rs", name, "-n", ns, "--cascade=foreground", "--timeout=20s")
-    wait_until(lambda: not core.list_namespaced_pod(ns).items, timeout=15, what="pods gone")
+    poll(lambda: not core.list_namespaced_pod(ns).items, timeout=15, what="pods gone")
     assert 'configmap "settings" deleted' in kubectl("delete", "cm", "settings", "-n", ns)
     assert "No resources found" in kubectl.run("get", "cm", "settings", "-n", ns,
                                                "--ignore-not-found", check=False).stderr + \
@@ -261,7 +261,7 @@ def test_exec_over_websocket(version: str, kubeconfig, tmp_path, ns: str,
     k = make_kubectl(version, kubeconfig, tmp_path / "cache")
     k("run", "sh", "-n", ns, "--image=busybox", "--restart=Never", "--",
       "sh", "-c", "sleep 60")
-    wait_until(lambda: pod_ready(core, ns, "sh"), what="pod ready")
+    poll(lambda: pod_ready(core, ns, "sh"), what="pod ready")
     proc = k.run("exec", "sh", "-n", ns, "--", "sh", "-c", "echo out; echo err >&2; exit 3",
                  check=False)
     assert proc.returncode == 3

@@ -20,8 +20,8 @@ from tests.localmesh.conftest import (
     container_status,
     pod_phase,
     pod_ready,
-    wait_until,
 )
+from tests.support import boot_localmesh, poll, process_table
 
 ECHO_SERVER = """
 import http.server, json, os, sys
@@ -65,18 +65,18 @@ def logs(core: client.CoreV1Api, ns: str, pod: str, container: str | None = None
 
 def wait_logs(core: client.CoreV1Api, ns: str, pod: str, needle: str,
               container: str | None = None, timeout: float = 10) -> str:
-    return wait_until(lambda: needle in (out := logs(core, ns, pod, container)) and out,
-                      timeout=timeout, what=f"{needle!r} in the logs of {pod}")
+    return poll(lambda: needle in (out := logs(core, ns, pod, container)) and out,
+                timeout=timeout, what=f"{needle!r} in the logs of {pod}")
 
 
 # -- images --------------------------------------------------------------------------------
 def test_unknown_image_fails_like_a_pull_error(core: client.CoreV1Api, ns: str) -> None:
     core.create_namespaced_pod(ns, {"metadata": {"name": "nope"}, "spec": {"containers": [
         {"name": "c", "image": "registry.example.com/team/app:1.2"}]}})
-    first = wait_until(lambda: (s := container_status(core, ns, "nope")) and s.state.waiting
-                       and s.state.waiting, what="a waiting state")
+    first = poll(lambda: (s := container_status(core, ns, "nope")) and s.state.waiting
+                 and s.state.waiting, what="a waiting state")
     assert first.reason in ("ErrImagePull", "ImagePullBackOff")
-    backoff = wait_until(
+    backoff = poll(
         lambda: (w := container_status(core, ns, "nope").state.waiting) and
         w.reason == "ImagePullBackOff" and w, timeout=10, what="ImagePullBackOff")
     assert backoff.message == 'Back-off pulling image "registry.example.com/team/app:1.2"'
@@ -122,10 +122,10 @@ def test_environment(core: client.CoreV1Api, ns: str) -> None:
 def test_missing_config_reference(core: client.CoreV1Api, ns: str) -> None:
     core.create_namespaced_pod(ns, busybox_pod("cfgerr", "sleep 30", container={"env": [
         {"name": "X", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k"}}}]}))
-    waiting = wait_until(lambda: (s := container_status(core, ns, "cfgerr")) and
-                         s.state.waiting and s.state.waiting.reason ==
-                         "CreateContainerConfigError" and s.state.waiting,
-                         what="CreateContainerConfigError")
+    waiting = poll(lambda: (s := container_status(core, ns, "cfgerr")) and
+                   s.state.waiting and s.state.waiting.reason ==
+                   "CreateContainerConfigError" and s.state.waiting,
+                   what="CreateContainerConfigError")
     assert waiting.message == 'configmap "absent" not found'
 
 
@@ -180,18 +180,18 @@ def test_readiness_probes_http_tcp_exec(core: client.CoreV1Api, ns: str) -> None
         "exec": {"command": ["sh", "-c", 'test -f "$HOME/ready"']},
         "periodSeconds": 1, "failureThreshold": 1}}))
     for name in ("http", "tcp", "exec"):
-        wait_until(lambda n=name: pod_ready(core, ns, n), what=f"{name} ready")
+        poll(lambda n=name: pod_ready(core, ns, n), what=f"{name} ready")
     # Readiness that starts failing takes the pod out of Ready, and out of Endpoints.
     stream(core.connect_get_namespaced_pod_exec, "exec", ns,
            command=["sh", "-c", 'rm "$HOME/ready"'], stdout=True, stderr=True, stdin=False)
-    wait_until(lambda: not pod_ready(core, ns, "exec"), timeout=5, what="exec unready")
+    poll(lambda: not pod_ready(core, ns, "exec"), timeout=5, what="exec unready")
     assert container_status(core, ns, "exec").ready is False
 
 
 def test_probe_that_never_succeeds_keeps_pod_unready(core: client.CoreV1Api, ns: str) -> None:
     core.create_namespaced_pod(ns, echo_pod("wrongpath", readinessProbe={
         "httpGet": {"path": "/status/503", "port": 8080}, "periodSeconds": 1}))
-    wait_until(lambda: pod_phase(core, ns, "wrongpath") == "Running", what="running")
+    poll(lambda: pod_phase(core, ns, "wrongpath") == "Running", what="running")
     time_limit = 1.5
     deadline = time.monotonic() + time_limit
     while time.monotonic() < deadline:  # bounded: it must stay unready the whole time
@@ -203,8 +203,8 @@ def test_liveness_probe_restarts(core: client.CoreV1Api, ns: str) -> None:
     core.create_namespaced_pod(ns, busybox_pod("live", "sleep 60", container={
         "livenessProbe": {"exec": {"command": ["sh", "-c", "exit 1"]},
                           "periodSeconds": 1, "failureThreshold": 1}}))
-    wait_until(lambda: container_status(core, ns, "live").restart_count >= 1, timeout=15,
-               what="a liveness restart")
+    poll(lambda: container_status(core, ns, "live").restart_count >= 1, timeout=15,
+         what="a liveness restart")
     events = core.list_namespaced_event(ns, field_selector="involvedObject.name=live").items
     assert any(e.reason == "Unhealthy" for e in events)
 
@@ -214,10 +214,10 @@ def test_startup_probe_gates_readiness(core: client.CoreV1Api, ns: str) -> None:
     core.create_namespaced_pod(ns, busybox_pod("startup", script, container={
         "startupProbe": {"exec": {"command": ["sh", "-c", 'test -f "$HOME/started"']},
                          "periodSeconds": 1, "failureThreshold": 30}}))
-    wait_until(lambda: pod_phase(core, ns, "startup") == "Running", what="running")
+    poll(lambda: pod_phase(core, ns, "startup") == "Running", what="running")
     status = container_status(core, ns, "startup")
     assert status.started is False and status.ready is False
-    wait_until(lambda: pod_ready(core, ns, "startup"), timeout=5, what="started and ready")
+    poll(lambda: pod_ready(core, ns, "startup"), timeout=5, what="started and ready")
     assert container_status(core, ns, "startup").started is True
 
 
@@ -226,11 +226,11 @@ def test_restart_policy_never_and_on_failure(core: client.CoreV1Api, ns: str) ->
     core.create_namespaced_pod(ns, busybox_pod("fails", "echo bye; exit 3",
                                                restartPolicy="Never"))
     core.create_namespaced_pod(ns, busybox_pod("succeeds", "exit 0", restartPolicy="OnFailure"))
-    wait_until(lambda: pod_phase(core, ns, "fails") == "Failed", what="Failed")
+    poll(lambda: pod_phase(core, ns, "fails") == "Failed", what="Failed")
     term = container_status(core, ns, "fails").state.terminated
     assert term.exit_code == 3 and term.reason == "Error"
     assert container_status(core, ns, "fails").restart_count == 0
-    wait_until(lambda: pod_phase(core, ns, "succeeds") == "Succeeded", what="Succeeded")
+    poll(lambda: pod_phase(core, ns, "succeeds") == "Succeeded", what="Succeeded")
     term = container_status(core, ns, "succeeds").state.terminated
     assert term.exit_code == 0 and term.reason == "Completed"
     assert logs(core, ns, "fails") == "bye\n"
@@ -238,7 +238,7 @@ def test_restart_policy_never_and_on_failure(core: client.CoreV1Api, ns: str) ->
 
 def test_crash_loop_back_off(core: client.CoreV1Api, ns: str) -> None:
     core.create_namespaced_pod(ns, busybox_pod("crash", "echo boom; exit 2"))
-    status = wait_until(
+    status = poll(
         lambda: (s := container_status(core, ns, "crash")) and s.restart_count >= 2 and
         s.state.waiting and s.state.waiting.reason == "CrashLoopBackOff" and s,
         timeout=15, what="CrashLoopBackOff after two restarts")
@@ -259,11 +259,8 @@ def _main_pid(core: client.CoreV1Api, ns: str, pod: str) -> int:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    proc = process_table().get(pid)
+    return proc is not None and proc.alive
 
 
 def _deleted(core: client.CoreV1Api, ns: str, pod: str) -> bool:
@@ -279,14 +276,14 @@ def test_graceful_termination_sigterm(core: client.CoreV1Api, ns: str, tmp_path:
     script = f'trap "echo got-term > {marker}; exit 0" TERM; while true; do sleep 0.1; done'
     core.create_namespaced_pod(ns, busybox_pod("polite", script,
                                                terminationGracePeriodSeconds=30))
-    wait_until(lambda: pod_ready(core, ns, "polite"), what="ready")
+    poll(lambda: pod_ready(core, ns, "polite"), what="ready")
     pid = _main_pid(core, ns, "polite")
     t0 = time.monotonic()
     answer = core.delete_namespaced_pod("polite", ns)
     # A graceful delete answers with the pod marked for deletion, not yet gone.
     assert answer.metadata.deletion_timestamp is not None
     assert answer.metadata.deletion_grace_period_seconds == 30
-    wait_until(lambda: _deleted(core, ns, "polite"), timeout=10, what="pod deleted")
+    poll(lambda: _deleted(core, ns, "polite"), timeout=10, what="pod deleted")
     assert time.monotonic() - t0 < 5, "a pod that exits on SIGTERM goes at once"
     assert marker.read_text() == "got-term\n"
     assert not _alive(pid)
@@ -295,29 +292,19 @@ def test_graceful_termination_sigterm(core: client.CoreV1Api, ns: str, tmp_path:
 def test_grace_period_then_sigkill(core: client.CoreV1Api, ns: str) -> None:
     core.create_namespaced_pod(ns, busybox_pod("stubborn", "trap '' TERM; sleep 60",
                                                terminationGracePeriodSeconds=1))
-    wait_until(lambda: pod_ready(core, ns, "stubborn"), what="ready")
+    poll(lambda: pod_ready(core, ns, "stubborn"), what="ready")
     pid = _main_pid(core, ns, "stubborn")
     t0 = time.monotonic()
     core.delete_namespaced_pod("stubborn", ns)
-    wait_until(lambda: _deleted(core, ns, "stubborn"), timeout=10, what="pod deleted")
+    poll(lambda: _deleted(core, ns, "stubborn"), timeout=10, what="pod deleted")
     took = time.monotonic() - t0
     assert 0.9 <= took < 5, f"SIGKILL after the 1 s grace period, took {took:.2f}s"
     assert not _alive(pid)
 
 
 def _group(pgid: int) -> list[int]:
-    """Live members of a process group, from /proc."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            out.append(int(entry.name))
-    return out
+    """Live members of a process group."""
+    return [p.pid for p in process_table().values() if p.pgid == pgid and p.alive]
 
 
 def test_sigkilled_localmesh_leaves_no_pod_process(tmp_path: Path) -> None:
@@ -327,39 +314,35 @@ def test_sigkilled_localmesh_leaves_no_pod_process(tmp_path: Path) -> None:
     from kubernetes import config
 
     from localmesh.cli import _alive as serve_alive
-    from localmesh.cli import launch
 
     state = tmp_path / "killed"
-    handle = launch(state, mesh=False, timeout=30)
-    try:
+    with boot_localmesh(state, mesh=False) as handle:
         api = config.new_client_from_config(config_file=str(handle.kubeconfig))
         core = client.CoreV1Api(api)
         for i in range(3):
             # A shell that forks (it waits for sleep): a grandchild of the kubelet.
             core.create_namespaced_pod("default", busybox_pod(f"p{i}", "sleep 300; echo x"))
-        pids = [wait_until(lambda i=i: container_status(core, "default", f"p{i}") and
-                           container_status(core, "default", f"p{i}").container_id and
-                           _main_pid(core, "default", f"p{i}"), what="pid recorded")
+        pids = [poll(lambda i=i: container_status(core, "default", f"p{i}") and
+                     container_status(core, "default", f"p{i}").container_id and
+                     _main_pid(core, "default", f"p{i}"), what="pid recorded")
                 for i in range(3)]
         api.close()
         assert all(_alive(p) for p in pids)
-        wait_until(lambda: all(len(_group(p)) == 2 for p in pids), what="shells forked sleep")
+        poll(lambda: all(len(_group(p)) == 2 for p in pids), what="shells forked sleep")
         os.kill(handle.pid, signal.SIGKILL)
-        wait_until(lambda: not serve_alive(handle.pid), what="serve gone")
-        wait_until(lambda: not any(_group(p) for p in pids), timeout=5,
-                   what="no process of any container group alive")
-        again = launch(state, mesh=False, timeout=30)
-        again.stop()
+        poll(lambda: not serve_alive(handle.pid), what="serve gone")
+        poll(lambda: not any(_group(p) for p in pids), timeout=5,
+             what="no process of any container group alive")
+        with boot_localmesh(state, mesh=False):
+            pass  # a new localmesh on the same state dir reaps any survivor at boot
         assert not any(_alive(p) for p in pids)
         assert not list((state / "pids").iterdir())
-    finally:
-        handle.stop()
 
 
 # -- streams ---------------------------------------------------------------------------------
 def test_exec_with_python_client(core: client.CoreV1Api, ns: str) -> None:
     core.create_namespaced_pod(ns, busybox_pod("ex", "sleep 60"))
-    wait_until(lambda: pod_ready(core, ns, "ex"), what="ready")
+    poll(lambda: pod_ready(core, ns, "ex"), what="ready")
     resp = stream(core.connect_get_namespaced_pod_exec, "ex", ns,
                   command=["sh", "-c", "read x; echo got $x; echo oops >&2; exit 4"],
                   stdin=True, stdout=True, stderr=True, tty=False, _preload_content=False)
@@ -382,7 +365,7 @@ def test_exec_with_python_client(core: client.CoreV1Api, ns: str) -> None:
 
 def test_port_forward_with_python_client(core: client.CoreV1Api, ns: str) -> None:
     core.create_namespaced_pod(ns, echo_pod("pf"))
-    wait_until(lambda: pod_ready(core, ns, "pf"), what="ready")
+    poll(lambda: pod_ready(core, ns, "pf"), what="ready")
     pf = portforward(core.connect_get_namespaced_pod_portforward, "pf", ns, ports="8080")
     sock = pf.socket(8080)
     sock.setblocking(True)
@@ -406,7 +389,7 @@ def test_pod_and_service_proxy_pass_everything_through(core: client.CoreV1Api, r
     core.create_namespaced_pod(ns, echo_pod("px", labels={"app": "px"}))
     core.create_namespaced_service(ns, {"metadata": {"name": "px"}, "spec": {
         "selector": {"app": "px"}, "ports": [{"name": "web", "port": 80, "targetPort": "http"}]}})
-    wait_until(lambda: pod_ready(core, ns, "px"), what="ready")
+    poll(lambda: pod_ready(core, ns, "px"), what="ready")
     typed = core.connect_get_namespaced_pod_proxy_with_path("px:8080", ns, "a/b",
                                                             _preload_content=False)
     got = json.loads(typed.data)
@@ -418,10 +401,10 @@ def test_pod_and_service_proxy_pass_everything_through(core: client.CoreV1Api, r
         for base in (f"/api/v1/namespaces/{ns}/pods/px:8080/proxy",
                      f"/api/v1/namespaces/{ns}/services/px:web/proxy",
                      f"/api/v1/namespaces/{ns}/services/http:px:80/proxy"):
-            resp = wait_until(
+            resp = poll(
                 lambda b=base, m=method: (r := raw(m, f"{b}/deep/path?x=1&y=two", body="data",
-                                                   headers={"X-Test": "t",
-                                                            "Content-Type": "text/plain"}))
+                                             headers={"X-Test": "t",
+                                                      "Content-Type": "text/plain"}))
                 and r.status == 200 and r, what=f"{method} {base}")
             echoed = json.loads(resp.data)
             assert echoed["method"] == method and echoed["path"] == "/deep/path?x=1&y=two"
@@ -442,10 +425,10 @@ def test_endpoints_follow_readiness(core: client.CoreV1Api, ns: str,
     core.create_namespaced_pod(ns, echo_pod("never-ready", labels={"tier": "ep"},
                                             readinessProbe={"exec": {"command": ["false"]},
                                                             "periodSeconds": 1}))
-    wait_until(lambda: pod_ready(core, ns, "ready-one"), what="ready")
-    ep = wait_until(lambda: (e := core.read_namespaced_endpoints("ep", ns)).subsets and
-                    e.subsets[0].addresses and e.subsets[0].not_ready_addresses and e,
-                    what="both addresses")
+    poll(lambda: pod_ready(core, ns, "ready-one"), what="ready")
+    ep = poll(lambda: (e := core.read_namespaced_endpoints("ep", ns)).subsets and
+              e.subsets[0].addresses and e.subsets[0].not_ready_addresses and e,
+              what="both addresses")
     subset = ep.subsets[0]
     assert [a.target_ref.name for a in subset.addresses] == ["ready-one"]
     assert [a.target_ref.name for a in subset.not_ready_addresses] == ["never-ready"]
@@ -473,12 +456,12 @@ def test_rolling_update(apps: client.AppsV1Api, core: client.CoreV1Api, ns: str)
         st = d.status
         return (st.observed_generation or 0) >= generation and st.updated_replicas == 3 and \
             st.replicas == 3 and st.available_replicas == 3
-    wait_until(lambda: complete(1), what="v1 rolled out")
+    poll(lambda: complete(1), what="v1 rolled out")
     first = {r.metadata.name for r in apps.list_namespaced_replica_set(ns).items}
     apps.replace_namespaced_deployment("roll", ns, {**body("v2"), "metadata": {
         "name": "roll", "resourceVersion":
             apps.read_namespaced_deployment("roll", ns).metadata.resource_version}})
-    wait_until(lambda: complete(2), timeout=20, what="v2 rolled out")
+    poll(lambda: complete(2), timeout=20, what="v2 rolled out")
     sets = {r.metadata.name: r for r in apps.list_namespaced_replica_set(ns).items}
     (new,) = set(sets) - first
     assert sets[new].spec.replicas == 3 and all(sets[n].spec.replicas == 0 for n in first)
@@ -487,7 +470,7 @@ def test_rolling_update(apps: client.AppsV1Api, core: client.CoreV1Api, ns: str)
     conds = {c.type: c for c in d.status.conditions}
     assert conds["Available"].status == "True"
     assert conds["Progressing"].reason == "NewReplicaSetAvailable"
-    wait_until(lambda: all(p.metadata.labels["pod-template-hash"] ==
-                           sets[new].metadata.labels["pod-template-hash"]
-                           for p in core.list_namespaced_pod(ns).items
-                           if not p.metadata.deletion_timestamp), what="only v2 pods left")
+    poll(lambda: all(p.metadata.labels["pod-template-hash"] ==
+                     sets[new].metadata.labels["pod-template-hash"]
+                     for p in core.list_namespaced_pod(ns).items
+                     if not p.metadata.deletion_timestamp), what="only v2 pods left")

@@ -16,7 +16,6 @@ import queue
 import signal
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,38 +30,17 @@ from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.stream import stream
 
-from localmesh.cli import Handle, launch
+from localmesh.cli import Handle
 from meshgate.config_dump import cluster_names, listener_names, load_config_dump, route_entries
+from tests.support import GOLDEN, REPO, boot_localmesh, needs_prometheus, poll, require_kubectl
 
-REPO = Path(__file__).resolve().parents[2]
-GOLDEN = Path(os.environ.get("MESHGATE_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
-KUBECTL = "/usr/bin/kubectl"
-pytestmark = pytest.mark.skipif(not Path("/usr/bin/prometheus").exists(),
-                                reason="Debian's prometheus is not installed (./dev setup)")
-
-
-def poll(fn, timeout: float, what: str, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    """Bounded polling: returns fn()'s first truthy value, or fails saying what."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as exc:  # noqa: BLE001 - an observation, reported on timeout
-            last = exc
-        time.sleep(interval)
-    pytest.fail(f"{what}: not true within {timeout}s; last: {last}")
+pytestmark = needs_prometheus
 
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handle]:
-    handle = launch(tmp_path_factory.mktemp("mesh"), mesh=True)
-    try:
+    with boot_localmesh(tmp_path_factory.mktemp("mesh"), mesh=True) as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +61,8 @@ def dyn(api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory) -> Dyna
 
 
 def kubectl(mesh: Handle, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([KUBECTL, "--kubeconfig", str(mesh.kubeconfig), *args],
+    """The kubectl on the PATH (skips, saying so, where there is none)."""
+    return subprocess.run([require_kubectl(), "--kubeconfig", str(mesh.kubeconfig), *args],
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -214,13 +193,14 @@ def test_gateway_serves_the_ingress(ns: str, core: client.CoreV1Api) -> None:
     gw = pod_of(core, "istio-system", "istio-ingressgateway").metadata.name
     entries = poll(lambda: [e for e in route_entries(load_config_dump(
         admin(core, "istio-system", gw, "config_dump?resource=dynamic_route_configs")))
-        if e.route_config == "http.8080" and e.virtual_host == "*:80"], 10,
-        "gateway route config http.8080")
+        if e.route_config == "http.8080" and e.virtual_host == "*:80"], timeout=10,
+        what="gateway route config http.8080")
     paths = {e.match.get("path"): e.cluster for e in entries}
     assert paths["/login"] == f"outbound|8080||composer.{ns}.svc.cluster.local"
     assert paths["/chain/blocks/0"] == f"outbound|7050||vp0.{ns}.svc.cluster.local"
     base = gateway_url(core)
-    r = poll(lambda: (x := http_get(base + "/login")).status_code == 200 and x, 10, "/login")
+    r = poll(lambda: (x := http_get(base + "/login")).status_code == 200 and x, timeout=10,
+             what="/login")
     assert "text/html" in r.headers["content-type"]
     block = http_get(base + "/chain/blocks/0")
     assert block.status_code == 200 and "previousBlockHash" in block.json()
@@ -244,7 +224,7 @@ def test_telemetry_reaches_prometheus_and_the_graph(mesh: Handle, ns: str,
     q = (f'istio_requests_total{{reporter="destination",destination_service_namespace="{ns}",'
          'destination_service_name="composer",response_code="200"}')
     result = poll(lambda: proxy_get("prometheus:9090", "api/v1/query", {"query": q})["data"][
-        "result"], 20, "istio_requests_total for composer in Prometheus")
+        "result"], timeout=20, what="istio_requests_total for composer in Prometheus")
     metric = result[0]["metric"]
     assert metric["source_workload"] == "istio-ingressgateway"
     assert metric["source_workload_namespace"] == "istio-system"
@@ -256,7 +236,7 @@ def test_telemetry_reaches_prometheus_and_the_graph(mesh: Handle, ns: str,
     q = (f'istio_requests_total{{reporter="destination",destination_service_namespace="{ns}",'
          'destination_service_name="membersrvc",source_workload="composer"}')
     result = poll(lambda: proxy_get("prometheus:9090", "api/v1/query", {"query": q})["data"][
-        "result"], 20, "istio_requests_total for composer -> membersrvc in Prometheus")
+        "result"], timeout=20, what="istio_requests_total for composer -> membersrvc in Prometheus")
     grpc_metric = result[0]["metric"]
     assert grpc_metric["request_protocol"] == "grpc", grpc_metric
     assert grpc_metric["grpc_response_status"] == "0", grpc_metric
@@ -272,7 +252,7 @@ def test_telemetry_reaches_prometheus_and_the_graph(mesh: Handle, ns: str,
                 ("composer", "membersrvc"), ("vp0", "membersrvc")}
         return want <= edges and edges
 
-    poll(kiali_edges, 20, "Kiali's graph has the blockchain's edges")
+    poll(kiali_edges, timeout=20, what="Kiali's graph has the blockchain's edges")
     d3 = proxy_get("servicegraph:8088", "d3graph", {"time_horizon": "5m"})
     names = [n["name"] for n in d3["nodes"]]
     assert any("composer" in n for n in names) and d3["links"]
@@ -289,7 +269,7 @@ def test_access_log_in_istio_proxy_logs(mesh: Handle, ns: str, core: client.Core
         return next((line for line in r.stdout.splitlines()
                      if rid in line and "inbound|8080||" in line), None)
 
-    line = poll(logged, 10, "the access log line of the request")
+    line = poll(logged, timeout=10, what="the access log line of the request")
     assert '"GET /login HTTP/1.1" 200' in line
     assert "inbound|8080||" in line
 
@@ -302,7 +282,6 @@ def test_virtual_service_subset_reaches_the_sidecars(ns: str, core: client.CoreV
         "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
         "metadata": {"name": "vp0"},
         "spec": {"host": "vp0", "subsets": [{"name": "v1", "labels": {"version": "v1"}}]}})
-    start = time.monotonic()
     vs.create(namespace=ns, body={
         "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
         "metadata": {"name": "vp0"},
@@ -318,8 +297,7 @@ def test_virtual_service_subset_reaches_the_sidecars(ns: str, core: client.CoreV
         return any(e.cluster == want and e.match == {"prefix": "/chain"} for e in entries) \
             and want in cluster_names(dump)
 
-    poll(routed, 10, "the VirtualService's subset route in composer's sidecar")
-    assert time.monotonic() - start < 10
+    poll(routed, timeout=10, what="the VirtualService's subset route in composer's sidecar")
     r = http_get(gateway_url(core) + "/chain/blocks/0")
     assert r.status_code == 200
 
@@ -354,10 +332,10 @@ def test_killed_envoy_and_app_restart_and_resync(mesh: Handle, ns: str,
         st = {c.name: c for c in p.status.init_container_statuses}["istio-proxy"]
         return st.restart_count > before["istio-proxy"] and st.ready
 
-    poll(proxy_restarted, 20, "istio-proxy restarted and Ready")
+    poll(proxy_restarted, timeout=20, what="istio-proxy restarted and Ready")
     base = gateway_url(core)
-    poll(lambda: http_get(base + "/chain/blocks/0").status_code == 200, 20,
-         "traffic to vp0 flows again after its Envoy was killed")
+    poll(lambda: http_get(base + "/chain/blocks/0").status_code == 200, timeout=20,
+         what="traffic to vp0 flows again after its Envoy was killed")
     app = {c.name: c for c in core.read_namespaced_pod(name, ns).status.container_statuses}
     pgid = int(app["vp0"].container_id.rsplit("/", 1)[-1])
     os.killpg(pgid, signal.SIGKILL)
@@ -366,9 +344,9 @@ def test_killed_envoy_and_app_restart_and_resync(mesh: Handle, ns: str,
         st = {c.name: c for c in core.read_namespaced_pod(name, ns).status.container_statuses}
         return st["vp0"].restart_count > before["vp0"] and st["vp0"].ready
 
-    poll(app_restarted, 20, "vp0 restarted and Ready")
-    poll(lambda: http_get(base + "/chain/blocks/0").status_code == 200, 20,
-         "traffic to vp0 flows again after its app was killed")
+    poll(app_restarted, timeout=20, what="vp0 restarted and Ready")
+    poll(lambda: http_get(base + "/chain/blocks/0").status_code == 200, timeout=20,
+         what="traffic to vp0 flows again after its app was killed")
 
 
 def test_every_manifest_passes_a_server_side_dry_run(mesh: Handle, core: client.CoreV1Api,
@@ -394,7 +372,7 @@ def test_every_manifest_passes_a_server_side_dry_run(mesh: Handle, core: client.
     assert len(docs) >= 10
     for doc in docs:
         res = poll(lambda d=doc: dyn.resources.get(api_version=d["apiVersion"], kind=d["kind"]),
-                   5, f"{doc['kind']} served")
+                   timeout=5, what=f"{doc['kind']} served")
         target_ns = ns if res.namespaced else None
         out = res.server_side_apply(body=doc, name=doc["metadata"]["name"],
                                     namespace=target_ns, field_manager="test",

@@ -10,21 +10,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from localmesh.cli import Handle, launch
+from localmesh.cli import Handle
 from localmesh.istio.mesh import crd
 from meshgate import ingress, membership, mesh, namespaces
 from meshgate.cluster import Cluster, ClusterError
 from meshgate.mesh import Gateway, thanos_url
 from meshgate.telemetry import ThanosQuerier
+from tests.support import boot_localmesh
 
 
 @pytest.fixture(scope="module")
 def lm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handle]:
-    handle = launch(tmp_path_factory.mktemp("platform"), mesh=False)
-    try:
+    with boot_localmesh(tmp_path_factory.mktemp("platform"), mesh=False) as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 from kubernetes import client, watch
 
-from tests.localmesh.conftest import Raw, wait_until
+from tests.localmesh.conftest import Raw
+from tests.support import boot_localmesh, poll
 
 
 def _stream_lines(raw: Raw, path: str, stop_after: int = 1000) -> list[dict]:
@@ -113,11 +114,8 @@ def test_too_old_resource_version_is_gone(tmp_path, monkeypatch) -> None:
     test boots its own localmesh with a 50-event history to get there quickly."""
     from kubernetes import config
 
-    from localmesh.cli import launch
-
     monkeypatch.setenv("LOCALMESH_WATCH_HISTORY", "50")
-    handle = launch(tmp_path / "small-history", mesh=False, timeout=30)
-    try:
+    with boot_localmesh(tmp_path / "small-history", mesh=False) as handle:
         api = config.new_client_from_config(config_file=str(handle.kubeconfig))
         core, raw = client.CoreV1Api(api), Raw(api)
         first = core.create_namespaced_config_map("default", {"metadata": {"name": "h"}})
@@ -141,8 +139,6 @@ def test_too_old_resource_version_is_gone(tmp_path, monkeypatch) -> None:
         else:
             raise AssertionError("the Python client's watch did not raise 410")
         api.close()
-    finally:
-        handle.stop()
 
 
 def test_bookmarks_and_initial_events_end(core: client.CoreV1Api, raw: Raw, ns: str) -> None:
@@ -194,4 +190,4 @@ def test_watch_sees_pods_of_a_deployment(apps: client.AppsV1Api, core: client.Co
                                      "command": ["sleep", "30"]}]}}}})
     t.join(timeout=12)
     assert seen and seen[0] == "ADDED" and "MODIFIED" in seen
-    wait_until(lambda: not t.is_alive(), what="watch ended")
+    poll(lambda: not t.is_alive(), what="watch ended")

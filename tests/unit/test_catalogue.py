@@ -22,8 +22,8 @@ from meshgate.catalogue import (
     render_json,
     render_markdown,
 )
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs" / "steps.md"
 
 

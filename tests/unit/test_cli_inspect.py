@@ -1,43 +1,24 @@
-"""Tests for the offline inspection commands ``meshgate routes`` and ``meshgate edges``.
-
-Most run ``cli.main([...])`` in-process; two go through ``python -m meshgate`` to prove the
-entry point, the exit code and the one-line error survive a real process boundary.
+"""Tests for the offline inspection commands ``meshgate routes`` and ``meshgate edges``,
+through ``cli.main([...])`` in-process. That the entry point, the exit code and the
+one-line error survive a real process boundary is tests/integration/test_cli_process.py.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from meshgate import cli
 from meshgate.config_dump import load_config_dump, route_entries
+from tests.support import GOLDEN, needs_golden
 
-
-def _golden_dir() -> Path:
-    """shared/golden beside the checkout, or wherever MESHGATE_GOLDEN_DIR points."""
-    override = os.environ.get("MESHGATE_GOLDEN_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "golden"
-
-
-REPO = Path(__file__).resolve().parents[2]
-GOLDEN = _golden_dir()
 ISTIO = GOLDEN / "istio"
 GATEWAY = ISTIO / "ingressgateway-http-config.json"
 KIALI_GRAPH = GOLDEN / "kiali" / "workload-graph.json"
-needs_golden = pytest.mark.skipif(
-    not GOLDEN.is_dir(),
-    reason=f"golden inputs not found at {GOLDEN}: they live in the shared folder beside the "
-    "checkout; set MESHGATE_GOLDEN_DIR to run these tests elsewhere",
-)
 PRODUCTPAGE_9080 = "outbound|9080||productpage.default.svc.cluster.local"
 
 
@@ -244,31 +225,3 @@ def test_subcommands_are_registered_in_one_place() -> None:
     parser = cli.build_parser()
     args = parser.parse_args(["routes", "--config-dump", "x.json", "--json"])
     assert args.subcommand.name == "routes" and args.config_dump == "x.json" and args.json
-
-
-# --------------------------------------------------------------------------- real process
-
-
-def _python_m_meshgate(*argv: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m meshgate`` from the checkout with the interpreter running the tests."""
-    return subprocess.run(
-        [sys.executable, "-m", "meshgate", *argv],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-    )
-
-
-@needs_golden
-def test_python_m_meshgate_routes() -> None:
-    done = _python_m_meshgate("routes", "--config-dump", str(GATEWAY), "--json")
-    assert (done.returncode, done.stderr) == (0, "")
-    routes: list[dict[str, Any]] = json.loads(done.stdout)
-    assert [r["match"] for r in routes if r["match"].get("path") == "/login"] == [
-        {"path": "/login"}
-    ]
-
-
-def test_python_m_meshgate_error(tmp_path: Path) -> None:
-    missing = str(tmp_path / "absent.json")
-    done = _python_m_meshgate("routes", "--config-dump", missing)
-    assert (done.returncode, done.stdout) == (2, "")
-    _assert_one_line_error(done.stderr, "routes", missing, "file not found")

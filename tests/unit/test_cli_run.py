@@ -1,29 +1,25 @@
-"""``meshgate run``, ``meshgate sweep`` and ``meshgate --version``.
+"""``meshgate run``, ``meshgate sweep`` and ``meshgate --version``, in-process.
 
-``run`` is checked through the command line it builds and then for real (pytest's exit
-code must come back unchanged); ``sweep`` against a fake cluster for its decisions and
-against a real local API server (localmesh without the mesh) for the label query and
-the deletes.
+``run`` is checked through the command line it builds; ``sweep`` against a fake cluster
+for its decisions. Both for real (pytest's exit code through a real ``meshgate run``, the
+sweep's label query and deletes against a real API server) are
+tests/integration/test_cli_process.py.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from meshgate import children, cli, namespaces
+from meshgate import cli, namespaces
 from meshgate.cluster import ClusterError
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -154,26 +150,6 @@ def test_other_commands_still_refuse_unknown_arguments(
     assert code == 2 and "unrecognized arguments: --bogus" in err
 
 
-def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("MESHGATE_", "PYTEST_"))}
-
-
-@pytest.mark.parametrize(("args", "code"), [
-    (["--collect-only", "-q", "-k", "no_scenario_is_called_this"], 5),  # nothing selected
-    (["--collect-only", "-q", "--no-such-pytest-option"], 4),  # pytest's usage error
-])
-def test_run_passes_pytests_exit_code_through(args: list[str], code: int) -> None:
-    """A real ``python -m meshgate run``: collect-only, so no cluster is started."""
-    result = subprocess.run([sys.executable, "-m", "meshgate", "run", "-p", "no:cacheprovider",
-                             *args], cwd=REPO, env=_clean_env(), capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == code, result.stdout + result.stderr
-
-
-def test_a_child_s_exit_code_comes_back() -> None:
-    assert children.run([sys.executable, "-c", "raise SystemExit(3)"]) == 3
-
-
 # --------------------------------------------------------------------------- sweep
 
 
@@ -261,48 +237,3 @@ def test_sweep_refuses_a_missing_kubeconfig(capsys: pytest.CaptureFixture[str],
                                             tmp_path: Path) -> None:
     code, _, err = _run(capsys, "sweep", "--kubeconfig", str(tmp_path / "nope"))
     assert code == 2 and "kubeconfig not found" in _one_line_error(err, "sweep")
-
-
-@pytest.fixture(scope="module")
-def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A real Kubernetes API (localmesh without the mesh), for the sweep's own calls."""
-    try:
-        from localmesh.cli import LaunchError, launch
-    except ImportError:  # pragma: no cover
-        pytest.skip("localmesh is not importable")
-    try:
-        handle = launch(tmp_path_factory.mktemp("sweep-api"), mesh=False, timeout=30,
-                        tied=True)
-    except LaunchError as exc:  # pragma: no cover - environment without localmesh's needs
-        pytest.skip(f"cannot start a local API server: {exc}")
-    try:
-        yield handle.kubeconfig
-    finally:
-        handle.stop()
-
-
-def test_sweep_against_a_real_api_server(capsys: pytest.CaptureFixture[str],
-                                         api_server: Path) -> None:
-    from meshgate.cluster import Cluster
-
-    cluster = Cluster(api_server)
-    namespaces.create(cluster, "mg-sweep-expired", "sweeprun", ttl=-60)
-    namespaces.create(cluster, "mg-sweep-live", "sweeprun", ttl=3600)
-    cluster.apply({"apiVersion": "v1", "kind": "Namespace",
-                   "metadata": {"name": "not-meshgate"}}, None)
-
-    code, out, _ = _run(capsys, "sweep", "--kubeconfig", str(api_server), "--dry-run")
-    assert (code, out) == (0, "would delete namespace mg-sweep-expired\n")
-    code, out, _ = _run(capsys, "sweep", "--kubeconfig", str(api_server))
-    assert (code, out) == (0, "deleted namespace mg-sweep-expired\n")
-
-    def gone() -> bool:
-        ns = cluster.get("v1", "Namespace", "mg-sweep-expired", None)
-        return ns is None or (ns.get("status") or {}).get("phase") == "Terminating"
-
-    deadline = time.monotonic() + 10
-    while not gone() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert gone()
-    assert cluster.get("v1", "Namespace", "mg-sweep-live", None) is not None
-    assert cluster.get("v1", "Namespace", "not-meshgate", None) is not None

@@ -7,8 +7,6 @@ meet in the field; the synthetic dumps pin each match kind and layout the golden
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,24 +21,9 @@ from meshgate.config_dump import (
     load_config_dump,
     route_entries,
 )
+from tests.support import GOLDEN, needs_golden
 
-
-def _golden_dir() -> Path:
-    """shared/golden beside the checkout, or wherever MESHGATE_GOLDEN_DIR points."""
-    override = os.environ.get("MESHGATE_GOLDEN_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "golden"
-
-
-GOLDEN = _golden_dir()
 ISTIO = GOLDEN / "istio"
-# Only the golden tests need the folder; the synthetic ones below run everywhere.
-needs_golden = pytest.mark.skipif(
-    not GOLDEN.is_dir(),
-    reason=f"golden inputs not found at {GOLDEN}: they live in the shared folder beside the "
-    "checkout; set MESHGATE_GOLDEN_DIR to run these tests elsewhere",
-)
 
 GATEWAY = "ingressgateway-http-config.json"
 SIDECAR_150 = "sidecar-configdump-1.5.0-productpage.json"

@@ -7,31 +7,15 @@ shared/golden/SOURCES.md), so its node ids are the real opaque hashes.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from meshgate.graph import Edge, GraphError, Node, edges_from_kiali, servicegraph_edges
+from tests.support import GOLDEN, needs_golden
 
-
-def _golden_dir() -> Path:
-    """shared/golden beside the checkout, or wherever MESHGATE_GOLDEN_DIR points."""
-    override = os.environ.get("MESHGATE_GOLDEN_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "golden"
-
-
-GOLDEN = _golden_dir()
 KIALI_GRAPH = GOLDEN / "kiali" / "workload-graph.json"
-needs_golden = pytest.mark.skipif(
-    not GOLDEN.is_dir(),
-    reason=f"golden inputs not found at {GOLDEN}: they live in the shared folder beside the "
-    "checkout; set MESHGATE_GOLDEN_DIR to run these tests elsewhere",
-)
 
 PRODUCTPAGE = Node("workload", "bookinfo", "productpage-v1", "productpage", "v1", None)
 INGRESS = Node("workload", "istio-system", "ingressgateway-unknown", "ingressgateway", "latest")

@@ -7,14 +7,13 @@ checked by a server-side dry run against localmesh in tests/localmesh/test_mesh_
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import kubernetes_validate
 import pytest
 import yaml
 
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
+from tests.support import REPO
 
-MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+MANIFESTS = REPO / "manifests"
 K8S_VERSION = "1.33"
 BUILTIN_GROUPS = ("v1", "apps/v1", "networking.k8s.io/v1", "rbac.authorization.k8s.io/v1")
 

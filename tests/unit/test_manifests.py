@@ -12,16 +12,16 @@ import base64
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.support import REPO
 from workloads import contract
 from workloads.__main__ import PROGRAMS
 
-MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+MANIFESTS = REPO / "manifests"
 IMAGE = "ghcr.io/meshgate/workloads:0.1.0"
 ISTIO_PORT_NAME = re.compile(r"^(http|http2|grpc)(-[a-z0-9]([a-z0-9-]*[a-z0-9])?)?$")
 """Istio's protocol selection by name: ``<protocol>[-<suffix>]`` (no appProtocol needed)."""

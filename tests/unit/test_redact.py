@@ -10,16 +10,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from meshgate.redact import MASK, Redactor
-
-# shared/golden beside the checkout, or MESHGATE_GOLDEN_DIR (as tests/unit/test_cli_inspect.py)
-GOLDEN = Path(os.environ.get("MESHGATE_GOLDEN_DIR")
-              or Path(__file__).resolve().parents[2].parent / "shared" / "golden")
+from tests.support import GOLDEN, needs_golden
 
 
 @pytest.fixture
@@ -213,8 +208,7 @@ def test_known_secrets_do_not_disturb_ordinary_text() -> None:
     assert r.text(text) == text
 
 
-@pytest.mark.skipif(not GOLDEN.is_dir(), reason=f"golden inputs not found at {GOLDEN}; set "
-                    "MESHGATE_GOLDEN_DIR to run this test elsewhere")
+@needs_golden
 def test_real_istio_config_dumps_and_pods_are_left_unchanged(r: Redactor) -> None:
     """Upstream Istio config dumps, an injected pod and a Kiali graph hold no credential:
     the patterns must not touch them (a bundle a reviewer cannot read is no bundle)."""

@@ -1,18 +1,21 @@
 """The kind and k3s targets and the Istio install: the commands and objects they produce.
 
 No Docker, kind or istioctl is needed: the plans are pure functions, and the targets' thin
-executors are driven with a fake runner that records each command. What *is* checked on
-this machine is that the live targets are unavailable with a reason a user can act on.
+executors are driven with a fake runner that records each command. That the live targets
+are unavailable on a machine without their tools, with a reason a user can act on, is
+tests/integration/test_targets_live.py.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -32,11 +35,11 @@ from meshgate.istio_install import (
     parse_istioctl_version,
     release_branch,
 )
-from meshgate.targets import TargetError, TargetUnavailable, make
+from meshgate.targets import TargetError, TargetUnavailable
 from meshgate.targets import k3s as k3s_target
 from meshgate.targets import kind as kind_target
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 ALL_TOOLS = {"docker", "kind", "kubectl", "istioctl", "helm"}
 
 
@@ -317,20 +320,6 @@ def test_kind_reuses_an_existing_cluster(tmp_path: Path) -> None:
                    for a in recorder.argvs())
 
 
-def test_live_kind_and_k3s_are_unavailable_here_with_a_reason(tmp_path: Path) -> None:
-    """On a machine without kind/Docker the fixtures turn this into a printed skip."""
-    for name in ("kind", "k3s"):
-        target = make(name, kubeconfig=None, context=None, state_dir=tmp_path / name)
-        if name == "kind" and not kind_target.missing_tools():
-            pytest.skip("kind and its tools are installed here: a live run would create one")
-        if name == "k3s" and k3s_target._docker_answers() is None:
-            pytest.skip("a Docker engine answers here: a live run would start k3s")
-        with pytest.raises(TargetUnavailable) as caught:
-            target.start()
-        assert f"--target {name} needs" in str(caught.value)
-        assert "--target local" in str(caught.value)
-
-
 # --------------------------------------------------------------------------- k3s
 
 
@@ -364,10 +353,12 @@ def test_k3s_image_import_commands(tmp_path: Path) -> None:
 
 
 def test_k3s_without_docker_or_tools_is_unavailable(tmp_path: Path) -> None:
-    target = k3s_target.K3sTarget(state_dir=tmp_path, docker_check=lambda: "no socket")
+    target = k3s_target.K3sTarget(state_dir=tmp_path, docker_check=lambda: "no socket",
+                                  modules_check=list)
     with pytest.raises(TargetUnavailable, match=r"needs a Docker engine .*\(no socket\)"):
         target.start()
     target = k3s_target.K3sTarget(state_dir=tmp_path, docker_check=lambda: None,
+                                  modules_check=list,
                                   which=lambda t: None if t == "istioctl" else f"/bin/{t}",
                                   environ={})
     with pytest.raises(TargetUnavailable, match="needs istioctl on the PATH"):
@@ -439,7 +430,6 @@ def test_rbac_is_least_privilege() -> None:
 
 @pytest.mark.parametrize("name", ["rbac.yaml", "rbac-guard.yaml"])
 def test_deploy_manifests_are_valid_kubernetes(name: str) -> None:
-    kubernetes_validate = pytest.importorskip("kubernetes_validate")
     for doc in yaml.safe_load_all((REPO / "deploy" / name).read_text()):
         if doc:
             kubernetes_validate.validate(doc, "1.33", strict=True)
@@ -448,3 +438,28 @@ def test_deploy_manifests_are_valid_kubernetes(name: str) -> None:
 def test_istio_install_module_exports_are_real() -> None:
     for name in istio_install.__all__:
         assert hasattr(istio_install, name), name
+
+
+def test_k3s_without_its_python_packages_names_the_extra(tmp_path: Path) -> None:
+    """testcontainers and docker are an optional extra: without them, the target says which
+    extra to install before it looks for a Docker engine."""
+    assert k3s_target.missing_modules(lambda name: None) == ["testcontainers", "docker"]
+    assert k3s_target.missing_modules(lambda name: object()) == []
+    target = k3s_target.K3sTarget(state_dir=tmp_path, modules_check=lambda: ["testcontainers"],
+                                  docker_check=lambda: pytest.fail("looked for Docker first"))
+    with pytest.raises(TargetUnavailable) as caught:
+        target.start()
+    message = str(caught.value)
+    assert "needs the Python packages testcontainers (meshgate's `containers` extra)" in message
+    assert "pip install -e '.[containers]'" in message and "--target local" in message
+
+
+def test_k3s_container_import_is_lazy_and_names_the_extra(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """meshgate.targets.k3s imports without testcontainers; building the container without
+    it says what to install."""
+    monkeypatch.setitem(sys.modules, "testcontainers", None)  # import fails as if absent
+    monkeypatch.setitem(sys.modules, "testcontainers.community", None)
+    monkeypatch.setitem(sys.modules, "testcontainers.community.k3s", None)
+    with pytest.raises(TargetUnavailable, match=r"pip install -e '\.\[containers\]'"):
+        k3s_target.build_container(k3s_target.container_spec({}))

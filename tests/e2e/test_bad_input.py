@@ -11,19 +11,16 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from localmesh.cli import Handle, launch
+from localmesh.cli import Handle
 from meshgate import manifests
 from meshgate.cluster import Cluster, ClusterError
-
-REPO = Path(__file__).resolve().parents[2]
-NO_PROMETHEUS = not Path("/usr/bin/prometheus").exists()
+from tests.support import REPO, boot_localmesh, child_env, poll, unused_port
 
 
 def suite(*args: str, tmp: Path, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -31,7 +28,7 @@ def suite(*args: str, tmp: Path, timeout: float = 240) -> subprocess.CompletedPr
     cmd = [sys.executable, "-m", "pytest", "steps", "-p", "no:cacheprovider", "-q",
            "--no-html-report", f"--artifacts={tmp / 'artifacts'}", *args]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env={**__import__("os").environ, "MESHGATE_TIMEOUT_DEPLOY": "60"})
+                          env=child_env(MESHGATE_TIMEOUT_DEPLOY="60"))
 
 
 def message(r: subprocess.CompletedProcess) -> str:
@@ -41,18 +38,14 @@ def message(r: subprocess.CompletedProcess) -> str:
 @pytest.fixture(scope="module")
 def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handle]:
     """A cluster without Istio."""
-    h = launch(tmp_path_factory.mktemp("bare"), mesh=False, tied=True)
-    yield h
-    h.stop()
+    with boot_localmesh(tmp_path_factory.mktemp("bare"), mesh=False) as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")
 def meshed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handle]:
-    if NO_PROMETHEUS:
-        pytest.skip("Debian's prometheus is not installed (./dev setup)")
-    h = launch(tmp_path_factory.mktemp("meshed"), mesh=True, tied=True)
-    yield h
-    h.stop()
+    with boot_localmesh(tmp_path_factory.mktemp("meshed"), mesh=True) as handle:
+        yield handle
 
 
 def copy_manifests(tmp: Path) -> Path:
@@ -129,9 +122,7 @@ def _kubeconfig_variant(src: Path, dest: Path, **changes: str) -> Path:
 
 
 def test_unreachable_api_server(tmp_path: Path, bare: Handle) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
+    port = unused_port()
     kc = _kubeconfig_variant(bare.kubeconfig, tmp_path / "kc",
                              server=f"https://127.0.0.1:{port}")
     r = suite("--target", "kubeconfig", "--kubeconfig", str(kc), tmp=tmp_path)
@@ -154,14 +145,14 @@ def test_istio_not_installed(tmp_path: Path, bare: Handle) -> None:
     # The run deleted its namespace; Kubernetes removes a namespace asynchronously (it is
     # Terminating until the namespace controller has emptied it), so wait, bounded.
     cluster = Cluster(bare.kubeconfig)
-    deadline = time.monotonic() + 15
-    while True:
+
+    def no_leftovers() -> bool:
         leftovers = [n["metadata"]["name"] for n in cluster.list("v1", "Namespace")
                      if n["metadata"]["name"].startswith("mg-")]
-        if not leftovers or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert leftovers == []
+        assert leftovers == [], f"the run's namespaces are still there: {leftovers}"
+        return True
+
+    poll(no_leftovers, timeout=15, what="the run's namespaces gone")
 
 
 def test_image_localmesh_cannot_run(tmp_path: Path, meshed: Handle) -> None:
@@ -183,12 +174,14 @@ def test_localmesh_port_already_taken(tmp_path: Path) -> None:
         port = s.getsockname()[1]
         r = subprocess.run([sys.executable, "-m", "localmesh", "up", "--no-mesh",
                             "--state-dir", str(tmp_path / "lm"), "--port", str(port)],
-                           capture_output=True, text=True, timeout=60, cwd=REPO)
+                           capture_output=True, text=True, timeout=60, cwd=REPO,
+                           env=child_env())
     assert r.returncode == 1
     assert f"127.0.0.1:{port} is already in use" in r.stderr
     assert "choose another --port" in r.stderr
     status = subprocess.run([sys.executable, "-m", "localmesh", "status", "--state-dir",
-                             str(tmp_path / "lm")], capture_output=True, text=True, timeout=30)
+                             str(tmp_path / "lm")], capture_output=True, text=True, timeout=30,
+                            cwd=REPO, env=child_env())
     assert "not running" in status.stdout
 
 
@@ -202,11 +195,8 @@ def test_misspelt_target(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def addons_removed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handle]:
     """A mesh whose addons the two tests below remove, Kiali first, then Prometheus."""
-    if NO_PROMETHEUS:
-        pytest.skip("Debian's prometheus is not installed (./dev setup)")
-    h = launch(tmp_path_factory.mktemp("addons"), mesh=True, tied=True)
-    yield h
-    h.stop()
+    with boot_localmesh(tmp_path_factory.mktemp("addons"), mesh=True) as handle:
+        yield handle
 
 
 def _remove_addon(handle: Handle, name: str) -> None:

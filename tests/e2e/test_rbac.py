@@ -1,6 +1,7 @@
 """Least privilege, proven: the acceptance suite passes with only the permissions of
 deploy/rbac.yaml (gate profile) and deploy/rbac-chaos.yaml (nightly), on a localmesh that
-enforces RBAC the way kube-apiserver does (localmesh/api/authn.py, api/rbac/).
+enforces RBAC the way kube-apiserver does (localmesh/api/authn.py, api/rbac/; their
+rules in-process: tests/unit/test_rbac_rules.py).
 
 As a cluster admin would: create the ServiceAccount ``meshgate-ci/meshgate``, apply the
 RBAC files with that subject, request a token through the TokenRequest API (the official
@@ -18,108 +19,27 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 
-from localmesh.api.authn import ADMIN
-from localmesh.api.rbac.bootstrap_policy import BOOTSTRAP_ROLES
-from localmesh.api.rbac.request_info import Attributes, request_info
-from localmesh.api.rbac.rules import compact_string, covers, rule_allows
-from localmesh.cli import Handle, launch
+from localmesh.cli import Handle
+from tests.support import REPO, boot_localmesh, child_env, require_kubectl
 
-REPO = Path(__file__).resolve().parents[2]
-NO_PROMETHEUS = not Path("/usr/bin/prometheus").exists()
 SUITE_NS, SUITE_SA = "meshgate-ci", "meshgate"
 SUITE_USER = f"system:serviceaccount:{SUITE_NS}:{SUITE_SA}"
 SUBJECT = {"kind": "ServiceAccount", "name": SUITE_SA, "namespace": SUITE_NS}
 RBAC_GROUP = "rbac.authorization.k8s.io"
-KUBECTL = Path("/usr/lib/google-cloud-sdk/bin/kubectl.1.33")
+KUBECTL_VERSION = "1.33"  # the newest the machine image ships: `auth whoami` is GA there
 RUN_FOLDERS: list[Path] = []  # every suite run's output and artifacts, searched for tokens
-
-
-# --------------------------------------------------------------------------- no cluster
-
-
-class _Query(dict):
-    def get(self, key: str, default: Any = None) -> Any:  # aiohttp's MultiDict.get
-        return super().get(key, default)
-
-
-@pytest.mark.parametrize(("method", "path", "query", "want"), [
-    ("GET", "/api/v1/namespaces/ns/pods", {}, ("list", "", "ns", "pods", "", "")),
-    ("GET", "/api/v1/namespaces/ns/pods", {"watch": "1"}, ("watch", "", "ns", "pods", "", "")),
-    ("GET", "/api/v1/namespaces/ns/pods", {"fieldSelector": "metadata.name=p"},
-     ("list", "", "ns", "pods", "", "p")),
-    ("GET", "/api/v1/watch/namespaces/ns/pods/p", {}, ("watch", "", "ns", "pods", "", "p")),
-    ("GET", "/api/v1/namespaces/ns/pods/p", {}, ("get", "", "ns", "pods", "", "p")),
-    ("GET", "/api/v1/namespaces/ns/pods/p/exec", {}, ("get", "", "ns", "pods", "exec", "p")),
-    ("POST", "/api/v1/namespaces/ns/pods/p/exec", {}, ("create", "", "ns", "pods", "exec",
-                                                       "p")),
-    ("GET", "/api/v1/namespaces/istio-system/services/prometheus:9090/proxy/api/v1/query", {},
-     ("get", "", "istio-system", "services", "proxy", "prometheus:9090")),
-    ("POST", "/apis/apps/v1/namespaces/ns/deployments", {},
-     ("create", "apps", "ns", "deployments", "", "")),
-    ("PUT", "/apis/apps/v1/namespaces/ns/deployments/d/scale", {},
-     ("update", "apps", "ns", "deployments", "scale", "d")),
-    ("PATCH", "/api/v1/namespaces/mg-1", {}, ("patch", "", "mg-1", "namespaces", "", "mg-1")),
-    ("PUT", "/api/v1/namespaces/mg-1/finalize", {},
-     ("update", "", "mg-1", "namespaces", "finalize", "mg-1")),
-    ("GET", "/api/v1/namespaces", {}, ("list", "", "", "namespaces", "", "")),
-    ("DELETE", "/api/v1/namespaces/ns/pods", {},
-     ("deletecollection", "", "ns", "pods", "", "")),
-    ("DELETE", "/api/v1/namespaces/ns/pods/p", {}, ("delete", "", "ns", "pods", "", "p")),
-    ("POST", "/api/v1/namespaces/ns/serviceaccounts/sa/token", {},
-     ("create", "", "ns", "serviceaccounts", "token", "sa")),
-])
-def test_request_attributes_are_kube_apiservers(method: str, path: str, query: dict,
-                                                want: tuple) -> None:
-    """requestinfo.go's mapping of HTTP requests to verbs, resources and names."""
-    a = request_info(ADMIN, method, path, _Query(query))
-    assert a.resource_request
-    assert (a.verb, a.api_group, a.namespace, a.resource, a.subresource, a.name) == want
-
-
-@pytest.mark.parametrize("path", ["/version", "/api", "/apis", "/apis/apps/v1", "/api/v1",
-                                  "/openapi/v3/apis/apps/v1", "/healthz"])
-def test_discovery_paths_are_non_resource_requests(path: str) -> None:
-    a = request_info(ADMIN, "GET", path, _Query())
-    assert not a.resource_request and a.verb == "get" and a.path == path
-    discovery = BOOTSTRAP_ROLES["system:discovery"]
-    assert any(rule_allows(a, r) for r in discovery) or path == "/healthz"
-
-
-def test_rules_match_and_cover_like_rbac() -> None:
-    def attrs(verb: str, resource: str, sub: str = "", name: str = "") -> Attributes:
-        return Attributes(ADMIN, verb, True, "", "", "v1", "ns", resource, sub, name)
-
-    proxy = {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get"],
-             "resourceNames": ["prometheus:9090"]}
-    assert rule_allows(attrs("get", "services", "proxy", "prometheus:9090"), proxy)
-    assert not rule_allows(attrs("get", "services", "proxy", "grafana:3000"), proxy)
-    assert not rule_allows(attrs("get", "services"), proxy)
-    star_sub = {"apiGroups": [""], "resources": ["*/log"], "verbs": ["get"]}
-    assert rule_allows(attrs("get", "pods", "log", "p"), star_sub)
-    owner = [{"apiGroups": [""], "resources": ["pods", "pods/exec"], "verbs": ["get", "list"]}]
-    ok, missing = covers(owner, [{"apiGroups": [""], "resources": ["pods"],
-                                  "verbs": ["get", "delete"]}])
-    assert not ok and missing == [{"apiGroups": [""], "resources": ["pods"],
-                                   "verbs": ["delete"]}]
-    assert compact_string(missing[0]) == '{APIGroups:[""], Resources:["pods"], ' \
-                                         'Verbs:["delete"]}'
-
-
-# --------------------------------------------------------------------------- cluster
 
 
 def rbac_documents(name: str, subject: dict) -> list[dict]:
@@ -187,11 +107,8 @@ def http(api: client.ApiClient, method: str, path: str, token: str | None,
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handle]:
-    if NO_PROMETHEUS:
-        pytest.skip("Debian's prometheus is not installed (./dev setup)")
-    h = launch(tmp_path_factory.mktemp("rbac-mesh"), mesh=True, tied=True)
-    yield h
-    h.stop()
+    with boot_localmesh(tmp_path_factory.mktemp("rbac-mesh"), mesh=True) as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")
@@ -234,9 +151,7 @@ def run_suite(kubeconfig: Path, tmp: Path, profile: str, *extra: str,
               timeout: float = 420, run_id: str | None = None) -> tuple[int, str, float]:
     """``pytest steps`` as CI runs it, with only ``kubeconfig``; (exit code, output,
     seconds). The parent's cluster variables are not inherited."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MESHGATE_") and k != "KUBECONFIG"}
-    env["MESHGATE_RUN_ID"] = run_id or f"rbac{profile}"
+    env = child_env(MESHGATE_RUN_ID=run_id or f"rbac{profile}")
     cmd = [sys.executable, "-m", "pytest", "steps", "-p", "no:cacheprovider", "-q",
            "--no-html-report", "--target", "kubeconfig", "--kubeconfig", str(kubeconfig),
            "--artifacts", str(tmp / "artifacts"), "--profile", profile, *extra]
@@ -513,11 +428,10 @@ def test_kubectl_sees_the_suite_rbac(mesh: Handle, suite_kubeconfig: Path,
                                      tmp_path: Path) -> None:
     """What an admin checks with kubectl: who the token is, what it may do, and that
     impersonation (``--as``) needs the impersonate verb."""
-    if not KUBECTL.exists():
-        pytest.skip(f"{KUBECTL} is not installed")
+    binary = require_kubectl(KUBECTL_VERSION)
 
     def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(KUBECTL), "--kubeconfig", str(kubeconfig), "--cache-dir",
+        return subprocess.run([binary, "--kubeconfig", str(kubeconfig), "--cache-dir",
                                str(tmp_path / "cache"), *args], capture_output=True,
                               text=True, timeout=60, check=False)
 

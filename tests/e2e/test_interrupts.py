@@ -17,50 +17,27 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(not Path("/usr/bin/prometheus").exists(),
-                                reason="Debian's prometheus is not installed (./dev setup)")
+from tests.support import (
+    REPO,
+    StopWaiting,
+    child_env,
+    descendants,
+    needs_prometheus,
+    poll,
+    process_table,
+)
+
+pytestmark = needs_prometheus
 
 
-def _proc_table() -> dict[int, tuple[int, str]]:
-    """pid → (ppid, command line) for every process."""
-    out = {}
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            stat = (p / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError, IndexError):
-            continue
-        out[int(p.name)] = (ppid, cmd)
-    return out
-
-
-def _of_run(marker: str) -> list[str]:
-    """Processes whose command line names this run's temporary folders."""
-    return [cmd for pid, (_, cmd) in _proc_table().items()
-            if marker in cmd and pid != os.getpid()]
-
-
-def _descendants(table: dict[int, tuple[int, str]], root: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    out, todo = set(), [root]
-    while todo:
-        cur = todo.pop()
-        for child in children.get(cur, []):
-            if child not in out:
-                out.add(child)
-                todo.append(child)
-    return out
+def _of_run(state: str) -> list[str]:
+    """Command lines of the processes that name this run's state folder."""
+    return [p.command for p in process_table().values()
+            if state in p.command and p.pid != os.getpid()]
 
 
 def _listening_ports() -> set[tuple[str, int]]:
@@ -76,16 +53,9 @@ def _listening_ports() -> set[tuple[str, int]]:
     return out
 
 
-def _meshgate_temp_dirs() -> set[str]:
-    tmp = Path(tempfile.gettempdir())
-    return {p.name for p in tmp.iterdir() if p.name.startswith(("meshgate-localmesh-",
-                                                                "meshgate-discovery-"))}
-
-
 SUITE_ARGS = ("-p", "no:cacheprovider", "-q", "--no-html-report")
 MESHGATE = (sys.executable, "-m", "meshgate")
-# How each entry point starts the suite on its own localmesh (argument lists before the
-# artifacts folder is known).
+# How each entry point starts the suite on its own localmesh.
 ENTRY_POINTS = {
     "pytest steps": (sys.executable, "-m", "pytest", "steps", *SUITE_ARGS, "--target",
                      "local"),
@@ -106,7 +76,7 @@ def _start(tmp: Path, *extra: str, entry: str = "pytest steps",
     tmp.mkdir(parents=True, exist_ok=True)
     log = (tmp / "output.txt").open("w")
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "MESHGATE_RUN_ID": "intr"})
+                            env=child_env(MESHGATE_RUN_ID="intr"))
     log.close()
     proc.output_path = tmp / "output.txt"  # type: ignore[attr-defined]
     return proc
@@ -119,23 +89,28 @@ def _output(proc: subprocess.Popen) -> str:
 def _wait_for_pods(proc: subprocess.Popen, timeout: float = 180) -> dict:
     """Until the run's workloads are up (their Envoys exist), bounded; returns the run's
     localmesh instance.json (its loopback block and API port)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def composer_envoy() -> str | None:
         if proc.poll() is not None:
-            pytest.fail(f"the run ended before it could be interrupted: {_output(proc)}")
-        table = _proc_table()
-        mine = _descendants(table, proc.pid)  # only this run's processes, not others'
-        envoys = [table[p][1] for p in mine
-                  if "/envoy " in table[p][1] and "_composer-" in table[p][1]
-                  and "meshgate-localmesh-" in table[p][1]]
-        if envoys:
-            state = envoys[0].split("meshgate-localmesh-")[0].rsplit(" ", 1)[-1] + \
-                "meshgate-localmesh-" + envoys[0].split("meshgate-localmesh-")[1].split("/")[0]
-            return json.loads((Path(state) / "instance.json").read_text())
-        time.sleep(0.1)
-    proc.kill()
-    proc.wait(timeout=30)
-    pytest.fail(f"the workloads did not start within the time limit: {_output(proc)[-3000:]}")
+            raise StopWaiting(f"the run ended before it could be interrupted: {_output(proc)}")
+        table = process_table()
+        mine = descendants(table, proc.pid)  # only this run's processes, not others'
+        return next((table[p].command for p in mine
+                     if "/envoy " in table[p].command and "_composer-" in table[p].command
+                     and "meshgate-localmesh-" in table[p].command), None)
+
+    try:
+        envoy = poll(composer_envoy, timeout=timeout, interval=0.1,
+                     what="the run's composer Envoy started")
+    except StopWaiting:
+        raise
+    except AssertionError as exc:
+        proc.kill()
+        proc.wait(timeout=30)
+        raise AssertionError(f"{exc}\nthe run's output:\n{_output(proc)[-3000:]}") from exc
+    before, after = envoy.split("meshgate-localmesh-", 1)
+    state = before.rsplit(" ", 1)[-1] + "meshgate-localmesh-" + after.split("/")[0]
+    return json.loads((Path(state) / "instance.json").read_text())
 
 
 def _wait_gone(proc: subprocess.Popen, timeout: float = 60) -> str:
@@ -148,67 +123,65 @@ def _wait_gone(proc: subprocess.Popen, timeout: float = 60) -> str:
     return _output(proc)
 
 
-def _assert_clean(before_ports: set, before_tmp: set, marker: str,
-                  instance: dict | None = None) -> None:
-    state = Path(instance["kubeconfig"]).parent.name if instance else marker
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and _of_run(state):
-        time.sleep(0.1)
-    assert _of_run(state) == [], f"processes of the run are still alive: {_of_run(state)[:3]}"
-    if instance is not None:
-        # The run's own addresses: its loopback block and its API server's port. (Other
-        # localmesh instances may run beside it; their sockets are not this run's.)
-        block = f"127.{instance['block']}."
-        api_port = int(instance["server"].rsplit(":", 1)[1])
-        left = {(ip, port) for ip, port in _listening_ports()
-                if ip.startswith(block) or (ip == "127.0.0.1" and port == api_port)}
-        assert left == set(), f"listening sockets of the run left: {sorted(left)[:10]}"
-    if instance is not None:
-        state = Path(instance["kubeconfig"]).parent
-        assert not state.exists(), f"the run's temporary folder {state} is left"
-        caches = list(Path(tempfile.gettempdir()).glob("meshgate-discovery-intr-*"))
-        assert caches == [], f"the run's discovery caches are left: {caches}"
-    else:
-        assert _meshgate_temp_dirs() - before_tmp == set(), "temporary folders left"
+def _assert_clean(instance: dict) -> None:
+    """Nothing of the run whose localmesh ``instance`` was is left: no process, no listening
+    socket of its own, no temporary folder, no discovery cache."""
+    state = Path(instance["kubeconfig"]).parent
+
+    def no_process() -> bool:
+        left = _of_run(state.name)
+        assert left == [], f"processes of the run are still alive: {left[:3]}"
+        return True
+
+    poll(no_process, timeout=20, interval=0.1, what="the run's processes gone")
+    # The run's own addresses: its loopback block and its API server's port. (Other
+    # localmesh instances may run beside it; their sockets are not this run's.)
+    block = f"127.{instance['block']}."
+    api_port = int(instance["server"].rsplit(":", 1)[1])
+    left = {(ip, port) for ip, port in _listening_ports()
+            if ip.startswith(block) or (ip == "127.0.0.1" and port == api_port)}
+    assert left == set(), f"listening sockets of the run left: {sorted(left)[:10]}"
+    assert not state.exists(), f"the run's temporary folder {state} is left"
+    caches = list(Path(tempfile.gettempdir()).glob("meshgate-discovery-intr-*"))
+    assert caches == [], f"the run's discovery caches are left: {caches}"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_during_a_run_leaves_nothing(tmp_path: Path, sig: signal.Signals) -> None:
-    before_ports, before_tmp = _listening_ports(), _meshgate_temp_dirs()
     proc = _start(tmp_path)
     instance = _wait_for_pods(proc)
     proc.send_signal(sig)
     out = _wait_gone(proc)
     assert proc.returncode == 128 + sig, out[-2000:]
-    _assert_clean(before_ports, before_tmp, "meshgate-localmesh-", instance)
+    _assert_clean(instance)
     # And the next run starts cleanly.
     again = _start(tmp_path / "again", "-k", "composer and route and registered")
     instance = _wait_for_pods(again)
     out = _wait_gone(again, timeout=240)
     assert again.returncode == 0, out[-3000:]
-    _assert_clean(before_ports, before_tmp, "meshgate-localmesh-", instance)
+    _assert_clean(instance)
 
 
 def test_killed_xdist_worker_leaves_nothing(tmp_path: Path) -> None:
-    before_ports, before_tmp = _listening_ports(), _meshgate_temp_dirs()
     proc = _start(tmp_path, "-n", "2")
     instance = _wait_for_pods(proc)
-    workers = [pid for pid, (ppid, _) in _proc_table().items() if ppid == proc.pid
-               and pid not in _localmesh_pids(proc.pid)]
+    workers = [p.pid for p in process_table().values() if p.ppid == proc.pid
+               and p.pid not in _localmesh_pids(proc.pid)]
     assert workers, "no xdist worker found"
     os.kill(workers[0], signal.SIGKILL)
     out = _wait_gone(proc, timeout=240)
     # xdist notices the dead worker ("node down") and carries on without leaking it.
     assert "node down" in out, out[-2000:]
-    _assert_clean(before_ports, before_tmp, "meshgate-localmesh-", instance)
+    _assert_clean(instance)
     # The scenario namespaces of the run are gone too: the surviving worker and the
     # controller cleaned up, and the killed worker's namespace went with localmesh.
 
 
 def _localmesh_pids(parent: int) -> set[int]:
     """Children of ``parent`` that are localmesh (started with setpriv or python -m)."""
-    return {pid for pid, (ppid, cmd) in _proc_table().items()
-            if ppid == parent and (" -m localmesh " in cmd or "setpriv" in cmd)}
+    return {p.pid for p in process_table().values()
+            if p.ppid == parent and (" -m localmesh " in p.command
+                                     or "setpriv" in p.command)}
 
 
 @pytest.mark.parametrize(("entry", "sig"), [
@@ -223,21 +196,19 @@ def test_every_entry_point_stops_on_a_signal_to_its_pid(tmp_path: Path, entry: s
                                                         sig: signal.Signals) -> None:
     """The signal goes to the PID the runner started, and only there: the entry point
     must pass it on, wait for the cleanup and exit with the shell's status for it."""
-    before_ports, before_tmp = _listening_ports(), _meshgate_temp_dirs()
     proc = _start(tmp_path, entry=entry)
     instance = _wait_for_pods(proc)
     proc.send_signal(sig)
     out = _wait_gone(proc)
     assert proc.returncode == 128 + sig, out[-2000:]
-    _assert_clean(before_ports, before_tmp, "meshgate-localmesh-", instance)
+    _assert_clean(instance)
 
 
 def test_timeout_stops_meshgate_run_and_leaves_nothing(tmp_path: Path) -> None:
     """``timeout 10 meshgate run``: timeout's SIGTERM stops the run; timeout says 124."""
-    before_ports, before_tmp = _listening_ports(), _meshgate_temp_dirs()
     proc = _start(tmp_path, entry="meshgate run", prefix=("timeout", "10"))
     instance = _wait_for_pods(proc)
     out = _wait_gone(proc)
     assert proc.returncode == 124, out[-2000:]
     assert "KeyboardInterrupt: signal 15" in out, out[-2000:]
-    _assert_clean(before_ports, before_tmp, "meshgate-localmesh-", instance)
+    _assert_clean(instance)

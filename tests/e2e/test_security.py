@@ -35,32 +35,24 @@ import pytest
 import requests
 import yaml
 
-from localmesh.cli import Handle, launch
+from localmesh.cli import Handle
 from localmesh.network import AddressPlan
 from meshgate import ingress
 from meshgate.cluster import Cluster
 from meshgate.mesh import Gateway
+from tests.support import (
+    REPO,
+    boot_localmesh,
+    child_env,
+    descendants,
+    needs_prometheus,
+    process_table,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(not Path("/usr/bin/prometheus").exists(),
-                                reason="Debian's prometheus is not installed (./dev setup)")
+pytestmark = needs_prometheus
 
 
 # --------------------------------------------------------------------------- processes
-
-
-def _proc_table() -> dict[int, tuple[int, int]]:
-    """pid → (ppid, pgid) of every process."""
-    out = {}
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            fields = (p / "stat").read_text().rsplit(")", 1)[1].split()
-            out[int(p.name)] = (int(fields[1]), int(fields[2]))
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
 
 
 def _describe(pid: int) -> str:
@@ -76,19 +68,10 @@ def _describe(pid: int) -> str:
 def localmesh_processes(handle: Handle) -> dict[int, str]:
     """localmesh's serve process and all its descendants (by parent pid), plus any process
     in a process group its kubelet recorded (a container's child re-parented elsewhere)."""
-    table = _proc_table()
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    found, todo = set(), [handle.pid]
-    while todo:
-        pid = todo.pop()
-        if pid in found:
-            continue
-        found.add(pid)
-        todo.extend(children.get(pid, []))
+    table = process_table()
+    found = {handle.pid} | descendants(table, handle.pid)
     groups = {int(f.name) for f in (handle.state_dir / "pids").glob("*") if f.name.isdigit()}
-    found |= {pid for pid, (_, pgid) in table.items() if pgid in groups}
+    found |= {p.pid for p in table.values() if p.pgid in groups}
     return {pid: _describe(pid) for pid in sorted(found)}
 
 
@@ -292,30 +275,17 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     """localmesh with the mesh, and the workloads deployed by the suite's own deploy
     scenarios (kept, so their pods and sidecars are there to inspect)."""
     tmp = tmp_path_factory.mktemp("security")
-    handle = launch(tmp / "state", mesh=True, tied=True)
-    try:
+    with boot_localmesh(tmp / "state", mesh=True) as handle:
         cmd = [sys.executable, "-m", "pytest", "steps", "-q", "-p", "no:cacheprovider",
                "--no-html-report", "--target", "local", "--kubeconfig",
                str(handle.kubeconfig), "--keep=always", "-k", "deploy",
                f"--artifacts={tmp / 'artifacts'}"]
         r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
-                           env=_clean_env())
+                           env=child_env())
         assert r.returncode == 0, f"deploying the workloads failed:\n{r.stdout[-3000:]}" \
                                   f"\n{r.stderr[-2000:]}"
         server, token, ca = _kubeconfig(handle)
         yield Mesh(handle, server, token, ca)
-    finally:
-        handle.stop()
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment for a suite run of its own: without pytest's worker
-    variables, and without MESHGATE_* (an outer run's MESHGATE_KUBECONFIG, run id or
-    timeouts would point the inner run at another cluster or change its waits)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTEST_", "MESHGATE_"))}
-    env.update(extra)
-    return env
 
 
 def _proxied_pods(m: Mesh) -> list[dict]:
@@ -587,7 +557,7 @@ def test_secrets_never_reach_logs_reports_or_bundles(tmp_path: Path) -> None:
            "--html-report", str(art / "report.html"), "--artifacts", str(art),
            "--keep=never"]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
-                       env=_clean_env(MESHGATE_TIMEOUT_ROUTES="2"))
+                       env=child_env(MESHGATE_TIMEOUT_ROUTES="2"))
     output = f"{r.stdout}\n{r.stderr}"
     assert r.returncode == 1 and "1 failed" in r.stdout, \
         f"expected the scenario to fail on its route (exit 1); got {r.returncode}:\n" \

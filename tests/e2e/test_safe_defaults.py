@@ -7,30 +7,26 @@ it at a shared cluster; the control plane's and Prometheus's pods must keep thei
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from localmesh.cli import Handle, launch
+from localmesh.cli import Handle
 from meshgate.cluster import Cluster
+from tests.support import REPO, StopWaiting, boot_localmesh, child_env, needs_prometheus, poll
 
-REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(not Path("/usr/bin/prometheus").exists(),
-                                reason="Debian's prometheus is not installed (./dev setup)")
+pytestmark = needs_prometheus
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handle]:
     """A cluster this run did not create."""
-    h = launch(tmp_path_factory.mktemp("shared"), mesh=True, tied=True)
-    yield h
-    h.stop()
+    with boot_localmesh(tmp_path_factory.mktemp("shared"), mesh=True) as handle:
+        yield handle
 
 
 def _uids(handle: Handle) -> dict[str, str]:
@@ -41,12 +37,11 @@ def _uids(handle: Handle) -> dict[str, str]:
 
 
 def _meshgate_run(handle: Handle, tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MESHGATE_", "PYTEST_"))}
     return subprocess.run(
         [sys.executable, "-m", "meshgate", "run", "--target", "kubeconfig", "--kubeconfig",
          str(handle.kubeconfig), "--", "-p", "no:cacheprovider", "--no-html-report",
          f"--artifacts={tmp}", "-rs", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=300)
 
 
 def test_no_profile_option_runs_the_gate_and_disrupts_nothing(shared: Handle,
@@ -79,24 +74,21 @@ def test_an_interrupted_run_removes_its_namespaces(shared: Handle, tmp_path: Pat
     own namespaces before it exits (under --keep=on-failure an interrupt is no failure)."""
     cluster = Cluster(shared.kubeconfig)
     selector = "meshgate.io/run=shint"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MESHGATE_", "PYTEST_"))}
     proc = subprocess.Popen(
         [sys.executable, "-m", "meshgate", "run", "--target", "kubeconfig", "--kubeconfig",
          str(shared.kubeconfig), "--", "-p", "no:cacheprovider", "--no-html-report",
          f"--artifacts={tmp_path}", "--run-id", "shint"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def pods_running() -> bool:
+        if proc.poll() is not None:
+            raise StopWaiting("the run ended before it could be interrupted")
         names = [n["metadata"]["name"] for n in cluster.list("v1", "Namespace",
                                                              label_selector=selector)]
         return any(p.get("status", {}).get("phase") == "Running"
                    for n in names for p in cluster.list("v1", "Pod", n))
 
-    deadline = time.monotonic() + 120
-    while not pods_running():
-        assert proc.poll() is None, "the run ended before it could be interrupted"
-        assert time.monotonic() < deadline, "the run's pods never ran"
-        time.sleep(0.1)
+    poll(pods_running, timeout=120, interval=0.1, what="the run's pods running")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 143
     left = [n["metadata"]["name"] for n in cluster.list("v1", "Namespace",

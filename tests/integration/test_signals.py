@@ -8,12 +8,11 @@ still stop before its next test, with the shell's status for SIGTERM (143).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import child_env
 
 CONFTEST = ('pytest_plugins = ["fixtures.plugins.options", "fixtures.plugins.scheduling", '
             '"fixtures.plugins.lifecycle"]\n')
@@ -42,13 +41,10 @@ def test_second():
 def test_a_swallowed_sigterm_still_stops_the_run(tmp_path: Path) -> None:
     (tmp_path / "conftest.py").write_text(CONFTEST)
     (tmp_path / "test_signalled.py").write_text(TESTS)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MESHGATE_", "PYTEST_"))}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(
-        os.pathsep)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-p", "no:xdist",
          f"--artifacts={tmp_path / 'artifacts'}", "test_signalled.py"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=60)
     out = result.stdout + result.stderr
     assert (tmp_path / "first.txt").exists(), out
     assert not (tmp_path / "second.txt").exists(), f"the run went on after SIGTERM:\n{out}"
