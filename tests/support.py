@@ -218,3 +218,16 @@ def descendants(table: dict[int, Process], root: int) -> set[int]:
                 found.add(child)
                 todo.append(child)
     return found
+
+
+def listening_ports() -> set[tuple[str, int]]:
+    """Listening TCP sockets on 127.0.0.0/8 (from /proc/net/tcp): (address, port)."""
+    out = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        if parts[3] != "0A":  # LISTEN
+            continue
+        hexip, hexport = parts[1].split(":")
+        ip = ".".join(str(int(hexip[i:i + 2], 16)) for i in (6, 4, 2, 0))
+        out.add((ip, int(hexport, 16)))
+    return out
