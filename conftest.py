@@ -18,5 +18,6 @@ pytest_plugins = [
     "steps.telemetry",
     "steps.graph",
     "steps.ingress",
+    "steps.security",
     "steps.chaos",
 ]

@@ -36,6 +36,7 @@ __all__ = [
     "ConfigDumpError",
     "RouteEntry",
     "cluster_names",
+    "clusters",
     "find_route",
     "listener_names",
     "load_config_dump",
@@ -427,18 +428,16 @@ def _add_name(names: list[str], name: Any) -> None:
 # --------------------------------------------------------------------------- clusters
 
 
-def cluster_names(dump: dict[str, Any] | list[Any]) -> list[str]:
-    """Names of static, dynamic active and dynamic warming clusters, without repeats.
+def clusters(dump: dict[str, Any] | list[Any]) -> list[dict[str, Any]]:
+    """Every static, dynamic active and dynamic warming Cluster resource, in dump order.
 
     Warming clusters are included because a cluster that is warming after a push is being
     served under the same name; the ``?resource=`` form cannot tell the two apart anyway.
     """
-    names: list[str] = []
-    for resource in _bare_resources(dump, "cluster"):
-        _add_name(names, resource.get("name"))
+    out: list[dict[str, Any]] = list(_bare_resources(dump, "cluster"))
     for where, element in _config_elements(dump):
         if "cluster" in element:  # ?resource=dynamic_active_clusters / static_clusters
-            _add_name(names, _as_dict(element["cluster"], f"{where}.cluster").get("name"))
+            out.append(_as_dict(element["cluster"], f"{where}.cluster"))
         for key, value in element.items():
             if key not in _CLUSTER_LISTS:
                 continue
@@ -446,7 +445,15 @@ def cluster_names(dump: dict[str, Any] | list[Any]) -> list[str]:
                 at = f"{where}.{key}[{index}]"
                 cluster = _as_dict(wrapper, at).get("cluster")
                 if cluster is not None:
-                    _add_name(names, _as_dict(cluster, f"{at}.cluster").get("name"))
+                    out.append(_as_dict(cluster, f"{at}.cluster"))
+    return out
+
+
+def cluster_names(dump: dict[str, Any] | list[Any]) -> list[str]:
+    """Names of static, dynamic active and dynamic warming clusters, without repeats."""
+    names: list[str] = []
+    for cluster in clusters(dump):
+        _add_name(names, cluster.get("name"))
     return names
 
 

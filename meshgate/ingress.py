@@ -185,6 +185,7 @@ EXPECTED_CONTENT: dict[str, Callable[[Answer], bool]] = {
     "HTML from composer": lambda a: "text/html" in a.content_type and b"Composer" in a.body,
     "a JSON block from vp0": lambda a: "application/json" in a.content_type
     and _json_has(a, "previousBlockHash"),
+    "RBAC's denial": lambda a: a.body.startswith(b"RBAC: access denied"),
     "nothing": lambda a: True,
 }
 

@@ -15,12 +15,20 @@ The one module that answers "what does this cluster have"; checks ask it, never 
   without the Prometheus addon, the monitoring stack's ``thanos-querier`` Route.
 - OpenShift by the ``route.openshift.io`` API; OpenShift Service Mesh 2.x by the
   ``maistra.io`` ServiceMeshMemberRoll API.
+- The mesh config (the ``mesh`` key of the ``istio`` ConfigMap every install writes in the
+  control plane's namespace): auto mTLS (``enableAutoMtls``, on by default since Istio
+  1.5), the trust domain of the SPIFFE identities, the root namespace.
+- The Gateway API: its ``gateway.networking.k8s.io/v1`` kinds and the ``istio``
+  GatewayClass.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
 
 from meshgate.cluster import Cluster, ClusterError
 
@@ -37,13 +45,18 @@ class Addon:
     port: int
 
 
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+
+
 @dataclass(frozen=True)
 class Gateway:
-    """Istio's ingress gateway: its Service, and the label selector of its pods."""
+    """An ingress gateway: its Service, the label selector of its pods, and the service
+    account they run as (their identity in the mesh)."""
 
     namespace: str
     service: str = GATEWAY_SERVICE
     selector: str = GATEWAY_SELECTOR
+    service_account: str | None = None
 
 
 @dataclass
@@ -58,6 +71,24 @@ class MeshInfo:
     mixer: bool = False
     thanos: str | None = None
     gateway: Gateway | None = None
+    mesh_config: dict[str, Any] = field(default_factory=dict)
+    gateway_api: bool = False
+    gateway_class: bool = False
+
+    @property
+    def auto_mtls(self) -> bool:
+        """Whether sidecars send mutual TLS to mesh endpoints by themselves (MeshConfig
+        ``enableAutoMtls``, true unless an install turned it off)."""
+        return bool(self.mesh_config.get("enableAutoMtls", True))
+
+    @property
+    def trust_domain(self) -> str:
+        return str(self.mesh_config.get("trustDomain") or "cluster.local")
+
+    @property
+    def root_namespace(self) -> str:
+        """Where mesh-wide policies live (MeshConfig ``rootNamespace``)."""
+        return str(self.mesh_config.get("rootNamespace") or self.namespace)
 
     @property
     def version_tuple(self) -> tuple[int, ...] | None:
@@ -138,6 +169,37 @@ def thanos_url(cluster: Cluster) -> str | None:
     return f"https://{host}" if host else None
 
 
+def mesh_config(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    """The mesh config Istio reads (ConfigMap ``istio``, key ``mesh``); {} where it cannot
+    be read, which means Istio's defaults."""
+    try:
+        cm = cluster.get("v1", "ConfigMap", "istio", namespace)
+    except ClusterError:
+        return {}
+    text = ((cm or {}).get("data") or {}).get("mesh") or ""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _service_account(cluster: Cluster, namespace: str) -> str | None:
+    """The service account the ingress gateway's pods run as."""
+    try:
+        pods = cluster.list("v1", "Pod", namespace, label_selector=GATEWAY_SELECTOR)
+    except ClusterError:
+        return None
+    accounts = sorted({(p.get("spec") or {}).get("serviceAccountName") or "default"
+                       for p in pods})
+    return accounts[0] if accounts else None
+
+
+def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
+    """Istio's workload identity (istio.io, "Security": SPIFFE IDs)."""
+    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
+
+
 def discover(cluster: Cluster, namespace: str | None = None) -> MeshInfo:
     """The mesh as this cluster has it; ``namespace`` pins the control plane's namespace."""
     namespace = namespace or control_plane_namespace(cluster)
@@ -166,6 +228,17 @@ def discover(cluster: Cluster, namespace: str | None = None) -> MeshInfo:
     if gateways:
         service = GATEWAY_SERVICE if GATEWAY_SERVICE in gateways else gateways[0]
         info.gateway = Gateway(namespace, service)
+    info.gateway_api = cluster.has_api(GATEWAY_API, "Gateway")
+    if info.gateway_api:
+        try:
+            info.gateway_class = cluster.get(GATEWAY_API, "GatewayClass", "istio",
+                                             None) is not None
+        except ClusterError:
+            info.gateway_class = False
+    info.mesh_config = mesh_config(cluster, namespace)
+    if info.gateway is not None:
+        info.gateway = Gateway(namespace, info.gateway.service,
+                               service_account=_service_account(cluster, namespace))
     info.openshift = cluster.has_api("route.openshift.io/v1")
     if info.prometheus is None and info.openshift:
         info.thanos = thanos_url(cluster)

@@ -27,14 +27,16 @@ def deploy(cluster: Cluster, namespace: str, names: list[str], waits: Waits, *,
     """Apply each workload's manifest, then wait for every Deployment's rollout."""
     loaded = [manifests.workload_manifest(n, directory) for n in names]
     manifests.apply_objects(cluster, [o for m in loaded for o in m.objects], namespace)
-    return _wait_ready(cluster, namespace, names, waits)
+    return wait_ready(cluster, namespace, names, waits)
 
 
-def _wait_ready(cluster: Cluster, namespace: str, names: list[str],
-                waits: Waits) -> dict[str, Deployed]:
-    """Each workload's rollout, Ready with its sidecar, one recorded wait each."""
-    return {name: waits.until(functools.partial(_ready, cluster, namespace, name),
-                              area="deploy", what=f"{name} is Ready with a sidecar")
+def wait_ready(cluster: Cluster, namespace: str, names: list[str], waits: Waits, *,
+               sidecar: bool = True) -> dict[str, Deployed]:
+    """Each workload's rollout Ready (with its sidecar, unless ``sidecar`` is off: a pod
+    that must stay outside the mesh), one recorded wait each."""
+    how = "with a sidecar" if sidecar else "without a sidecar"
+    return {name: waits.until(functools.partial(_ready, cluster, namespace, name, sidecar),
+                              area="deploy", what=f"{name} is Ready {how}")
             for name in names}
 
 
@@ -60,7 +62,8 @@ def stuck(pods: list[dict]) -> str | None:
     return None
 
 
-def _ready(cluster: Cluster, namespace: str, name: str) -> Deployed | None:
+def _ready(cluster: Cluster, namespace: str, name: str, sidecar: bool = True
+           ) -> Deployed | None:
     d = cluster.get("apps/v1", "Deployment", name, namespace)
     pods = manifests.pods_of(cluster, namespace, name)
     why = stuck(pods)
@@ -69,8 +72,11 @@ def _ready(cluster: Cluster, namespace: str, name: str) -> Deployed | None:
                             f"-n {namespace} -l app={name}`")
     if d is None or not manifests.deployment_ready(d):
         return None
-    if not pods or not all(sidecars.is_injected(p) and sidecars.has_proxy_container(p)
-                           for p in pods):
+    injected = [sidecars.is_injected(p) and sidecars.has_proxy_container(p) for p in pods]
+    if not sidecar and any(injected):
+        raise Unrecoverable(f"{name} must run outside the mesh but was injected; see "
+                            f"`kubectl get pod -n {namespace} -l app={name} -o yaml`")
+    if not pods or (sidecar and not all(injected)):
         return None
     return Deployed(name, namespace, tuple(sorted(p["metadata"]["name"] for p in pods)))
 
@@ -89,7 +95,7 @@ def deploy_blockchain(cluster: Cluster, namespace: str, waits: Waits, *,
     key = (cluster.host, namespace)
     known = _DEPLOYED.get(key)
     if known is not None:
-        out = _wait_ready(cluster, namespace, list(known), waits)
+        out = wait_ready(cluster, namespace, list(known), waits)
     else:
         out = _deploy_blockchain(cluster, namespace, waits, cluster_writes=cluster_writes,
                                  directory=directory)
@@ -124,4 +130,4 @@ def _deploy_blockchain(cluster: Cluster, namespace: str, waits: Waits, *,
             obj = ingress.by_annotation(obj)
         objects.append(ingress.isolate(obj, host))
     manifests.apply_objects(cluster, objects, namespace)
-    return _wait_ready(cluster, namespace, names, waits)
+    return wait_ready(cluster, namespace, names, waits)

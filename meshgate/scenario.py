@@ -13,13 +13,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshgate import ingress, manifests, rollout
+from meshgate import ingress, manifests, rollout, security
 from meshgate.chaos import Fault
 from meshgate.cluster import Cluster
 from meshgate.mesh import MeshInfo
 from meshgate.rollout import Deployed
 from meshgate.servicegraph import Graph
-from meshgate.telemetry import Query, QueryBackend, Telemetry, backend, no_backend_reason
+from meshgate.telemetry import (
+    Baselines,
+    Query,
+    QueryBackend,
+    Telemetry,
+    backend,
+    no_backend_reason,
+)
 from meshgate.waiting import Waits
 
 
@@ -30,7 +37,7 @@ class Sent:
     path: str
     count: int
     answers: list[ingress.Answer]
-    baselines: dict[str, float]
+    baselines: Baselines
 
 
 @dataclass
@@ -48,6 +55,10 @@ class Scenario:
     fault: Fault | None = None
     replaced: dict[str, list[str]] = field(default_factory=dict)
     access_log: list[str] = field(default_factory=list)
+    # Objects this scenario applied for itself (policies): removed when it ends, because
+    # the namespace's later scenarios must not run under them.
+    temporary: list[dict] = field(default_factory=list)
+    callers: dict[str, security.Requests] = field(default_factory=dict)
     _ingress: ingress.Ingress | None = field(default=None, repr=False)
     _prometheus: QueryBackend | None = field(default=None, repr=False)
     _graph: Graph | None = field(default=None, repr=False)
@@ -133,7 +144,7 @@ class Scenario:
         """Send ``count`` requests to ``path`` through the ingress, after recording the
         counters they will raise (where the mesh has a telemetry backend); every request
         must answer 200."""
-        baselines: dict[str, float] = {}
+        baselines = Baselines()
         if self.prometheus is not None and self.mesh.unsupported_reason() is None:
             pods = {name: pod for name in self.deployed if (pod := self.pod_of(name))}
             baselines = self.telemetry.baselines(pods)
@@ -148,12 +159,87 @@ class Scenario:
                                  "missing)")
         return self.sent[-1]
 
-    def expect_requests_counted(self, service: str, count: int, code: int) -> float:
-        """The last requests sent are counted for ``service`` in the telemetry backend."""
+    def expect_requests_counted(self, service: str, count: int, code: int,
+                                labels: dict[str, str] | None = None) -> float:
+        """The last requests sent are counted for ``service`` (with ``labels``) in the
+        telemetry backend."""
         sent = self.last_sent()
         return self.telemetry.expect_requests_counted(
-            service, code=code, count=count, baseline=sent.baselines.get(service, 0.0),
-            sent_to=sent.path, pod=self.pod_of(service))
+            service, code=code, count=count, baselines=sent.baselines, sent_to=sent.path,
+            pod=self.pod_of(service), labels=labels)
+
+    def apply_for_scenario(self, obj: dict) -> dict:
+        """Apply ``obj`` in the scenario's namespace until the scenario ends."""
+        applied = self.cluster.apply(obj, self.namespace)
+        self.temporary.append(obj)
+        return applied
+
+    def remove(self, kind: str) -> list[str]:
+        """Delete the scenario's temporary objects of ``kind``; their names."""
+        gone = [o for o in self.temporary if o["kind"] == kind]
+        if not gone:
+            raise AssertionError(f"this scenario applied no {kind} to remove")
+        for obj in gone:
+            self.cluster.delete(obj["apiVersion"], kind, obj["metadata"]["name"],
+                                self.namespace)
+            self.temporary.remove(obj)
+        return [o["metadata"]["name"] for o in gone]
+
+    def clean_up(self) -> None:
+        """Remove what the scenario applied for itself (newest first)."""
+        while self.temporary:
+            obj = self.temporary.pop()
+            self.cluster.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"],
+                                self.namespace)
+
+    def caller(self, name: str, *, in_mesh: bool) -> security.Requests:
+        """A pod to make requests from, deployed once per namespace and kept: inside the
+        mesh (a sidecar, its own identity) or outside it."""
+        found = self.callers.get(name)
+        if found is not None:
+            return found
+        who = security.Caller(name, in_mesh)
+        manifests.apply_objects(self.cluster, who.objects(), self.namespace)
+        ready = rollout.wait_ready(self.cluster, self.namespace, [name], self.waits,
+                                   sidecar=in_mesh)
+        found = security.Requests(self.cluster, self.namespace, ready[name].pods[0], who)
+        self.callers[name] = found
+        return found
+
+    def principal_labels(self, caller: str) -> dict[str, str]:
+        """The labels the receiving sidecar reports for ``caller`` over mutual TLS:
+        ``the ingress gateway``, or a workload of the namespace (its own service account,
+        named after it, as the manifests give every workload)."""
+        if not self.mesh.auto_mtls:
+            raise AssertionError(f"auto mTLS is off in this mesh (enableAutoMtls: false in "
+                                 f"the mesh config of {self.mesh.namespace}/istio): its hops "
+                                 "are plaintext unless a DestinationRule asks for mTLS")
+        if caller == "the ingress gateway":
+            gateway = self.mesh.ingress_gateway
+            if gateway.service_account is None:
+                raise AssertionError(f"no ingress gateway pod in {gateway.namespace}: its "
+                                     "identity (service account) is unknown")
+            return security.mtls_labels(self.mesh, gateway.namespace,
+                                        gateway.service_account, gateway.service)
+        return security.mtls_labels(self.mesh, self.namespace, caller, caller)
+
+    def expect_from_caller(self, name: str, service: str, outcome: str) -> security.Answer:
+        """A request from the caller ``name`` (deployed before) to ``service``'s first port
+        is ``outcome``: served, refused (no HTTP answer) or denied (RBAC's 403)."""
+        check = security.OUTCOMES.get(outcome)
+        if check is None:
+            raise AssertionError(f"unknown outcome {outcome!r}: {', '.join(security.OUTCOMES)}")
+        requests = self.callers.get(name)
+        if requests is None:
+            raise AssertionError(f"no client {name!r} was deployed in this scenario (a Given "
+                                 "step is missing)")
+        svc = self.cluster.get("v1", "Service", service, self.namespace) or {}
+        ports = (svc.get("spec") or {}).get("ports") or []
+        if not ports:
+            raise AssertionError(f"no Service {service} with a port in {self.namespace}")
+        url = security.service_url(self.cluster, self.namespace, service, ports[0]["port"],
+                                   "/", by_address=not requests.caller.in_mesh)
+        return requests.expect(url, outcome, check, self.waits)
 
     def evidence(self) -> dict[str, object]:
         """What the scenario did and saw, for its failure bundle."""
@@ -168,6 +254,11 @@ class Scenario:
             out["replaced"] = self.replaced
         if self.access_log:
             out["access_log"] = self.access_log
+        if self.temporary:
+            out["applied_for_the_scenario"] = [f"{o['kind']}/{o['metadata']['name']}"
+                                               for o in self.temporary]
+        for name, requests in self.callers.items():
+            out[f"requests_from_{name}"] = [a.describe() for a in requests.answers]
         if self._graph is not None and self._graph.observed is not None:
             out["graph_source"] = self._graph.observed.note or self._graph.observed.source_name
         return out

@@ -10,6 +10,9 @@ sidecars ``istio-proxy`` is an init container).
 
 from __future__ import annotations
 
+import urllib.parse
+
+from meshgate import config_dump
 from meshgate.cluster import Cluster, ClusterError
 from meshgate.config_dump import RouteEntry, load_config_dump, route_entries
 from meshgate.manifests import pods_of
@@ -75,3 +78,13 @@ def expect_injected_and_ready(cluster: Cluster, namespace: str, workload: str) -
             raise AssertionError(f"pod {namespace}/{name} is not Ready: {conditions}; see "
                                  f"`kubectl describe pod -n {namespace} {name}`")
     return [p["metadata"]["name"] for p in pods]
+
+
+def clusters(cluster: Cluster, namespace: str, pod: str, name_regex: str) -> list[dict]:
+    """The proxy's active clusters whose names match ``name_regex`` (Envoy's admin
+    ``config_dump?resource=dynamic_active_clusters&name_regex=``, so a proxy of a large mesh
+    sends one cluster, not its whole configuration)."""
+    query = urllib.parse.urlencode({"resource": "dynamic_active_clusters",
+                                    "name_regex": name_regex})
+    dump = load_config_dump(admin_get(cluster, namespace, pod, f"config_dump?{query}"))
+    return config_dump.clusters(dump)

@@ -214,6 +214,38 @@ def proxy_requests_total(cluster: Cluster, namespace: str, pod: str,
     return sum_samples(body.decode(errors="replace"), REQUESTS_TOTAL, labels)
 
 
+# The labels a baseline is kept for: enough to count the requests of one caller over one
+# kind of connection (mTLS checks), beside the per-service totals.
+BASELINE_LABELS = ("destination_service_name", "source_workload", "connection_security_policy",
+                   "source_principal")
+
+
+@dataclass
+class Baselines:
+    """Counters just before traffic was sent, so a check waits for a scrape newer than it.
+
+    ``totals`` per service (the larger of the backend's and the receiving sidecar's own
+    count); ``series`` per combination of :data:`BASELINE_LABELS`, for checks that want a
+    subset of a service's requests (those over mutual TLS from one caller, say): other
+    requests to the same service in the same namespace must not count toward it.
+    """
+
+    totals: dict[str, float] = field(default_factory=dict)
+    series: list[tuple[dict[str, str], float]] = field(default_factory=list)
+
+    def of(self, wanted: dict[str, str]) -> float:
+        """The baseline of the series ``wanted`` selects (a destination reporter's, code
+        200, in the scenario's namespace)."""
+        service = wanted.get("destination_service_name", "")
+        subset = {k: v for k, v in wanted.items() if k in BASELINE_LABELS
+                  and k != "destination_service_name"}
+        if not subset:
+            return self.totals.get(service, 0.0)
+        return sum(value for labels, value in self.series
+                   if labels.get("destination_service_name") == service
+                   and all(labels.get(k) == v for k, v in subset.items()))
+
+
 @dataclass
 class Telemetry:
     """The telemetry checks of one scenario: its namespace's requests in the backend."""
@@ -223,32 +255,36 @@ class Telemetry:
     namespace: str
     waits: Waits
 
-    def baselines(self, pods: dict[str, str]) -> dict[str, float]:
-        """Per-service counts before traffic: the larger of the backend's and the proxy's
-        own (``pods`` maps a service to one of its pods), so that a later check waits for
-        a scrape newer than the traffic."""
-        out: dict[str, float] = {}
-        result = self.prometheus.query(
-            f'sum by (destination_service_name) ({REQUESTS_TOTAL}{{reporter="destination",'
-            f'destination_service_namespace={quote(self.namespace)},response_code="200"}})')
-        for s in result:
-            out[s["metric"].get("destination_service_name", "")] = float(s["value"][1])
+    def baselines(self, pods: dict[str, str]) -> Baselines:
+        """Counts before traffic (``pods`` maps a service to one of its pods, whose sidecar
+        is read too: it may have counted requests the backend has not scraped yet)."""
+        out = Baselines()
+        scope = (f'{REQUESTS_TOTAL}{{reporter="destination",destination_service_namespace='
+                 f'{quote(self.namespace)},response_code="200"}}')
+        for s in self.prometheus.query(f"sum by ({','.join(BASELINE_LABELS)}) ({scope})"):
+            labels = {k: str(v) for k, v in (s.get("metric") or {}).items()}
+            value = float(s["value"][1])
+            out.series.append((labels, value))
+            service = labels.get("destination_service_name", "")
+            out.totals[service] = out.totals.get(service, 0.0) + value
         for service, pod in pods.items():
             try:
                 direct = proxy_requests_total(self.cluster, self.namespace, pod,
                                               destination_labels(service, self.namespace, 200))
             except ClusterError:
                 continue
-            out[service] = max(out.get(service, 0.0), direct)
+            out.totals[service] = max(out.totals.get(service, 0.0), direct)
         return out
 
     def expect_requests_counted(self, service: str, *, code: int, count: int,
-                                baseline: float, sent_to: str, pod: str | None) -> float:
-        """``istio_requests_total{reporter="destination"}`` for ``service`` reaches
-        ``baseline + count``; returns the count seen. ``pod`` is one of the service's pods,
-        whose sidecar's own counter the explanation of a miss quotes."""
-        wanted = destination_labels(service, self.namespace, code)
-        target = baseline + count
+                                baselines: Baselines, sent_to: str, pod: str | None,
+                                labels: dict[str, str] | None = None) -> float:
+        """``istio_requests_total{reporter="destination"}`` for ``service`` (and ``labels``:
+        the caller, the connection's security) grows by ``count`` over its baseline;
+        returns the count seen. ``pod`` is one of the service's pods, whose sidecar's own
+        counter the explanation of a miss quotes."""
+        wanted = {**destination_labels(service, self.namespace, code), **(labels or {})}
+        target = baselines.of(wanted) + count
         seen: list[float] = [0.0]
 
         def counted() -> float:

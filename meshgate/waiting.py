@@ -4,8 +4,9 @@ Every "eventually" in the suite is :func:`wait_until`: it polls a probe until it
 a truthy value or the area's timeout expires, and records the convergence time (or the
 timeout) in a :class:`Convergence` log that the reports carry. A timeout raises
 :class:`WaitTimeout` with the last observation, so a failure says what was seen, not just
-that time ran out. Timeouts are per area (deploy, routes, telemetry, graph, ingress, and
-recovery for the waits after an injected fault) and come from the command line
+that time ran out. Timeouts are per area (deploy, routes, telemetry, graph, ingress;
+policy for a security policy or a route object coming into force; and recovery for the
+waits after an injected fault) and come from the command line
 (``--timeout-routes=30``) or the environment (``MESHGATE_TIMEOUT_ROUTES=30``).
 
 Recovery has an area of its own so that a nightly trend of route convergence, say, is not
@@ -26,9 +27,9 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-AREAS = ("deploy", "routes", "telemetry", "graph", "ingress", "recovery")
+AREAS = ("deploy", "routes", "telemetry", "graph", "ingress", "policy", "recovery")
 DEFAULT_TIMEOUTS = {"deploy": 120.0, "routes": 60.0, "telemetry": 90.0, "graph": 90.0,
-                    "ingress": 60.0, "recovery": 120.0}
+                    "ingress": 60.0, "policy": 60.0, "recovery": 120.0}
 
 
 class Unrecoverable(AssertionError):

@@ -1,4 +1,4 @@
-"""Entry point: ``python -m workloads composer|vp0|membersrvc``.
+"""Entry point: ``python -m workloads composer|vp0|membersrvc|client``.
 
 One image, one entry point, the program chosen by the first argument: the manifests say
 ``args: ["vp0"]`` and the local emulator runs the same command line.
@@ -16,6 +16,7 @@ PROGRAMS: dict[str, str] = {
     "composer": "workloads.composer",
     "vp0": "workloads.vp0",
     "membersrvc": "workloads.membersrvc",
+    "client": "workloads.client",
 }
 
 

@@ -60,6 +60,7 @@ ENVIRONMENT: dict[str, dict[str, str]] = {
         **_COMMON,
         "PORT": "gRPC port (default 7054)",
     },
+    "client": {},
 }
 """Per program: every environment variable it reads, with a one-line meaning."""
 

@@ -688,4 +688,29 @@ def test_unknown_program_is_a_usage_error(launch: Launch) -> None:
     program = launch("peer")
     assert program.process.wait(timeout=STARTUP_SECONDS) == 2
     program.stop()
-    assert "usage: python -m workloads {composer|vp0|membersrvc}" in program.output()
+    assert "usage: python -m workloads {composer|vp0|membersrvc|client}" in program.output()
+
+
+def _fetch(url: str, *extra: str) -> tuple[int, dict[str, Any]]:
+    done = subprocess.run([sys.executable, "-m", "workloads.fetch", url, *extra], cwd=REPO,
+                          env=base_env(), capture_output=True, text=True, timeout=30)
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_fetch_reports_an_answer_and_a_refusal(network: Network) -> None:
+    """``workloads.fetch`` is the image's ``curl``: the status and the body's start, exit 0;
+    no HTTP answer (nothing listens) is exit 1 with the error."""
+    code, answer = _fetch(f"http://{network.vp0_rest}/chain/blocks/0", "--header", "A: b")
+    assert code == 0 and answer["status"] == 200 and "previousBlockHash" in answer["body"]
+    code, answer = _fetch(f"http://{network.vp0_rest}/no/such/path")
+    assert code == 0 and answer["status"] == 404
+    code, answer = _fetch(f"http://127.0.0.1:{unused_port()}/", "--timeout", "2")
+    assert code == 1 and answer["status"] is None and "Connection" in answer["error"]
+
+
+def test_client_waits_until_sigterm(launch: Launch) -> None:
+    """The idle ``client`` program (Istio's ``curl`` sample's role) stops cleanly."""
+    program = launch("client")
+    poll(lambda: "waiting" in program.output(), what="client waiting", timeout=STARTUP_SECONDS)
+    program.process.send_signal(signal.SIGTERM)
+    assert program.process.wait(timeout=STARTUP_SECONDS) == 0, program.output()

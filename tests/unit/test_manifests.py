@@ -66,12 +66,15 @@ def secret_values(docs: list[Doc]) -> set[str]:
 
 EXPECTED_FILES: dict[str, set[tuple[str, str]]] = {
     "composer.yaml": {
+        ("ServiceAccount", "composer"),
         ("Secret", "composer-credentials"),
         ("Service", "composer"),
         ("Deployment", "composer"),
     },
-    "vp0.yaml": {("Secret", "vp0-enrollment"), ("Service", "vp0"), ("Deployment", "vp0")},
-    "membersrvc.yaml": {("Service", "membersrvc"), ("Deployment", "membersrvc")},
+    "vp0.yaml": {("ServiceAccount", "vp0"), ("Secret", "vp0-enrollment"), ("Service", "vp0"),
+                 ("Deployment", "vp0")},
+    "membersrvc.yaml": {("ServiceAccount", "membersrvc"), ("Service", "membersrvc"),
+                        ("Deployment", "membersrvc")},
     "ingress.yaml": {("IngressClass", "istio"), ("Ingress", "gateway")},
     "overlays/istio-gateway.yaml": {
         ("Gateway", "blockchain-gateway"),

@@ -39,3 +39,24 @@ def test_escaped_quotes_in_label_values_are_read() -> None:
 def test_promql_label_values_are_escaped() -> None:
     assert quote('a"b\\c\nd') == '"a\\"b\\\\c\\nd"'
     assert selector({"b": "x", "a": 'q"'}) == '{a="q\\"",b="x"}'
+
+
+def test_a_baseline_counts_only_the_series_a_check_wants() -> None:
+    """Plaintext requests to composer from outside the mesh must not count toward the
+    baseline of its mutual-TLS requests from the ingress gateway, or the check would wait
+    for a total the subset never reaches."""
+    from meshgate.telemetry import Baselines
+
+    gateway = {"destination_service_name": "composer", "source_workload": "istio-ingressgateway",
+               "connection_security_policy": "mutual_tls", "source_principal": "spiffe://gw"}
+    outside = {"destination_service_name": "composer", "source_workload": "unknown",
+               "connection_security_policy": "none", "source_principal": "unknown"}
+    base = Baselines({"composer": 12.0}, [(gateway, 7.0), (outside, 5.0)])
+    total = {"reporter": "destination", "destination_service_name": "composer",
+             "response_code": "200"}
+    assert base.of(total) == 12.0
+    assert base.of({**total, "connection_security_policy": "mutual_tls",
+                    "source_principal": "spiffe://gw"}) == 7.0
+    assert base.of({**total, "connection_security_policy": "none"}) == 5.0
+    assert base.of({**total, "source_principal": "spiffe://other"}) == 0.0
+    assert base.of({**total, "destination_service_name": "vp0"}) == 0.0
