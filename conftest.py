@@ -8,6 +8,7 @@ pytest_plugins = [
     "fixtures.plugins.options",
     "fixtures.plugins.scheduling",
     "fixtures.plugins.lifecycle",
+    "fixtures.plugins.capabilities",
     "fixtures.cluster",
     "fixtures.scenario",
     "fixtures.plugins.reporting",

@@ -37,12 +37,24 @@ def scenario_host(namespace: str) -> str:
 
 
 def isolate(obj: dict, host: str) -> dict:
-    """Give every rule of an Ingress the scenario's host; other objects unchanged."""
-    if obj.get("kind") != "Ingress":
+    """Give an object that routes by host on a shared gateway the scenario's host: every
+    rule of an Ingress, every server of an Istio Gateway, a VirtualService's hosts; other
+    objects unchanged."""
+    kind = obj.get("kind")
+    if kind not in ("Ingress", "Gateway", "VirtualService") or (
+            kind == "Gateway" and not str(obj.get("apiVersion", "")).startswith(
+                "networking.istio.io/")):
         return obj
     out = copy.deepcopy(obj)
-    for rule in (out.get("spec") or {}).get("rules") or []:
-        rule["host"] = host
+    spec = out.get("spec") or {}
+    if kind == "Ingress":
+        for rule in spec.get("rules") or []:
+            rule["host"] = host
+    elif kind == "Gateway":
+        for server in spec.get("servers") or []:
+            server["hosts"] = [host]
+    else:
+        spec["hosts"] = [host]
     return out
 
 
@@ -69,17 +81,35 @@ def _reachable(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+STATUS_PORT = 15021  # Istio gateways' health port, never the traffic's
+
+
+def http_port(svc: dict) -> dict | None:
+    """The gateway Service's port for HTTP traffic: ``http2``/``http`` by name (Istio's
+    ingress gateway), else one whose name or appProtocol says HTTP, else the first that is
+    not the status port (Istio's automated Gateway API deployments name ports after the
+    Gateway's listeners)."""
+    ports = [p for p in (svc.get("spec") or {}).get("ports") or []
+             if p.get("port") != STATUS_PORT]
+    for want in (lambda p: p.get("name") in ("http2", "http"),
+                 lambda p: str(p.get("name", "")).startswith("http")
+                 or str(p.get("appProtocol", "")).startswith("http"),
+                 lambda p: True):
+        found = next((p for p in ports if want(p)), None)
+        if found is not None:
+            return found
+    return None
+
+
 def entry_point(cluster: Cluster, gateway: Gateway) -> EntryPoint:
     namespace, service = gateway.namespace, gateway.service
     svc = cluster.get("v1", "Service", service, namespace)
     if svc is None:
         raise ClusterError(f"no Service {namespace}/{service}: is Istio's ingress gateway "
                            "installed?")
-    spec = svc.get("spec") or {}
-    port = next((p for p in spec.get("ports") or [] if p.get("name") in ("http2", "http")),
-                None)
+    port = http_port(svc)
     if port is None:
-        raise ClusterError(f"Service {namespace}/{service} has no http2/http port")
+        raise ClusterError(f"Service {namespace}/{service} has no HTTP port")
     ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
     tried = []
     for ing in ingress:

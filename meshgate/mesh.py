@@ -32,6 +32,13 @@ import yaml
 
 from meshgate.cluster import Cluster, ClusterError
 
+
+class NotOnThisCluster(Exception):
+    """A check needs a capability this cluster does not have (the Gateway API, auto mTLS):
+    the scenario is skipped with this reason instead of failing (fixtures.plugins.
+    capabilities), because the mesh is not broken — it is another shape."""
+
+
 DEFAULT_CONTROL_PLANE = "istio-system"
 GATEWAY_SELECTOR = "istio=ingressgateway"
 GATEWAY_SERVICE = "istio-ingressgateway"

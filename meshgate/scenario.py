@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshgate import ingress, manifests, rollout, security
+from meshgate import gateway_api, ingress, manifests, rollout, security
 from meshgate.chaos import Fault
 from meshgate.cluster import Cluster
-from meshgate.mesh import MeshInfo
+from meshgate.mesh import GATEWAY_API, MeshInfo, NotOnThisCluster
 from meshgate.rollout import Deployed
 from meshgate.servicegraph import Graph
 from meshgate.telemetry import (
@@ -28,6 +28,15 @@ from meshgate.telemetry import (
     no_backend_reason,
 )
 from meshgate.waiting import Waits
+
+GATEWAY_API_OVERLAY = "overlays/gateway-api.yaml"
+# The ways the workloads' ingress paths can be served, as the feature files name them, and
+# the overlay of the manifests folder that declares each (None: the Background's Ingress).
+INGRESS_KINDS: dict[str, str | None] = {
+    "a Kubernetes Ingress": None,
+    "an Istio Gateway and VirtualService": "overlays/istio-gateway.yaml",
+    "a Gateway API Gateway and HTTPRoute": GATEWAY_API_OVERLAY,
+}
 
 
 @dataclass
@@ -206,12 +215,53 @@ class Scenario:
         self.callers[name] = found
         return found
 
+    def use_ingress(self, kind: str) -> str:
+        """Serve the workloads' ingress paths through ``kind`` (a key of
+        :data:`INGRESS_KINDS`) from now on in this scenario; says how it is reached.
+
+        The Kubernetes Ingress is what the Background deployed. An Istio Gateway and
+        VirtualService get the namespace's own host on the shared ingress gateway (beside
+        the Ingress's); a Gateway API Gateway gets Istio's deployment of its own. Both are
+        removed when the scenario ends."""
+        if kind not in INGRESS_KINDS:
+            raise AssertionError(f"unknown ingress kind {kind!r}: {', '.join(INGRESS_KINDS)}")
+        overlay = INGRESS_KINDS[kind]
+        if overlay is None:
+            return self.ingress.entry.how
+        if overlay == GATEWAY_API_OVERLAY:
+            if not self.mesh.gateway_api:
+                raise NotOnThisCluster("the cluster does not serve the Gateway API "
+                                       f"({GATEWAY_API} Gateway): install its standard "
+                                       "CRDs to check ingress through it")
+            if not self.mesh.gateway_class:
+                raise NotOnThisCluster("there is no GatewayClass istio: Istio's Gateway API "
+                                       "support is not installed")
+        objects = manifests.load(self.manifests / overlay).objects
+        host = f"istio.{self.host}"
+        for obj in objects:
+            self.apply_for_scenario(ingress.isolate(obj, host))
+        if overlay == GATEWAY_API_OVERLAY:
+            gateways = [o for o in objects if o["kind"] == "Gateway"]
+            for gw in gateways:
+                gateway_api.expect_programmed(self.cluster, self.namespace,
+                                              gw["metadata"]["name"], self.waits)
+            for route in (o for o in objects if o["kind"] in ("HTTPRoute", "GRPCRoute")):
+                gateway_api.expect_route_accepted(self.cluster, self.namespace,
+                                                  route["kind"], route["metadata"]["name"],
+                                                  self.waits)
+            where = gateway_api.deployment_of(self.namespace, gateways[0]["metadata"]["name"])
+            self._ingress = ingress.Ingress(ingress.entry_point(self.cluster, where),
+                                            self.host, self.waits)
+        else:
+            self._ingress = ingress.Ingress(self.ingress.entry, host, self.waits)
+        return self._ingress.entry.how
+
     def principal_labels(self, caller: str) -> dict[str, str]:
         """The labels the receiving sidecar reports for ``caller`` over mutual TLS:
         ``the ingress gateway``, or a workload of the namespace (its own service account,
         named after it, as the manifests give every workload)."""
         if not self.mesh.auto_mtls:
-            raise AssertionError(f"auto mTLS is off in this mesh (enableAutoMtls: false in "
+            raise NotOnThisCluster(f"auto mTLS is off in this mesh (enableAutoMtls: false in "
                                  f"the mesh config of {self.mesh.namespace}/istio): its hops "
                                  "are plaintext unless a DestinationRule asks for mTLS")
         if caller == "the ingress gateway":

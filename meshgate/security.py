@@ -31,7 +31,7 @@ from typing import Any
 
 from meshgate import manifests, sidecars
 from meshgate.cluster import Cluster
-from meshgate.mesh import MeshInfo, spiffe_id
+from meshgate.mesh import MeshInfo, NotOnThisCluster, spiffe_id
 from meshgate.routes import fqdn
 from meshgate.waiting import Waits, WaitTimeout
 
@@ -151,7 +151,7 @@ def expect_mtls_cluster(cluster: Cluster, mesh: MeshInfo, namespace: str, client
     """The sidecar of ``client``'s first pod sends Istio's mutual TLS to ``service:port``:
     its outbound cluster's transport socket for mesh endpoints is an Istio mTLS context."""
     if not mesh.auto_mtls:
-        raise AssertionError(f"auto mTLS is off in this mesh (enableAutoMtls: false in the "
+        raise NotOnThisCluster(f"auto mTLS is off in this mesh (enableAutoMtls: false in the "
                              f"mesh config of {mesh.namespace}/istio): sidecars send mutual "
                              "TLS only where a DestinationRule asks for ISTIO_MUTUAL")
     pods = manifests.pods_of(cluster, namespace, client)
