@@ -169,12 +169,18 @@ def forwarding(child: Child) -> Iterator[None]:
 def start(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
           cwd: Path | None = None, stdout: IO[str] | int | None = None,
           stderr: IO[str] | int | None = None, stdin: IO[str] | int | None = None,
-          grace: float = DEFAULT_GRACE) -> Child:
-    """Start ``argv`` in its own process group, to die with us."""
+          grace: float = DEFAULT_GRACE, detached: bool = False) -> Child:
+    """Start ``argv`` in its own process group, to die with us — or, ``detached``, in a
+    session of its own that outlives us (a process a later command stops by its PID)."""
     try:
-        process = subprocess.Popen(dies_with_us(argv), env=dict(env) if env else None,
-                                   cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr,
-                                   text=True, process_group=0)
+        if detached:
+            process = subprocess.Popen(list(argv), env=dict(env) if env else None, cwd=cwd,
+                                       stdin=subprocess.DEVNULL, stdout=stdout,
+                                       stderr=stderr, text=True, start_new_session=True)
+        else:
+            process = subprocess.Popen(dies_with_us(argv), env=dict(env) if env else None,
+                                       cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr,
+                                       text=True, process_group=0)
     except OSError as error:
         raise ChildError(f"cannot start {argv[0]}: {error.strerror or error}") from None
     return Child(process, grace)
@@ -187,6 +193,18 @@ def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
     child = start(argv, env=env, cwd=cwd, grace=grace)
     with forwarding(child):
         child.wait()
+    return child.status
+
+
+def run_or_interrupt(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+                     cwd: Path | None = None, grace: float = DEFAULT_GRACE) -> int:
+    """:func:`run`, but a forwarded signal raises :class:`Interrupted` once the child has
+    exited, so that a command of several steps does not go on to the next one."""
+    child = start(argv, env=env, cwd=cwd, grace=grace)
+    with forwarding(child):
+        child.wait()
+    if child.received:
+        raise Interrupted(child.received[0])
     return child.status
 
 

@@ -23,6 +23,7 @@ import sys
 
 from meshgate import children
 from meshgate.cli.base import PROG, USAGE_ERROR, CommandError, Subcommand
+from meshgate.cli.gate_change import configure_change, run_change
 from meshgate.cli.inspect import configure_edges, configure_routes, run_edges, run_routes
 from meshgate.cli.measure import configure_bench, configure_soak, run_bench, run_soak
 from meshgate.cli.suite import (
@@ -47,6 +48,8 @@ SUBCOMMANDS: list[Subcommand] = [
 SUITE_COMMANDS: list[Subcommand] = [
     Subcommand("run", "run the acceptance suite against a target (other arguments go to "
                "pytest)", configure_run, run_run, passthrough=True),
+    Subcommand("change", "gate a change: checks, live traffic through COMMAND, checks and the "
+               "disruption after", configure_change, run_change, passthrough=True),
     Subcommand("sweep", "delete expired scenario namespaces left behind by interrupted runs",
                configure_sweep, run_sweep),
     Subcommand("steps", "print the step catalogue (Markdown) generated from the step "

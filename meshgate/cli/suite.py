@@ -33,6 +33,12 @@ def configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kube-context", metavar="NAME", help="kubeconfig context to use")
     parser.add_argument("--print-command", action="store_true",
                         help="print the pytest command line instead of running it")
+    parser.add_argument("--phase", choices=("before", "after"), default=None,
+                        help="one half of a gated change, for pipelines where the change "
+                             "happens in another job (see `meshgate change`)")
+    from meshgate.cli.gate_change import add_change_options
+
+    add_change_options(parser)
     parser.epilog = (
         "Other arguments go to pytest unchanged, e.g. 'meshgate run --target kind -n 2 -m "
         "smoke --junitxml=artifacts/junit.xml'. The exit code is pytest's, or 128 + the "
@@ -131,6 +137,10 @@ def run_run(args: argparse.Namespace) -> int:
 
     from meshgate import children
 
+    if args.phase is not None:
+        from meshgate.cli.gate_change import run_phase
+
+        return run_phase(args)
     command = pytest_command(args)
     if args.print_command:
         print(shlex.join(command))

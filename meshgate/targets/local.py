@@ -61,3 +61,28 @@ class LocalTarget:
     @property
     def boot_seconds(self) -> float | None:
         return getattr(self._handle, "boot_seconds", None)
+
+
+def boot_detached(state_dir: Path) -> Provided:
+    """A localmesh that outlives this process, in ``state_dir``: for a change gated in two
+    jobs (``meshgate run --phase before`` boots it, ``--phase after`` stops it)."""
+    from localmesh.cli import LaunchError, launch
+
+    try:
+        handle = launch(state_dir, tied=False)
+    except LaunchError as exc:
+        raise TargetError(f"cannot boot localmesh: {exc}") from exc
+    return Provided(handle.kubeconfig, None,
+                    f"localmesh (booted in {handle.boot_seconds:.2f}s, {handle.server})")
+
+
+def stop_detached(state_dir: Path) -> bool:
+    """Stop the localmesh of ``state_dir`` (by the PID it recorded) and remove what it left;
+    False when none was running."""
+    from localmesh.cli import clean_up, current, stop_pid
+
+    info = current(state_dir)
+    if info is not None:
+        stop_pid(int(info["pid"]))
+    clean_up(state_dir)
+    return info is not None
