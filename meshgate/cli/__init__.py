@@ -25,7 +25,14 @@ from meshgate import children
 from meshgate.cli.base import PROG, USAGE_ERROR, CommandError, Subcommand
 from meshgate.cli.gate_change import configure_change, run_change
 from meshgate.cli.inspect import configure_edges, configure_routes, run_edges, run_routes
-from meshgate.cli.measure import configure_bench, configure_soak, run_bench, run_soak
+from meshgate.cli.measure import (
+    configure_bench,
+    configure_soak,
+    configure_trend,
+    run_bench,
+    run_soak,
+    run_trend,
+)
 from meshgate.cli.suite import (
     configure_run,
     configure_steps,
@@ -58,6 +65,8 @@ SUITE_COMMANDS: list[Subcommand] = [
                "overhead ratio", configure_bench, run_bench, passthrough=True),
     Subcommand("soak", "run the suite N times against one localmesh and report every "
                "failure", configure_soak, run_soak, passthrough=True),
+    Subcommand("trend", "chart the nightly runs kept with --history and flag regressions",
+               configure_trend, run_trend),
 ]
 
 

@@ -8,6 +8,7 @@ signal instead of starting the next run.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from meshgate.cli.base import CommandError, print_json
@@ -93,3 +94,38 @@ def run_soak(args: argparse.Namespace) -> int:
     else:
         print(report.format())
     return 0 if report.passed == len(report.runs) else 1
+
+
+def configure_trend(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``meshgate trend``."""
+    parser.add_argument("history", metavar="DIR",
+                        help="the folder the runs kept their run.json in (--history DIR)")
+    parser.add_argument("--output", metavar="FILE", default=None,
+                        help="where to write the page (default DIR/trend.html)")
+    parser.add_argument("--openmetrics", metavar="FILE", default=None,
+                        help="also write the latest run as OpenMetrics text ('-': stdout), "
+                             "for a Pushgateway")
+
+
+def run_trend(args: argparse.Namespace) -> int:
+    """The trend page of the runs in DIR; exit 1 when the latest run regressed."""
+    from meshgate.reports.trend_html import render_trend
+    from meshgate.trend import Trend, TrendError, openmetrics
+
+    history = Path(args.history)
+    try:
+        trend = Trend.of(history)
+    except TrendError as error:
+        raise CommandError(str(error)) from None
+    out = Path(args.output) if args.output else history / "trend.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_trend(trend), encoding="utf-8")
+    if args.openmetrics == "-":
+        print(openmetrics(trend.points[-1]), end="")
+    elif args.openmetrics:
+        Path(args.openmetrics).write_text(openmetrics(trend.points[-1]), encoding="utf-8")
+    for regression in trend.regressions:
+        print(f"meshgate trend: regression: {regression.describe()}", file=sys.stderr)
+    if args.openmetrics != "-":
+        print(f"meshgate trend: {len(trend.points)} runs; page {out}")
+    return 1 if trend.regressions else 0
