@@ -92,7 +92,7 @@ def expect_route(cluster: Cluster, namespace: str, pod: str, want: RouteExpectat
     entries: list[RouteEntry] = []
 
     def probe() -> RouteEntry | None:
-        entries[:] = sidecars.routes(cluster, namespace, pod)
+        entries[:] = sidecars.routes(cluster, namespace, pod, want.route_config)
         return check(entries, want)
 
     try:
