@@ -27,6 +27,34 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from kubernetes.stream import stream
 
 
+class ApiServerRetry(urllib3.Retry):
+    """The retries Kubernetes' own clients make (client-go rest/with_retry.go, checkWait):
+    a response with a ``Retry-After`` header and status 429 (API Priority and Fairness
+    throttling) or 5xx is retried, for any verb (the server did not act on it), after the
+    time it asks for (capped), up to ten times; a connection that cannot be made is
+    retried a few times; a read that times out is not (the request may have been applied).
+    Without ``Retry-After`` a 5xx is the answer."""
+
+    RETRY_AFTER_STATUS_CODES = frozenset({429, 500, 502, 503, 504})
+    MAX_RETRY_AFTER = 10.0
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        return bool(self.total) and has_retry_after and \
+            status_code in self.RETRY_AFTER_STATUS_CODES
+
+    def get_retry_after(self, response: Any) -> float | None:
+        seconds = super().get_retry_after(response)
+        return None if seconds is None else min(seconds, self.MAX_RETRY_AFTER)
+
+    @classmethod
+    def policy(cls) -> ApiServerRetry:
+        # Where the server names no wait (Retry-After: 0), back off from 0.1 s doubling to
+        # at most 2 s: ten retries then take at most about 13 s.
+        return cls(total=10, connect=3, read=0, status=10, backoff_factor=0.1, backoff_max=2.0,
+                   allowed_methods=None, respect_retry_after_header=True,
+                   raise_on_status=False)
+
+
 class ClusterError(RuntimeError):
     """A cluster-level failure with a message a user can act on (``status``: the API
     server's HTTP status, when it answered)."""
@@ -78,7 +106,7 @@ class Cluster:
                                "kubeconfig file") from exc
         # The suite's own calls never go through an HTTP proxy from the environment.
         cfg.proxy = None
-        cfg.retries = urllib3.Retry(total=2, connect=2, read=0, backoff_factor=0.1)
+        cfg.retries = ApiServerRetry.policy()
         self.api_client = client.ApiClient(cfg)
         self.core = client.CoreV1Api(self.api_client)
 
