@@ -88,6 +88,7 @@ def configure_change(parser: argparse.ArgumentParser) -> None:
 def run_change(args: argparse.Namespace) -> int:
     """Checks, traffic through COMMAND, checks again, and the disruption judged."""
     from meshgate.change import ChangeError, change
+    from meshgate.targets import TargetError
 
     command = list(getattr(args, "passthrough", None) or [])
     if not command:
@@ -96,7 +97,7 @@ def run_change(args: argparse.Namespace) -> int:
     options = options_from(args)
     try:
         outcome = change(options, command)  # type: ignore[arg-type]
-    except ChangeError as error:
+    except (ChangeError, TargetError) as error:
         raise CommandError(str(error)) from None
     return print_outcome(outcome, options.artifacts)  # type: ignore[attr-defined]
 
@@ -104,6 +105,7 @@ def run_change(args: argparse.Namespace) -> int:
 def run_phase(args: argparse.Namespace) -> int:
     """``meshgate run --phase before|after``: one half of a gated change."""
     from meshgate.change import ChangeError, after, before
+    from meshgate.targets import TargetError
 
     if args.passthrough:
         raise CommandError(f"--phase takes no pytest arguments ({' '.join(args.passthrough)})",
@@ -117,5 +119,5 @@ def run_phase(args: argparse.Namespace) -> int:
                   f"run `meshgate run --phase after --change-dir {options.artifacts}`")  # type: ignore[attr-defined]
             return 0
         return print_outcome(after(options), options.artifacts)  # type: ignore[arg-type,attr-defined]
-    except ChangeError as error:
+    except (ChangeError, TargetError) as error:
         raise CommandError(str(error)) from None
