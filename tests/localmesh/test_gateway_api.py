@@ -36,6 +36,7 @@ ROUTE = "blockchain"
 DEPLOYED = f"{GW}-istio"
 GROUP = "gateway.networking.k8s.io"
 GATEWAY = f"gateways.{GROUP}"
+PEERS = "/network/peers"  # served by vp0 (JSON) and composer (HTML, as every path)
 
 
 @pytest.fixture(scope="module")
@@ -301,27 +302,28 @@ def test_parent_refs_that_match_nothing(mesh: Handle, ns: str) -> None:
 
 
 def test_header_match_and_weighted_backends(mesh: Handle, ns: str) -> None:
-    """vp0 answers /chain/blocks/0 with JSON, composer answers every path with HTML: which
-    backend a request reached shows in its content type."""
+    """vp0 answers /network/peers with JSON, composer answers every path with HTML: which
+    backend a request reached shows in its content type (and the overlay's route, on every
+    host, does not serve that path: only this route can answer it)."""
     base = entry(mesh, ns)
     pod_before = gateway_pod(mesh, ns)
+    assert curl(base + PEERS, "Host: split.example")[0] == 404
 
     def split(vp0: int, composer: int) -> dict:
         return {"apiVersion": f"{GROUP}/v1", "kind": "HTTPRoute", "metadata": {"name": "split"},
                 "spec": {"hostnames": ["split.example"], "parentRefs": [{"name": GW}],
                          "rules": [
-                             {"matches": [{"path": {"type": "Exact", "value": "/chain/blocks/0"},
+                             {"matches": [{"path": {"type": "Exact", "value": PEERS},
                                            "headers": [{"name": "x-backend",
                                                         "value": "composer"}]}],
                               "backendRefs": [{"name": "composer", "port": 8080}]},
-                             {"matches": [{"path": {"type": "Exact",
-                                                    "value": "/chain/blocks/0"}}],
+                             {"matches": [{"path": {"type": "Exact", "value": PEERS}}],
                               "backendRefs": [{"name": "vp0", "port": 7050, "weight": vp0},
                                               {"name": "composer", "port": 8080,
                                                "weight": composer}]}]}}
 
     def answers(kind: str, *headers: str) -> bool:
-        got = [curl(base + "/chain/blocks/0", "Host: split.example", *headers)
+        got = [curl(base + PEERS, "Host: split.example", *headers)
                for _ in range(5)]
         return all(code == 200 and kind in ctype for code, ctype, _ in got)
 
