@@ -166,7 +166,9 @@ def test_backend_problems() -> None:
              "spec": {"from": [{"group": G, "kind": "HTTPRoute", "namespace": "gw"}],
                       "to": [{"group": "", "kind": "Service", "name": "web"}]}}
     routes = [route("missing", BACKEND), route("across", other),
-              route("kind", {"backendRefs": [{"group": "x.io", "kind": "Bucket", "name": "b"}]})]
+              route("kind", {"backendRefs": [{"group": "x.io", "kind": "Bucket", "name": "b"}]}),
+              route("filter", {"filters": [{"type": "ExtensionRef"}], **BACKEND},
+                    hostnames=["filter.example"])]
     b = bind(snap([gateway(listener())], routes, [svc("web", "apps", 8080)]))
     assert resolved(b, "missing") == ("False", "BackendNotFound",
                                       "backend(web.gw.svc.cluster.local) not found")
@@ -175,6 +177,10 @@ def test_backend_problems() -> None:
                                       'ReferenceGrant?)')
     assert resolved(b, "kind") == ("False", "InvalidKind", 'referencing unsupported '
                                    'backendRef: group "x.io" kind "Bucket"')
+    assert resolved(b, "filter") == ("False", "InvalidFilter",
+                                     'unsupported filter type "ExtensionRef"')
+    # a rule Istio cannot convert is left out; the route's host has nothing to serve
+    assert "filter.example:80" not in [vh["name"] for vh in vhosts(b)[80]]
     b = bind(snap([gateway(listener())], routes, [svc("web", "apps", 8080)], grants=[grant]))
     assert resolved(b, "across") == ("True", "ResolvedRefs", "All references resolved")
 

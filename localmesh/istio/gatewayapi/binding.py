@@ -27,6 +27,9 @@ NOT_ALLOWED = "NotAllowedByListeners"
 NO_HOSTNAME = "NoMatchingListenerHostname"
 NO_MATCHING_PARENT = "NoMatchingParent"
 RANKING = ("", NOT_ALLOWED, NO_HOSTNAME, NO_MATCHING_PARENT)
+# Filters Istio converts; CORS too, which localmesh leaves out (docs/localmesh.md).
+FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite",
+           "RequestMirror", "CORS")
 # Backend errors after which the route still answers (500), as Istio's isInvalidBackend.
 INVALID_BACKEND = ("BackendNotFound", "RefNotPermitted", "InvalidKind")
 
@@ -271,6 +274,10 @@ def _rule(snap: Snapshot, kind: str, ns: str, index: int, spec: dict) -> Rule:
     """A rule's backends as Istio's buildDestination resolves them; zero weights are
     dropped (a rule left without weight answers 500, see xds/gatewayapi.py)."""
     rule = Rule(index, spec, [])
+    for f in spec.get("filters") or []:
+        if f.get("type") not in FILTERS:  # Istio's convertHTTPRoute: the rule is dropped
+            rule.problem = Problem("InvalidFilter", f'unsupported filter type "{f.get("type")}"')
+            rule.dropped = True
     for ref in spec.get("backendRefs") or []:
         weight = int(ref.get("weight", 1))
         if weight == 0:

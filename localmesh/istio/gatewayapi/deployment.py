@@ -201,7 +201,7 @@ class GatewayDeployments(Reconciler):
             body["metadata"]["resourceVersion"] = None
             api.update(rt, meta["namespace"], meta["name"], body, check_version=False)
         except ApiError as exc:
-            if exc.code not in (404, 409):  # the namespace or the object is going
+            if exc.code not in (403, 404, 409):  # the namespace or the object is going
                 raise
 
 

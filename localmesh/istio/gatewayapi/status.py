@@ -197,6 +197,8 @@ class GatewayStatus(Reconciler):
             return
         try:
             self.api.create(self.api.rt(f"{GROUP}/v1", "GatewayClass"), "", istio_class())
+        except KeyError:
+            return  # the CRDs were deleted: there is no GatewayClass to create
         except ApiError as exc:
             if exc.code != 409:
                 raise
@@ -212,9 +214,9 @@ class GatewayStatus(Reconciler):
             api.set_status(api.rt(f"{GROUP}/v1", "GatewayClass"), cls, {
                 **old, "conditions": set_conditions(gen, old.get("conditions") or [], {
                     "Accepted": ("True", "Accepted", "Handled by Istio controller")})})
-        gw_rt = api.rt(f"{GROUP}/v1", "Gateway")
         for gw in binding.gateways.values():
-            api.set_status(gw_rt, gw.obj, gateway_status(gw, gw.obj.get("status") or {}))
+            api.set_status(api.rt(f"{GROUP}/v1", "Gateway"), gw.obj,
+                           gateway_status(gw, gw.obj.get("status") or {}))
         for route in binding.routes:
             old = (route.obj.get("status") or {}).get("parents") or []
             if not route.parents and not any(p.get("controllerName") == CONTROLLER

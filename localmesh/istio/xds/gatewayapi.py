@@ -60,11 +60,14 @@ def servers(state: MeshState, proxy: Proxy) -> dict[int, list[dict]]:
             ports.setdefault(gw.target_port(listener.port), {})
     for listener, route in state.gateway_api.attached(gw):
         for host in route.hosts_on(listener):
+            routes = _routes(gw, listener, route, host)
+            if not routes:
+                continue  # Istio generates no VirtualService without routes
             vh = ports[gw.target_port(listener.port)].setdefault(host, {
                 "name": f"{host}:{listener.port}",
                 "domains": [host] if host == "*" else [host, f"{host}:*"],
                 "routes": [], "include_request_attempt_count": True})
-            for key, r in _routes(gw, listener, route, host):
+            for key, r in routes:
                 keys[id(r)] = key
                 vh["routes"].append(r)
     out = {}
