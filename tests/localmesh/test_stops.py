@@ -28,9 +28,11 @@ import pytest
 from kubernetes import client, config
 
 from localmesh.network import LOCK_DIR
-from tests.gate.test_interrupts import _descendants, _listening_ports, _proc_table
-from tests.localmesh.conftest import busybox_pod, wait_until
+from tests.e2e.test_interrupts import _listening_ports
+from tests.localmesh.conftest import busybox_pod
 from tests.localmesh.test_kubelet import _group
+from tests.support import poll as wait_until
+from tests.support import process_table
 
 REPO = Path(__file__).resolve().parents[2]
 LOCALMESH = (sys.executable, "-m", "localmesh")
@@ -77,6 +79,26 @@ def _block_of(pid: int) -> int | None:
         if target.startswith(str(LOCK_DIR) + "/") and target.endswith(".lock"):
             return int(Path(target).stem)
     return None
+
+
+def _proc_table() -> dict[int, tuple[int, str]]:
+    """pid → (ppid, command line) for every process (tests.support's table, as pairs)."""
+    return {pid: (p.ppid, p.command) for pid, p in process_table().items()}
+
+
+def _descendants(table: dict[int, tuple[int, str]], root: int) -> set[int]:
+    """The pids below ``root`` in ``table`` (read once: a signal test races the clock)."""
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    out: set[int] = set()
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
 
 
 def _registered_groups(state: Path) -> set[int]:
