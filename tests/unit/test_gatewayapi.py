@@ -295,18 +295,26 @@ def test_conditions_keep_their_transition_time_while_their_status_holds() -> Non
     (None, ("False", "AddressNotUsable", 'Failed to assign to any requested addresses: '
                                          'hostname "edge-istio.gw.svc.cluster.local" not found'),
      None),
-    (svc("edge-istio", "gw", 80, type="LoadBalancer", ready_ports=frozenset({80})),
-     ("False", "AddressNotAssigned", "Assigned to service(s) edge-istio.gw.svc.cluster.local:80,"
-      ' but failed to assign to all requested addresses: address pending for hostname '
-      '"edge-istio.gw.svc.cluster.local"'), None),
+    (svc("edge-istio", "gw", 80, 443, type="LoadBalancer", ready_ports=frozenset({80, 443})),
+     ("False", "AddressNotAssigned", "Assigned to service(s) edge-istio.gw.svc.cluster.local:443"
+      " and edge-istio.gw.svc.cluster.local:80, but failed to assign to all requested "
+      'addresses: address pending for hostname "edge-istio.gw.svc.cluster.local"'), None),
+    (svc("edge-istio", "gw", 80, 443),
+     ("False", "AddressNotUsable", 'Failed to assign to any requested addresses: no instances '
+      'found for hostname "edge-istio.gw.svc.cluster.local"'), None),
     (svc("edge-istio", "gw", 80, 443, type="LoadBalancer", load_balancer_ips=("127.1.2.3",),
          ready_ports=frozenset({80, 443})),
      ("True", "Programmed", "Resource programmed, assigned to service(s) "
       "edge-istio.gw.svc.cluster.local:443 and edge-istio.gw.svc.cluster.local:80"),
      [{"type": "IPAddress", "value": "127.1.2.3"}]),
-    (svc("edge-istio", "gw", 80, ready_ports=frozenset({80})),
+    (svc("edge-istio", "gw", 80, ready_ports=frozenset({80})),  # 443 not (yet) on it
+     ("False", "AddressNotUsable", "Assigned to service(s) edge-istio.gw.svc.cluster.local:80, "
+      'but failed to assign to all requested addresses: port 443 not found for hostname '
+      '"edge-istio.gw.svc.cluster.local"'),
+     [{"type": "Hostname", "value": "edge-istio.gw.svc.cluster.local"}]),
+    (svc("edge-istio", "gw", 80, 443, ready_ports=frozenset({80, 443})),
      ("True", "Programmed", "Resource programmed, assigned to service(s) "
-      "edge-istio.gw.svc.cluster.local:80"),
+      "edge-istio.gw.svc.cluster.local:443 and edge-istio.gw.svc.cluster.local:80"),
      [{"type": "Hostname", "value": "edge-istio.gw.svc.cluster.local"}]),
 ])
 def test_programmed_follows_the_deployments_service(service: ServiceInfo | None,

@@ -97,19 +97,27 @@ def gateway_status(gw: Gateway, old: dict) -> dict:
     host = f"{gw.deployment_name}.{gw.namespace}.svc.cluster.local"
     internal = sorted({f"{host}:{ls.port}" for ls in gw.listeners
                        if svc is not None and ls.port in svc.ready_ports})
-    warnings = []
+    warnings = []  # Istio's ResolveGatewayInstances, port by port
     if svc is None:
         warnings.append(f'hostname "{host}" not found')
-    elif not internal:
-        warnings.append(f'no instances found for hostname "{host}"')
-    elif svc.type == "LoadBalancer" and not svc.load_balancer_ips:
+    else:
+        for port in sorted({ls.port for ls in gw.listeners}):
+            if svc.port(port) is None:
+                warnings.append(f'port {port} not found for hostname "{host}"')
+            elif port not in svc.ready_ports and \
+                    f'no instances found for hostname "{host}"' not in warnings:
+                warnings.append(f'no instances found for hostname "{host}"')
+    usable = not warnings  # every port served: only the address may still be missing
+    pending = svc is not None and bool(internal) and svc.type == "LoadBalancer" and \
+        not svc.load_balancer_ips
+    if pending:
         warnings.append(f'address pending for hostname "{host}"')
     programmed: Wanted = ("True", "Programmed", "Resource programmed, assigned to service(s) "
                           + human_join(internal) if internal else "Resource programmed")
     if warnings and internal:
-        programmed = ("False", "AddressNotAssigned", f"Assigned to service(s) "
-                      f"{human_join(internal)}, but failed to assign to all requested "
-                      f"addresses: {'; '.join(warnings)}")
+        programmed = ("False", "AddressNotAssigned" if usable else "AddressNotUsable",
+                      f"Assigned to service(s) {human_join(internal)}, but failed to assign "
+                      f"to all requested addresses: {'; '.join(warnings)}")
     elif warnings:
         programmed = ("False", "AddressNotUsable", "Failed to assign to any requested "
                       f"addresses: {'; '.join(warnings)}")
@@ -118,7 +126,7 @@ def gateway_status(gw: Gateway, old: dict) -> dict:
         "Accepted": ("True", "Accepted", "Resource accepted"), "Programmed": programmed})
     addresses = [{"type": "IPAddress", "value": ip} for ip in svc.load_balancer_ips] \
         if svc else []
-    if not addresses and internal and not warnings:
+    if not addresses and internal and not pending:
         addresses = [{"type": "Hostname", "value": host}]
     if addresses:  # Istio never removes an address it once reported
         status["addresses"] = addresses
