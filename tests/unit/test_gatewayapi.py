@@ -378,3 +378,12 @@ def test_crds_and_schema_defaults() -> None:
     assert gw["spec"]["listeners"][0]["allowedRoutes"] == {"namespaces": {"from": "Same"}}
     assert [(c["type"], c["reason"]) for c in gw["status"]["conditions"]] == [
         ("Accepted", "Pending"), ("Programmed", "Pending")]
+
+
+def test_the_listener_binds_the_services_target_port() -> None:
+    """Where localmesh may not bind port 80, the deployment's Service targets 8080: the
+    route config is named after the pod's port, the virtual host after the listener's."""
+    service = ServiceInfo("edge-istio", "gw", "LoadBalancer", (Port(80, "http", 8080, "http"),))
+    b = bind(snap([gateway(listener())], [route("r", BACKEND)], [service]))
+    [(port, [vh])] = vhosts(b).items()
+    assert (port, vh["name"]) == (8080, "*:80")
