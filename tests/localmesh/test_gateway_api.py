@@ -131,6 +131,17 @@ def curl(url: str, *headers: str, data: bytes | None = None,
     return int(code or 0), ctype, body
 
 
+def response_headers(url: str, *headers: str) -> tuple[int, dict[str, str]]:
+    """(status, response headers in lower case) of one request with the real curl."""
+    args = ["curl", "-s", "--noproxy", "*", "-m", "5", "-o", "/dev/null", "-D", "-",
+            *(a for h in headers for a in ("-H", h)), url]
+    lines = subprocess.run(args, capture_output=True, text=True, timeout=10).stdout.splitlines()
+    if not lines:
+        return 0, {}
+    found = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in found.items()}
+
+
 def gateway_pod(mesh: Handle, ns: str) -> dict:
     pods = get(mesh, "pods", "-n", ns, "-l", f"{GROUP}/gateway-name={GW}")["items"]
     assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
@@ -345,6 +356,43 @@ def test_header_match_and_weighted_backends(mesh: Handle, ns: str) -> None:
     pod_after = gateway_pod(mesh, ns)
     assert pod_after["metadata"]["uid"] == pod_before["metadata"]["uid"]
     assert [c["restartCount"] for c in pod_after["status"]["containerStatuses"]] == [0]
+
+
+def test_redirect_rewrite_header_and_match_filters(mesh: Handle, ns: str) -> None:
+    """Each filter and match kind reaches Envoy (one it rejected would take the whole
+    route configuration with it) and does what the spec says."""
+    base = entry(mesh, ns)
+    host = "Host: filters.example"
+    redirect = {"type": "RequestRedirect",
+                "requestRedirect": {"scheme": "https", "statusCode": 301}}
+    rewrite = {"type": "URLRewrite", "urlRewrite": {"path": {
+        "type": "ReplacePrefixMatch", "replacePrefixMatch": "/chain/blocks"}}}
+    response = {"type": "ResponseHeaderModifier", "responseHeaderModifier": {
+        "add": [{"name": "x-gateway", "value": "localmesh"}]}}
+    request = {"type": "RequestHeaderModifier", "requestHeaderModifier": {
+        "set": [{"name": "x-from", "value": "gateway"}]}}
+    mirror = {"type": "RequestMirror", "requestMirror": {"backendRef": {
+        "name": "composer", "port": 8080}}}
+    rules = [
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/old"}}], "filters": [redirect]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/api/blocks"}}],
+         "filters": [rewrite, response, request, mirror],
+         "backendRefs": [{"name": "vp0", "port": 7050}]},
+        {"matches": [{"path": {"type": "RegularExpression", "value": "/re+gex"},
+                      "method": "GET", "queryParams": [{"name": "q", "value": "1"}]}],
+         "backendRefs": [{"name": "composer", "port": 8080}]}]
+    apply(mesh, ns, {"apiVersion": f"{GROUP}/v1", "kind": "HTTPRoute",
+                     "metadata": {"name": "filters"},
+                     "spec": {"hostnames": ["filters.example"], "parentRefs": [{"name": GW}],
+                              "rules": rules}})
+    code, got = poll(lambda: (r := response_headers(base + "/old/page", host))[0] == 301 and r,
+                     timeout=10, what="the redirect")
+    assert got["location"] == "https://filters.example/old/page", got
+    code, got = response_headers(base + "/api/blocks/0", host)
+    assert code == 200 and got.get("x-gateway") == "localmesh", (code, got)
+    assert "application/json" in got["content-type"]  # vp0 answered /chain/blocks/0
+    assert curl(base + "/reeegex?q=1", host)[0] == 200
+    assert curl(base + "/reeegex?q=2", host)[0] == 404
 
 
 def test_grpc_route_by_service_and_method(mesh: Handle, ns: str) -> None:

@@ -218,7 +218,12 @@ def _filters(filters: list[dict]) -> dict:
     return out
 
 
-def _redirect(spec: dict) -> dict:
+def _prefix_kept(match: dict) -> bool:
+    """Envoy swaps a prefix only where the match has one (a path, or a prefix)."""
+    return any(k in match for k in ("prefix", "path_separated_prefix", "path"))
+
+
+def _redirect(spec: dict, match: dict) -> dict:
     out: dict = {"response_code": REDIRECT_CODES.get(int(spec.get("statusCode", 302)),
                                                      "FOUND")}
     if spec.get("scheme"):
@@ -230,7 +235,7 @@ def _redirect(spec: dict) -> dict:
     path = spec.get("path") or {}
     if path.get("type") == "ReplaceFullPath":
         out["path_redirect"] = path.get("replaceFullPath", "/")
-    elif path.get("type") == "ReplacePrefixMatch":
+    elif path.get("type") == "ReplacePrefixMatch" and _prefix_kept(match):
         out["prefix_rewrite"] = path.get("replacePrefixMatch", "/")
     return out
 
@@ -250,7 +255,7 @@ def _rewrite(spec: dict, match: dict) -> dict:
         prefix = match.get("path_separated_prefix")
         if new == "/" and prefix:
             out["regex_rewrite"] = {"pattern": {"regex": f"^{prefix}/*"}, "substitution": "/"}
-        else:
+        elif _prefix_kept(match):
             out["prefix_rewrite"] = new
     return out
 
@@ -263,7 +268,7 @@ def _action(spec: dict, backends: list[Backend], match: dict, port: int, ns: str
     redirect = next((f.get("requestRedirect") for f in filters
                      if f.get("type") == "RequestRedirect"), None)
     if redirect is not None:
-        out["redirect"] = _redirect(redirect)
+        out["redirect"] = _redirect(redirect, match)
         return out
     if not backends:
         out["direct_response"] = {"status": 500}
