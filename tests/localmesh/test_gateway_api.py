@@ -12,7 +12,7 @@ test_mesh_istio.py): at the LoadBalancer address the Gateway reports in
 below 1024, localmesh serves that LoadBalancer port on the Service's nodePort at the same
 address instead (docs/localmesh.md), and so does :func:`entry`.
 
-The tests run in file order and share the Gateway; the last one deletes it.
+The tests share the Gateway and run in file order: the last one deletes it.
 """
 
 from __future__ import annotations
@@ -417,13 +417,20 @@ def test_grpc_route_by_service_and_method(mesh: Handle, ns: str) -> None:
     assert conds == {"Accepted": "True", "ResolvedRefs": "True"}
 
 
-def test_cross_namespace_backends_need_a_reference_grant(mesh: Handle, ns: str) -> None:
+@pytest.fixture(scope="module")
+def other(mesh: Handle, ns: str) -> str:
+    """Another namespace, with a Service ``peer`` (HTTP on 7050) that has no endpoints."""
+    name = f"{ns}-other"
+    kubectl(mesh, "create", "namespace", name)
+    apply(mesh, name, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "peer"},
+                       "spec": {"selector": {"app": "nobody"},
+                                "ports": [{"name": "http", "port": 7050}]}})
+    return name
+
+
+def test_cross_namespace_backends_need_a_reference_grant(mesh: Handle, ns: str,
+                                                        other: str) -> None:
     base = entry(mesh, ns)
-    other = f"{ns}-other"
-    kubectl(mesh, "create", "namespace", other)
-    apply(mesh, other, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "peer"},
-                        "spec": {"selector": {"app": "nobody"},
-                                 "ports": [{"name": "http", "port": 7050}]}})
     apply(mesh, ns, {"apiVersion": f"{GROUP}/v1", "kind": "HTTPRoute",
                      "metadata": {"name": "across"},
                      "spec": {"hostnames": ["across.example"], "parentRefs": [{"name": GW}],
@@ -453,11 +460,10 @@ def test_cross_namespace_backends_need_a_reference_grant(mesh: Handle, ns: str) 
          what="the granted backend is routed to")
 
 
-def test_allowed_routes_and_hostnames(mesh: Handle, ns: str) -> None:
+def test_allowed_routes_and_hostnames(mesh: Handle, ns: str, other: str) -> None:
     """A listener admits routes from the namespaces it allows, on the hostnames it
     shares with them; changing the Gateway re-programs its Envoy, no restart."""
     base = entry(mesh, ns)
-    other = f"{ns}-other"
     kubectl(mesh, "label", "namespace", other, "shop=yes", "--overwrite")
     gw = get(mesh, GATEWAY, GW, "-n", ns)
     listeners = [*gw["spec"]["listeners"], {
