@@ -152,18 +152,23 @@ def one_run(routes: int) -> dict[str, list[float]]:
                                for c in p["conditions"])
 
                 assert answer(base + PATH, host)[0] == 404, "answered before its route"
+                def served(h: str = host) -> bool:
+                    return answer(base + PATH, h)[0] == 200
+
+                def changed(h: str = host) -> bool:
+                    return "text/html" in answer(base + PATH, h)[1]
+
                 t0 = time.monotonic()
                 cluster.apply(route(name, host, "vp0", 7050), NS)
                 seen = first_times(t0, {
-                    "HTTPRoute applied → answers through the gateway":
-                        lambda h=host: answer(base + PATH, h)[0] == 200,
+                    "HTTPRoute applied → answers through the gateway": served,
                     "HTTPRoute applied → Accepted in its status": accepted})
                 for key, seconds in seen.items():
                     out.setdefault(key, []).append(seconds)
                 t0 = time.monotonic()
                 cluster.apply(route(name, host, "composer", 8080), NS)
                 out.setdefault("HTTPRoute changed → the new backend answers", []).append(
-                    until(lambda h=host: "text/html" in answer(base + PATH, h)[1]))
+                    until(changed))
         finally:
             handle.stop()
     return out

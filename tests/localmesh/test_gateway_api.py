@@ -21,7 +21,8 @@ import json
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 
@@ -31,6 +32,7 @@ from tests.support import REPO, boot_localmesh, needs_prometheus, poll, require_
 
 pytestmark = needs_prometheus
 
+T = TypeVar("T")
 GW = "blockchain-gateway"  # manifests/overlays/gateway-api.yaml
 ROUTE = "blockchain"
 DEPLOYED = f"{GW}-istio"
@@ -62,6 +64,13 @@ def apply(mesh: Handle, ns: str, doc: dict) -> None:
     kubectl(mesh, "apply", "-n", ns, "-f", "-", stdin=json.dumps(doc))
 
 
+def until_found(check: Callable[[], T | None], *, what: str, timeout: float = 10) -> T:
+    """tests.support.poll for checks that return the thing they wait for, or None."""
+    found = poll(check, what=what, timeout=timeout)
+    assert found is not None
+    return found
+
+
 def condition(conditions: list[dict], type_: str) -> dict:
     found = [c for c in conditions if c["type"] == type_]
     assert found, f"no {type_} condition in {conditions}"
@@ -90,7 +99,7 @@ def programmed(mesh: Handle, ns: str) -> dict:
         ok = condition(status.get("conditions") or [], "Programmed")["status"] == "True"
         return gw if ok and status.get("addresses") else None
 
-    return poll(check, timeout=30, what=f"Gateway {GW} Programmed with an address")
+    return until_found(check, timeout=30, what=f"Gateway {GW} Programmed with an address")
 
 
 def low_ports_bindable() -> bool:
@@ -174,7 +183,7 @@ def test_standard_channel_crds_and_the_istio_class(mesh: Handle) -> None:
         ok = condition(gc["status"]["conditions"], "Accepted")["status"] == "True"
         return gc if ok else None
 
-    gc = poll(accepted, timeout=10, what="GatewayClass istio Accepted")
+    gc = until_found(accepted, what="GatewayClass istio Accepted")
     assert gc["spec"]["controllerName"] == "istio.io/gateway-controller"
     cond = condition(gc["status"]["conditions"], "Accepted")
     assert (cond["reason"], cond["message"]) == ("Accepted", "Handled by Istio controller")
@@ -247,16 +256,16 @@ def test_istio_deploys_the_gateway(mesh: Handle, ns: str) -> None:
 # -- routes ---------------------------------------------------------------------------------
 def test_the_route_is_accepted_and_answers_through_the_gateway(mesh: Handle, ns: str) -> None:
     base = entry(mesh, ns)
-    route = poll(lambda: (r := get(mesh, "httproute", ROUTE, "-n", ns)).get("status") and r,
-                 timeout=10, what="HTTPRoute status")
+    route = until_found(lambda: r if (r := get(mesh, "httproute", ROUTE, "-n", ns)).get(
+        "status") else None, what="HTTPRoute status")
     [parent] = route["status"]["parents"]
     assert parent["controllerName"] == "istio.io/gateway-controller"
     assert parent["parentRef"] == {"group": GROUP, "kind": "Gateway", "name": GW}
     conds = {c["type"]: (c["status"], c["reason"], c["message"]) for c in parent["conditions"]}
     assert conds == {"Accepted": ("True", "Accepted", "Route was valid"),
                      "ResolvedRefs": ("True", "ResolvedRefs", "All references resolved")}
-    _, ctype, _ = poll(lambda: (r := curl(base + "/login"))[0] == 200 and r, timeout=20,
-                          what="/login through the gateway")
+    _, ctype, _ = until_found(lambda: r if (r := curl(base + "/login"))[0] == 200 else None,
+                              timeout=20, what="/login through the gateway")
     assert "text/html" in ctype
     code, ctype, body = curl(base + "/chain/blocks/0")
     assert code == 200 and "previousBlockHash" in json.loads(body)
@@ -282,7 +291,7 @@ def test_a_missing_backend_is_reported_and_answers_500(mesh: Handle, ns: str) ->
             "parents")
         return condition(parents[0]["conditions"], "ResolvedRefs") if parents else None
 
-    cond = poll(resolved, timeout=10, what="the missing backend's ResolvedRefs")
+    cond = until_found(resolved, what="the missing backend's ResolvedRefs")
     assert (cond["status"], cond["reason"], cond["message"]) == (
         "False", "BackendNotFound", f"backend(nonexistent.{ns}.svc.cluster.local) not found")
     poll(lambda: curl(base + "/anything", "Host: missing.example")[0] == 500, timeout=10,
@@ -298,8 +307,8 @@ def test_parent_refs_that_match_nothing(mesh: Handle, ns: str) -> None:
                                              {"name": GW, "port": 8080},
                                              {"name": "no-such-gateway"}],
                               "rules": [{"backendRefs": [{"name": "vp0", "port": 7050}]}]}})
-    parents = poll(lambda: (get(mesh, "httproute", "nowhere", "-n", ns).get("status") or {})
-                   .get("parents"), timeout=10, what="the route's parent status")
+    parents = until_found(lambda: (get(mesh, "httproute", "nowhere", "-n", ns).get("status")
+                                   or {}).get("parents"), what="the route's parent status")
     got = {json.dumps(p["parentRef"], sort_keys=True): condition(p["conditions"], "Accepted")
            for p in parents}
     ref = {"group": GROUP, "kind": "Gateway", "name": GW}
@@ -385,8 +394,9 @@ def test_redirect_rewrite_header_and_match_filters(mesh: Handle, ns: str) -> Non
                      "metadata": {"name": "filters"},
                      "spec": {"hostnames": ["filters.example"], "parentRefs": [{"name": GW}],
                               "rules": rules}})
-    code, got = poll(lambda: (r := response_headers(base + "/old/page", host))[0] == 301 and r,
-                     timeout=10, what="the redirect")
+    code, got = until_found(
+        lambda: r if (r := response_headers(base + "/old/page", host))[0] == 301 else None,
+        what="the redirect")
     assert got["location"] == "https://filters.example/old/page", got
     code, got = response_headers(base + "/api/blocks/0", host)
     assert code == 200 and got.get("x-gateway") == "localmesh", (code, got)
@@ -442,7 +452,7 @@ def test_cross_namespace_backends_need_a_reference_grant(mesh: Handle, ns: str,
             "parents")
         return condition(parents[0]["conditions"], "ResolvedRefs") if parents else None
 
-    cond = poll(resolved, timeout=10, what="the cross-namespace backend's ResolvedRefs")
+    cond = until_found(resolved, what="the cross-namespace backend's ResolvedRefs")
     assert (cond["status"], cond["reason"]) == ("False", "RefNotPermitted")
     assert cond["message"] == (f"backendRef peer/{other} not accessible to a HTTPRoute in "
                                f'namespace "{ns}" (missing a ReferenceGrant?)')
@@ -472,7 +482,7 @@ def test_allowed_routes_and_hostnames(mesh: Handle, ns: str, other: str) -> None
                                          "selector": {"matchLabels": {"shop": "yes"}}}}}]
     kubectl(mesh, "patch", GATEWAY, GW, "-n", ns, "--type=merge",
             "-p", json.dumps({"spec": {"listeners": listeners}}))
-    route = {"apiVersion": f"{GROUP}/v1", "kind": "HTTPRoute", "metadata": {"name": "shop"},
+    route: dict = {"apiVersion": f"{GROUP}/v1", "kind": "HTTPRoute", "metadata": {"name": "shop"},
              "spec": {"hostnames": ["a.shop.example", "b.other.example"],
                       "parentRefs": [{"name": GW, "namespace": ns, "sectionName": "shop"}],
                       "rules": [{"backendRefs": [{"name": "peer", "port": 7050}]}]}}
@@ -485,9 +495,9 @@ def test_allowed_routes_and_hostnames(mesh: Handle, ns: str, other: str) -> None
             "parents")
         return condition(parents[0]["conditions"], "Accepted") if parents else None
 
-    cond = poll(lambda: accepted(other), timeout=10, what="the selected namespace's route")
+    cond = until_found(lambda: accepted(other), what="the selected namespace's route")
     assert (cond["status"], cond["reason"]) == ("True", "Accepted")
-    cond = poll(lambda: accepted(ns), timeout=10, what="the other namespace's route")
+    cond = until_found(lambda: accepted(ns), what="the other namespace's route")
     assert (cond["status"], cond["reason"], cond["message"]) == (
         "False", "NotAllowedByListeners", 'hostnames matched parent hostname '
         f'"*.shop.example", but namespace "{ns}" is not allowed by the parent')

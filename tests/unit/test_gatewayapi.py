@@ -362,7 +362,7 @@ def test_crds_and_schema_defaults() -> None:
         "additionalPrinterColumns"]]
     assert columns == ["Class", "Address", "Programmed", "Age"]
     rt = type("RT", (), {"key": crds.HTTP_ROUTES})()
-    obj = {"spec": {"parentRefs": [{"name": "edge"}],
+    obj: dict = {"spec": {"parentRefs": [{"name": "edge"}],
                     "rules": [{"matches": [{"headers": [{"name": "h", "value": "v"}]}],
                                "backendRefs": [{"name": "web", "port": 80}]}]}}
     crds.apply_defaults(None, rt, obj, None)  # type: ignore[arg-type]

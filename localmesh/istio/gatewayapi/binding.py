@@ -243,7 +243,7 @@ def _listener(snap: Snapshot, gw_ns: str, spec: dict) -> Listener:
 def _gateways(snap: Snapshot) -> tuple[list[str], dict[tuple[str, str], Gateway]]:
     classes = sorted(n for n, c in snap.classes.items()
                      if (c.get("spec") or {}).get("controllerName") == CONTROLLER)
-    out = {}
+    out: dict[tuple[str, str], Gateway] = {}
     for gw in snap.gateways:
         spec = gw.get("spec") or {}
         if spec.get("gatewayClassName") not in classes:

@@ -59,7 +59,7 @@ def definitions() -> list[dict]:
     """The CustomResourceDefinitions of the standard channel."""
     schema = {"openAPIV3Schema": {"type": "object",
                                   "x-kubernetes-preserve-unknown-fields": True}}
-    out = []
+    out: list[dict] = []
     for kind, plural, scope, short, versions, columns, status in KINDS:
         names = {"categories": ["gateway-api"], "kind": kind, "listKind": f"{kind}List",
                  "plural": plural, "singular": kind.lower()}

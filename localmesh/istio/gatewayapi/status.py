@@ -159,7 +159,7 @@ def route_parents(route: Route, old: list[dict]) -> list[dict]:
         by_ref.setdefault(key, []).append(result)
         refs[key] = result.ref
     gen = route.obj["metadata"].get("generation", 1)
-    ours = []
+    ours: list[dict] = []
     for key, results in by_ref.items():
         accepted = [r for r in results if r.denied is None]
         best = next(reason for reason in RANKING

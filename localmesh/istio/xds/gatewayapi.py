@@ -70,7 +70,7 @@ def servers(state: MeshState, proxy: Proxy) -> dict[int, list[dict]]:
             for key, r in routes:
                 keys[id(r)] = key
                 vh["routes"].append(r)
-    out = {}
+    out: dict[int, list[dict]] = {}
     for target, vhosts in ports.items():
         for vh in vhosts.values():
             vh["routes"].sort(key=lambda r: keys[id(r)])  # stable: creation order stays
@@ -90,7 +90,7 @@ def clusters(state: MeshState, proxy: Proxy) -> dict[str, dict]:
     if gw is None or state.gateway_api is None:
         return {}
     have = {names.outbound_cluster(p.port, s.host) for s, p in http_services(state)}
-    out = {}
+    out: dict[str, dict] = {}
     for _, route in state.gateway_api.attached(gw):
         for rule in route.rules:
             for b in rule.backends:
@@ -105,7 +105,7 @@ def _routes(gw: Gateway, listener: Listener, route: Route,
     """A route's Envoy routes on one virtual host, each with its precedence key."""
     vs = f"{gw.namespace}~{gw.name}~{INTERNAL}~{listener.name}~{host}"
     config = f"/apis/networking.istio.io/v1/namespaces/{route.namespace}/virtual-service/{vs}"
-    out = []
+    out: list[tuple[tuple, dict]] = []
     for rule in route.rules:
         if rule.dropped:
             continue
