@@ -39,6 +39,9 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, json_format
 
 from localmesh.api.objects import ObjectAPI
+from localmesh.istio.gatewayapi import binding as gatewayapi
+from localmesh.istio.gatewayapi import model as gatewayapi_model
+from localmesh.istio.gatewayapi.crds import KEYS as GATEWAY_API_KEYS
 from localmesh.istio.names import port_protocol
 from localmesh.istio.xds import model as xds
 from localmesh.istio.xds.gateway import gateway_resources
@@ -60,8 +63,9 @@ SHORT = {xds.T_CLUSTER: "cluster", xds.T_ENDPOINT: "endpoint", xds.T_LISTENER: "
 WATCHED = [("", "services"), ("", "endpoints"), ("", "pods"), ("networking.k8s.io", "ingresses"),
            ("networking.k8s.io", "ingressclasses"), ("networking.istio.io", "gateways"),
            ("networking.istio.io", "virtualservices"),
-           ("networking.istio.io", "destinationrules")]
-
+           ("networking.istio.io", "destinationrules"), *GATEWAY_API_KEYS,
+           gatewayapi_model.NAMESPACES]
+ROUTING_ONLY = {*GATEWAY_API_KEYS, gatewayapi_model.NAMESPACES}
 
 PACKED_CACHE_SIZE = 20_000
 
@@ -179,6 +183,10 @@ class Istiod:
             if ev.key == ("", "pods") and ev.type == "MODIFIED" and not _pod_changed_for_xds(
                     getattr(ev, "old", None), ev.obj):
                 continue  # container states and probe results do not change any proxy
+            if ev.key in ROUTING_ONLY and ev.type == "MODIFIED" and \
+                    not gatewayapi_model.changes_routing(ev.key, getattr(ev, "old", None),
+                                                         ev.obj):
+                continue  # the Gateway API controllers' status writes
             self._state_stale = True
             self._dirty.set()
 
@@ -231,6 +239,7 @@ class Istiod:
             gateways=store.scan(("networking.istio.io", "gateways")),
             virtual_services=store.scan(("networking.istio.io", "virtualservices")),
             destination_rules=store.scan(("networking.istio.io", "destinationrules")),
+            gateway_api=gatewayapi.bind(gatewayapi_model.snapshot(store)),
         )
 
     def proxy_for(self, node_id: str, metadata: dict) -> xds.Proxy | None:

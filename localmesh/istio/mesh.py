@@ -5,8 +5,10 @@ Everything is created through the object API, so it is visible to clients exactl
 real cluster: the ``istio-system`` namespace; Istio's CRDs; Deployments, pods and Services
 for ``istiod``, ``istio-ingressgateway`` (a LoadBalancer Service in front of a real Envoy
 in router mode) and the addons ``prometheus`` (Debian's real Prometheus, scraping every
-second), ``kiali`` (20001) and ``servicegraph`` (8088). istiod's logic runs in this
-process (see istiod.py); its pod forwards to it. The injector joins the admission chain.
+second), ``kiali`` (20001) and ``servicegraph`` (8088); the Gateway API's standard-channel
+CRDs with the ``istio`` GatewayClass (localmesh/istio/gatewayapi/). istiod's logic runs in
+this process (see istiod.py); its pod forwards to it. The injector joins the admission
+chain.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ import yaml
 
 from localmesh.api.objects import ObjectAPI
 from localmesh.api.status import ApiError
+from localmesh.controllers.base import Reconciler
+from localmesh.istio.gatewayapi import crds as gatewayapi_crds
+from localmesh.istio.gatewayapi.deployment import GatewayDeployments
+from localmesh.istio.gatewayapi.status import GatewayStatus
 from localmesh.istio.injector import ISTIO_VERSION, PROXY_IMAGE, Injector
 from localmesh.istio.istiod import Istiod
 from localmesh.istio.names import ISTIO_NAMESPACE, ISTIOD_HOST
@@ -115,6 +121,7 @@ class Mesh:
         self.address = istiod_address
         self.prometheus_sd_url = prometheus_sd_url
         self.istiod = Istiod(api, istiod_address)
+        self.gateway_api: list[Reconciler] = []
 
     def proxy_config(self) -> dict:
         """meshConfig.defaultConfig, as the injector passes it in PROXY_CONFIG."""
@@ -138,6 +145,11 @@ class Mesh:
                       "metadata": {"name": NS, "labels": {"topology.istio.io/network": ""}}})
         for spec in ISTIO_CRDS:
             self._create(crd(*spec))
+        # The Gateway API's standard channel: a cluster the suite meets has it beside Istio.
+        for body in gatewayapi_crds.definitions():
+            self._create(body)
+        for key in gatewayapi_crds.KEYS:
+            self.api.admission.add_mutator(key, gatewayapi_crds.apply_defaults)
         self._create({"apiVersion": "v1", "kind": "ServiceAccount",
                       "metadata": {"name": "default", "namespace": NS}})
         # Services first: pods started later get their service environment variables.
@@ -177,7 +189,7 @@ class Mesh:
         gw_labels = {"app": "istio-ingressgateway", "istio": "ingressgateway",
                      "service.istio.io/canonical-name": "istio-ingressgateway",
                      "service.istio.io/canonical-revision": "latest"}
-        self._create(_deployment("istio-ingressgateway", gw_labels, {
+        ingress = _deployment("istio-ingressgateway", gw_labels, {
             "name": "istio-proxy", "image": PROXY_IMAGE,
             "args": ["proxy", "router", "--domain", "$(POD_NAMESPACE).svc.cluster.local",
                      "--proxyLogLevel=warning"],
@@ -209,7 +221,14 @@ class Mesh:
                          "sidecar.istio.io/inject": "false"},
             volumes=[{"name": "istio-envoy", "emptyDir": {}},
                      {"name": "podinfo", "downwardAPI": {"items": [
-                         {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}]))
+                         {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}])
+        self._create(ingress)
+        # Istio's Gateway API controllers: the status istiod writes and its automated
+        # deployments of Gateways, whose pods reuse this gateway's container.
+        self.gateway_api = [GatewayStatus(self.api),
+                            GatewayDeployments(self.api, ingress["spec"]["template"])]
+        for controller in self.gateway_api:
+            controller.start()
         self._create(_deployment("prometheus", {"app": "prometheus"}, {
             "name": "prometheus-server", "image": "docker.io/prom/prometheus:v2.42.0",
             "args": ["--config.file=$(LOCALMESH_MOUNT_ETC_CONFIG)/prometheus.yml",
@@ -261,4 +280,6 @@ class Mesh:
         return pending
 
     async def uninstall(self) -> None:
+        for controller in self.gateway_api:
+            await controller.stop()
         await self.istiod.stop()

@@ -1,12 +1,14 @@
 """An ingress gateway's resources (istio/istio ``pilot/pkg/networking/core/gateway.go``):
 route configurations ``http.<targetPort>`` and their listeners, from Kubernetes Ingresses
-of class ``istio`` (Istio's ingress conversion, ``pilot/pkg/config/kube/ingress``) and
-from Istio Gateways with the VirtualServices bound to them.
+of class ``istio`` (Istio's ingress conversion, ``pilot/pkg/config/kube/ingress``), from
+Istio Gateways with the VirtualServices bound to them, and from the Gateway API routes
+of the Gateway the proxy was deployed for (localmesh/istio/xds/gatewayapi.py).
 """
 
 from __future__ import annotations
 
 from localmesh.istio import names
+from localmesh.istio.xds import gatewayapi
 from localmesh.istio.xds.clusters import outbound_clusters, static_clusters, telemetry_cluster
 from localmesh.istio.xds.endpoints import endpoints_for
 from localmesh.istio.xds.filters import ads, http_connection_manager
@@ -26,7 +28,10 @@ def gateway_resources(state: MeshState, proxy: Proxy) -> dict[str, dict[str, dic
     """Resources of an ingress gateway: Ingress and Gateway/VirtualService routes."""
     clusters = {c["name"]: c for c in outbound_clusters(state) + static_clusters()}
     clusters["istio-telemetry"] = telemetry_cluster(proxy)
+    clusters.update(gatewayapi.clusters(state, proxy))
     servers = gateway_servers(state, proxy)
+    for port, vhosts in gatewayapi.servers(state, proxy).items():
+        servers.setdefault(port, []).extend(vhosts)
     routes: dict[str, dict] = {}
     listeners: dict[str, dict] = {}
     for target_port, vhosts in sorted(servers.items()):

@@ -7,8 +7,12 @@ generation reads only this, so the generators are pure functions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from localmesh.istio import names
+
+if TYPE_CHECKING:
+    from localmesh.istio.gatewayapi.binding import Binding
 
 T_LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 T_ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
@@ -75,3 +79,5 @@ class MeshState:
     gateways: list[dict]
     virtual_services: list[dict]
     destination_rules: list[dict]
+    # The Gateway API's Gateways and routes, bound (localmesh/istio/gatewayapi/binding.py).
+    gateway_api: Binding | None = None
