@@ -10,6 +10,7 @@ bounded history so a watch can resume from a recent resourceVersion (older ones 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import copy
 import os
 import uuid
@@ -86,10 +87,11 @@ class Store:
         obj = self.objects.get(key, {}).get((namespace, name))
         return copy.deepcopy(obj) if obj is not None else None
 
-    def list(self, key: Key, namespace: str | None = None) -> list[dict]:
+    # `list` in this class's annotations from here on is this method, hence builtins.list.
+    def list(self, key: Key, namespace: str | None = None) -> builtins.list[dict]:
         return [copy.deepcopy(o) for o in self.scan(key, namespace)]
 
-    def scan(self, key: Key, namespace: str | None = None) -> list[dict]:
+    def scan(self, key: Key, namespace: str | None = None) -> builtins.list[dict]:
         """The stored objects themselves, sorted by (namespace, name), without copying.
 
         For in-process readers that only look (controllers scanning everything on each
