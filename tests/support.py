@@ -218,3 +218,16 @@ def descendants(table: dict[int, Process], root: int) -> set[int]:
                 found.add(child)
                 todo.append(child)
     return found
+
+
+def listening_ports() -> set[tuple[str, int]]:
+    """Listening IPv4 TCP sockets, (address, port) (from /proc/net/tcp)."""
+    out = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        if parts[3] != "0A":  # LISTEN
+            continue
+        hexip, hexport = parts[1].split(":")
+        ip = ".".join(str(int(hexip[i:i + 2], 16)) for i in (6, 4, 2, 0))
+        out.add((ip, int(hexport, 16)))
+    return out

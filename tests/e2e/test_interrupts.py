@@ -26,6 +26,7 @@ from tests.support import (
     StopWaiting,
     child_env,
     descendants,
+    listening_ports,
     needs_prometheus,
     poll,
     process_table,
@@ -38,19 +39,6 @@ def _of_run(state: str) -> list[str]:
     """Command lines of the processes that name this run's state folder."""
     return [p.command for p in process_table().values()
             if state in p.command and p.pid != os.getpid()]
-
-
-def _listening_ports() -> set[tuple[str, int]]:
-    """Listening TCP sockets on 127.0.0.0/8 (from /proc/net/tcp)."""
-    out = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        parts = line.split()
-        if parts[3] != "0A":  # LISTEN
-            continue
-        hexip, hexport = parts[1].split(":")
-        ip = ".".join(str(int(hexip[i:i + 2], 16)) for i in (6, 4, 2, 0))
-        out.add((ip, int(hexport, 16)))
-    return out
 
 
 SUITE_ARGS = ("-p", "no:cacheprovider", "-q", "--no-html-report")
@@ -138,7 +126,7 @@ def _assert_clean(instance: dict) -> None:
     # localmesh instances may run beside it; their sockets are not this run's.)
     block = f"127.{instance['block']}."
     api_port = int(instance["server"].rsplit(":", 1)[1])
-    left = {(ip, port) for ip, port in _listening_ports()
+    left = {(ip, port) for ip, port in listening_ports()
             if ip.startswith(block) or (ip == "127.0.0.1" and port == api_port)}
     assert left == set(), f"listening sockets of the run left: {sorted(left)[:10]}"
     assert not state.exists(), f"the run's temporary folder {state} is left"

@@ -28,9 +28,9 @@ import pytest
 from kubernetes import client, config
 
 from localmesh.network import LOCK_DIR
-from tests.gate.test_interrupts import _descendants, _listening_ports, _proc_table
-from tests.localmesh.conftest import busybox_pod, wait_until
+from tests.localmesh.conftest import busybox_pod
 from tests.localmesh.test_kubelet import _group
+from tests.support import descendants, listening_ports, poll, process_table
 
 REPO = Path(__file__).resolve().parents[2]
 LOCALMESH = (sys.executable, "-m", "localmesh")
@@ -86,7 +86,7 @@ def _registered_groups(state: Path) -> set[int]:
 
 def _started(root: int, serve: int, state: Path) -> Started:
     """Everything under ``root`` now, plus the members of the recorded process groups."""
-    pids = {root} | _descendants(_proc_table(), root)
+    pids = {root} | descendants(process_table(), root)
     pids |= {p for g in _registered_groups(state) for p in _group(g)}
     block = _block_of(serve)
     assert block is not None, f"localmesh (pid {serve}) holds no loopback block lock"
@@ -95,17 +95,17 @@ def _started(root: int, serve: int, state: Path) -> Started:
 
 def _serve_pid(root: int) -> int | None:
     """The ``localmesh serve`` process: ``root`` itself, or its descendant."""
-    table = _proc_table()
-    for pid in [root, *sorted(_descendants(table, root))]:
-        if pid in table and table[pid][1].startswith(" ".join((*LOCALMESH, "serve "))):
+    table = process_table()
+    for pid in [root, *sorted(descendants(table, root))]:
+        if pid in table and table[pid].command.startswith(" ".join((*LOCALMESH, "serve "))):
             return pid
     return None
 
 
 def _has_program(root: int, name: str) -> bool:
-    table = _proc_table()
-    return any(Path(table[p][1].split(" ", 1)[0]).name == name
-               for p in _descendants(table, root) if p in table)
+    table = process_table()
+    return any(Path(table[p].command.split(" ", 1)[0]).name == name
+               for p in descendants(table, root) if p in table)
 
 
 @dataclass
@@ -143,11 +143,11 @@ def cleanup() -> Iterator[Cleanup]:
 
 # -- checks ----------------------------------------------------------------------------------
 def _assert_nothing_left(started: Started, state: Path, api_port: int | None = None) -> None:
-    wait_until(lambda: not started.alive(), timeout=20,
-               what=f"every process localmesh started to exit (alive: {started.alive()})")
+    poll(lambda: not started.alive(), timeout=20,
+         what=f"every process localmesh started to exit (alive: {started.alive()})")
     left = [name for name in STATE_FILES if (state / name).exists()]
     assert left == [], f"state files left in {state}: {left}"
-    api = {("127.0.0.1", api_port)} & _listening_ports() if api_port else set()
+    api = {("127.0.0.1", api_port)} & listening_ports() if api_port else set()
     assert api == set(), f"the API port is still listening: {api}"
     fd = os.open(LOCK_DIR / f"{started.block}.lock", os.O_RDWR)
     try:
@@ -155,14 +155,14 @@ def _assert_nothing_left(started: Started, state: Path, api_port: int | None = N
     except BlockingIOError:
         # Another localmesh on this machine has claimed the block since ours released it;
         # its sockets there are not ours to judge. It must not be one of ours.
-        holders = {pid for pid in _proc_table() if _block_of(pid) == started.block}
+        holders = {pid for pid in process_table() if _block_of(pid) == started.block}
         assert not holders & {pid for pid, _ in started.processes}, holders
         return
     try:
         # The block is free, and held by this test while it looks: nothing may listen
         # on it (a process localmesh started and lost track of would).
         block = f"127.{started.block}."
-        listening = {(ip, port) for ip, port in _listening_ports() if ip.startswith(block)}
+        listening = {(ip, port) for ip, port in listening_ports() if ip.startswith(block)}
         assert listening == set(), f"still listening on localmesh's block: {listening}"
     finally:
         os.close(fd)
@@ -192,7 +192,7 @@ def _instance(state: Path, proc: subprocess.Popen, log: Path, timeout: float = 3
             return json.loads((state / "instance.json").read_text())
         return None
 
-    return wait_until(ready, timeout=timeout, what="localmesh ready")
+    return poll(ready, timeout=timeout, what="localmesh ready")
 
 
 def _sleeping_pod(kubeconfig: str, name: str, state: Path) -> int:
@@ -203,9 +203,9 @@ def _sleeping_pod(kubeconfig: str, name: str, state: Path) -> int:
                                                     busybox_pod(name, "sleep 300; echo x"))
     finally:
         api.close()
-    return wait_until(lambda: next((g for g in _registered_groups(state)
-                                    if len(_group(g)) == 2), None),
-                      timeout=20, what="the pod's shell and its sleep running")
+    return poll(lambda: next((g for g in _registered_groups(state)
+                              if len(_group(g)) == 2), None),
+                timeout=20, what="the pod's shell and its sleep running")
 
 
 # -- serve -----------------------------------------------------------------------------------
@@ -231,9 +231,9 @@ def test_serve_signalled_while_starting_stops_what_it_started(tmp_path: Path,
     state, log = tmp_path / "state", tmp_path / "serve.log"
     proc = _run(["serve", "--state-dir", str(state)], log)
     cleanup.commands.append(proc)
-    wait_until(lambda: proc.poll() is None and _has_program(proc.pid, "envoy")
-               and _has_program(proc.pid, "prometheus"), timeout=60, interval=0.02,
-               what="Envoy and Prometheus started by localmesh")
+    poll(lambda: proc.poll() is None and _has_program(proc.pid, "envoy")
+         and _has_program(proc.pid, "prometheus"), timeout=60, interval=0.02,
+         what="Envoy and Prometheus started by localmesh")
     assert not (state / "ready").exists(), "localmesh was ready before it could be signalled"
     started = _started(proc.pid, proc.pid, state)
     cleanup.started.append(started)
@@ -267,8 +267,8 @@ def test_up_signalled_while_waiting_stops_its_serve(tmp_path: Path, cleanup: Cle
     state, log = tmp_path / "state", tmp_path / "up.log"
     proc = _run(["up", "--state-dir", str(state)], log)
     cleanup.commands.append(proc)
-    wait_until(lambda: proc.poll() is None and _has_program(proc.pid, "envoy"), timeout=60,
-               interval=0.02, what="Envoy started by the localmesh that up started")
+    poll(lambda: proc.poll() is None and _has_program(proc.pid, "envoy"), timeout=60,
+         interval=0.02, what="Envoy started by the localmesh that up started")
     serve = _serve_pid(proc.pid)
     assert serve is not None and not (state / "ready").exists()
     started = _started(proc.pid, serve, state)
@@ -286,9 +286,9 @@ def test_up_signalled_at_once_stops_its_serve(tmp_path: Path, sig: signal.Signal
     state, log = tmp_path / "state", tmp_path / "up.log"
     proc = _run(["up", "--no-mesh", "--state-dir", str(state)], log)
     cleanup.commands.append(proc)
-    serve = wait_until(lambda: _block_of(pid) and pid
-                       if (pid := _serve_pid(proc.pid)) is not None else None,
-                       timeout=30, interval=0.01, what="serve started, with its block")
+    serve = poll(lambda: _block_of(pid) and pid
+                 if (pid := _serve_pid(proc.pid)) is not None else None,
+                 timeout=30, interval=0.01, what="serve started, with its block")
     started = _started(proc.pid, serve, state)
     cleanup.started.append(started)
     os.kill(proc.pid, sig)
@@ -311,13 +311,13 @@ def test_down_after_kill_9_of_serve_leaves_nothing(tmp_path: Path, cleanup: Clea
     group = _sleeping_pod(info["kubeconfig"], "sleeper", state)
     started = _started(serve, serve, state)
     cleanup.started.append(started)
-    table = _proc_table()
-    watchdogs = [p for p, (ppid, cmd) in table.items()
-                 if ppid == serve and "localmesh-watchdog" in cmd]
+    table = process_table()
+    watchdogs = [p for p, proc in table.items()
+                 if proc.ppid == serve and "localmesh-watchdog" in proc.command]
     assert len(watchdogs) == 1, f"no watchdog under serve: {watchdogs}"
     os.kill(watchdogs[0], signal.SIGKILL)
     os.kill(serve, signal.SIGKILL)
-    wait_until(lambda: _start_time(serve) is None, what="serve gone")
+    poll(lambda: _start_time(serve) is None, what="serve gone")
     assert _group(group), "nothing of the pod outlived serve: down would have nothing to do"
     down = subprocess.run([*LOCALMESH, "down", "--state-dir", str(state)], cwd=REPO,
                           capture_output=True, text=True, timeout=60, check=False)
