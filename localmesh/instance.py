@@ -140,8 +140,8 @@ class Instance:
         sd_app.router.add_get("/localmesh/v1/prometheus-targets", self.proxy.prometheus_targets)
         self._sd_runner = web.AppRunner(sd_app, access_log=None)
         await self._sd_runner.setup()
-        host, port = self.sd_address.rsplit(":", 1)
-        await web.TCPSite(self._sd_runner, host, int(port)).start()
+        sd_host, sd_port = self.sd_address.rsplit(":", 1)
+        await web.TCPSite(self._sd_runner, sd_host, int(sd_port)).start()
         pending: list[str] = []
         if self.mesh is not None:
             await self.mesh.install()

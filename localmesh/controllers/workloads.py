@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from typing import Any
 
 from localmesh.api.objects import ObjectAPI
 from localmesh.api.status import ApiError
@@ -166,7 +167,7 @@ class DeploymentController(Reconciler):
             start = 0 if (strategy == "Recreate" and any(
                 r["spec"].get("replicas", 0) or r.get("status", {}).get("replicas", 0)
                 for r in old)) else desired
-            body = {
+            body: dict[str, Any] = {
                 "apiVersion": "apps/v1", "kind": "ReplicaSet",
                 "metadata": {
                     "name": f"{meta['name']}-{h}", "namespace": ns,

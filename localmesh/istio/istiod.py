@@ -159,7 +159,7 @@ class Istiod:
         app.router.add_get("/debug/syncz", self._syncz)
         app.router.add_get("/debug/config_dump", self._config_dump)
         app.router.add_get("/debug/connections", self._syncz)
-        app.router.add_get("/ready", lambda r: web.Response(text="ok"))
+        app.router.add_get("/ready", self._ready)
         app.router.add_get("/metrics", self._metrics)
         self._debug = web.AppRunner(app, access_log=None)
         await self._debug.setup()
@@ -251,7 +251,7 @@ class Istiod:
         pod_name, _, ns = pod_ns.rpartition(".")
         pod = self.api.store.get(("", "pods"), ns, pod_name)
         labels = (pod or {}).get("metadata", {}).get("labels") or metadata.get("LABELS") or {}
-        ports = []
+        ports: list[dict] = []
         for c in ((pod or {}).get("spec") or {}).get("containers") or []:
             ports.extend(c.get("ports") or [])
         local = AddressPlan.local_address(ip)
@@ -321,6 +321,9 @@ class Istiod:
         return f"{now_rfc3339()}/{h.hexdigest()[:12]}"
 
     # -- debug ---------------------------------------------------------------------------
+    async def _ready(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
     async def _syncz(self, request: web.Request) -> web.Response:
         out = []
         for conn in self.connections.values():

@@ -15,6 +15,7 @@ import asyncio
 import os
 import signal
 import sys
+from functools import partial
 
 PORTS = {15010: 15010, 15012: 15010, 15014: 15014}
 
@@ -42,8 +43,7 @@ async def _serve(bind: str, upstream: str) -> int:
 
     servers = []
     for listen, target in PORTS.items():
-        servers.append(await asyncio.start_server(
-            lambda r, w, t=target: handle(r, w, t), bind, listen))
+        servers.append(await asyncio.start_server(partial(handle, port=target), bind, listen))
     print(f"istiod pod: serving {', '.join(map(str, PORTS))} on {bind} for istiod at "
           f"{upstream}", flush=True)
     stop = asyncio.Event()

@@ -74,7 +74,8 @@ def _field_ref(pod: dict, path: str) -> str:
 
 def _key_ref(store: Store, ns: str, kind: str, ref: dict) -> str | None:
     name, key = ref.get("name"), ref.get("key")
-    obj = store.get(("", "secrets" if kind == "secret" else "configmaps"), ns, name)
+    obj = (store.get(("", "secrets" if kind == "secret" else "configmaps"), ns, name)
+           if name is not None else None)
     optional = ref.get("optional", False)
     if obj is None:
         if optional:
@@ -224,7 +225,7 @@ def materialise_volumes(store: Store, pod: dict, pod_dir: Path) -> dict[str, Pat
 
 def mount_env(container: dict, volumes: dict[str, Path]) -> dict[str, str]:
     """Tell the program where its mounts are (no mount namespace on the host)."""
-    mounts = {}
+    mounts: dict[str, str] = {}
     for m in container.get("volumeMounts") or []:
         src = volumes.get(m["name"])
         if src is None:
@@ -232,6 +233,6 @@ def mount_env(container: dict, volumes: dict[str, Path]) -> dict[str, str]:
         path = src / m["subPath"] if m.get("subPath") else src
         mounts[m["mountPath"]] = str(path)
     env = {"LOCALMESH_MOUNTS": json.dumps(mounts)}
-    for mp, src in mounts.items():
-        env["LOCALMESH_MOUNT_" + re.sub(r"[^A-Za-z0-9]", "_", mp).strip("_").upper()] = src
+    for mp, where in mounts.items():
+        env["LOCALMESH_MOUNT_" + re.sub(r"[^A-Za-z0-9]", "_", mp).strip("_").upper()] = where
     return env

@@ -17,6 +17,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -198,7 +199,7 @@ class PodWorker:
         return c.started
 
     async def _wait_exit(self, c: ContainerState) -> int:
-        assert c.process is not None
+        assert c.process is not None and c.process.waiter is not None  # _start set them
         await asyncio.wait([c.process.waiter, asyncio.ensure_future(self.terminating.wait())],
                            return_when=asyncio.FIRST_COMPLETED)
         return c.process.exit_code if c.process.exit_code is not None else -1
@@ -377,8 +378,7 @@ class PodWorker:
                 await asyncio.sleep(0.05)
                 continue
             ok = await run_probe(probe, self.bind_address(c), c.spec,
-                                 lambda command, timeout, c=c: self._exec_status(c, command,
-                                                                                 timeout))
+                                 partial(self._exec_status, c))
             if ok:
                 successes, failures = successes + 1, 0
             else:

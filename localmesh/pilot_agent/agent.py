@@ -17,6 +17,7 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
@@ -202,7 +203,8 @@ async def _serve(kind: str) -> int:
     proxy_config = json.loads(env.get("PROXY_CONFIG") or "{}")
     # The injector and the installer always set discoveryAddress (meshConfig.defaultConfig).
     discovery = _resolve(proxy_config.get("discoveryAddress", f"{ISTIOD_HOST}:15010"))
-    meta = {k[len("ISTIO_META_"):]: v for k, v in env.items() if k.startswith("ISTIO_META_")}
+    meta: dict[str, Any] = {k[len("ISTIO_META_"):]: v for k, v in env.items()
+                            if k.startswith("ISTIO_META_")}
     meta.update({"NAMESPACE": ns, "NAME": pod, "INSTANCE_IPS": pod_ip, "LOCAL_IP": local_ip,
                  "ISTIO_VERSION": "1.28.0", "PROXY_CONFIG": proxy_config})
     labels_file = Path(env.get("LOCALMESH_MOUNT_ETC_ISTIO_POD", "")) / "labels"
