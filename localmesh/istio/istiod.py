@@ -492,12 +492,18 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                         continue
                     gen = istiod.resources(conn, state)
                     # Clusters before endpoints, listeners before routes (Envoy's order).
+                    # A changed cluster warms until it gets its endpoints, and Envoy asks
+                    # for unchanged names with the last nonce, which reads as an ACK: so
+                    # endpoints follow every CDS push, as in istiod's full pushes.
+                    clusters_sent = False
                     for t in xds.TYPES:
                         ts = conn.types.get(t)
                         if ts is None or not ts.subscribed:
                             continue
                         version = istiod.version_of(gen, t, ts)
-                        if version.split("/")[1] != ts.sent_version.split("/")[-1]:
+                        if version.split("/")[1] != ts.sent_version.split("/")[-1] or (
+                                t == xds.T_ENDPOINT and clusters_sent):
+                            clusters_sent = clusters_sent or t == xds.T_CLUSTER
                             yield istiod.response(conn, t, gen, version)
                     continue
                 req: discovery_pb2.DiscoveryRequest = item
