@@ -282,6 +282,16 @@ def test_deny_policy_answers_403_until_deleted(mesh: Handle, ns: str) -> None:
                   what="/chain/blocks/0 denied by the DENY policy")
     assert denied == "RBAC: access denied"
     assert get(gateway(mesh) + "/login").status_code == 200, "other paths still allowed"
+    # vp0's sidecar counts the denied requests with their 403 and the gateway's identity.
+    vp0 = pod(mesh, ns, "vp0")
+
+    def denied_counted() -> list[str]:
+        return [line for line in proxy_metrics(mesh, ns, vp0).splitlines()
+                if line.startswith("istio_requests_total{") and 'response_code="403"' in line
+                and 'reporter="destination"' in line
+                and f'source_principal="{GATEWAY_PRINCIPAL}"' in line]
+
+    poll(denied_counted, what="vp0's sidecar counts the denied requests as 403")
     kubectl(mesh, "delete", "authorizationpolicy", "-n", ns, "deny-blocks")
     poll(lambda: get(url).status_code == 200, timeout=10, what="200 again once deleted")
 
