@@ -27,7 +27,8 @@ import yaml
 
 from localmesh.admission import container_defaults
 from localmesh.api.objects import ObjectAPI
-from localmesh.istio.names import ISTIOD_HOST
+from localmesh.istio import meshconfig
+from localmesh.istio.names import ISTIO_NAMESPACE, ISTIOD_HOST
 from localmesh.resources import ResourceType
 
 PROXY_IMAGE = "docker.io/istio/proxyv2:1.28.0"
@@ -115,15 +116,18 @@ def _owner_workload(pod: dict) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class Injector:
-    """The mutating admission step for Pods, with the mesh's ``meshConfig.defaultConfig``
-    (what the injector passes to the proxy in ``PROXY_CONFIG``)."""
+    """The mutating admission step for Pods. The proxy config it passes in
+    ``PROXY_CONFIG`` is the mesh config's current ``defaultConfig`` (ConfigMap ``istio``),
+    else ``proxy_config``, the installer's."""
 
     proxy_config: dict
 
     def __call__(self, api: ObjectAPI, rt: ResourceType, pod: dict, old: dict | None) -> None:
         if old is not None:
             return
-        inject(api, pod, self.proxy_config)
+        current = meshconfig.default_config(api.store.get(
+            ("", "configmaps"), ISTIO_NAMESPACE, meshconfig.NAME))
+        inject(api, pod, current or self.proxy_config)
 
 
 def inject(api: ObjectAPI, pod: dict, proxy_config: dict) -> None:

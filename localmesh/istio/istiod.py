@@ -298,9 +298,7 @@ class Istiod:
         return xds.Proxy(kind=kind, ip=ip, local_ip=metadata.get("LOCAL_IP", local),
                          pod=pod_name, namespace=ns, labels=labels,
                          workload=metadata.get("WORKLOAD_NAME", pod_name),
-                         container_ports=ports, metadata=metadata,
-                         service_account=((pod or {}).get("spec") or {}).get(
-                             "serviceAccountName") or "default")
+                         container_ports=ports, metadata=metadata)
 
     def _refresh_proxy(self, conn: Connection) -> None:
         if conn.proxy is not None:

@@ -57,17 +57,25 @@ def configmap(mesh: dict) -> dict:
                      "meshNetworks": "networks: {}\n"}}
 
 
+def _mesh(cm: dict | None) -> dict:
+    try:
+        mesh = yaml.safe_load(((cm or {}).get("data") or {}).get(KEY) or "") or {}
+    except yaml.YAMLError:
+        return {}
+    return mesh if isinstance(mesh, dict) else {}
+
+
+def default_config(cm: dict | None) -> dict | None:
+    """``defaultConfig``, the ProxyConfig the injector gives new proxies (Istio's injector
+    reads it from the mesh config, so an edit applies to pods injected afterwards)."""
+    value = _mesh(cm).get("defaultConfig")
+    return value if isinstance(value, dict) and value else None
+
+
 def parse(cm: dict | None) -> MeshConfig:
     """The implemented fields of ConfigMap ``istio``; Istio's defaults where it is absent,
     unparsable or silent (istiod keeps its defaults rather than fail on a bad edit)."""
-    if cm is None:
-        return MeshConfig()
-    try:
-        mesh = yaml.safe_load((cm.get("data") or {}).get(KEY) or "") or {}
-    except yaml.YAMLError:
-        return MeshConfig()
-    if not isinstance(mesh, dict):
-        return MeshConfig()
+    mesh = _mesh(cm)
     auto = mesh.get("enableAutoMtls", True)
     return MeshConfig(trust_domain=str(mesh.get("trustDomain") or DOMAIN),
                       root_namespace=str(mesh.get("rootNamespace") or ISTIO_NAMESPACE),

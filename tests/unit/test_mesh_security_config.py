@@ -345,3 +345,33 @@ def test_mesh_config_defaults_and_auto_mtls_switch() -> None:
     ("24h", 86400), ("90s", 90), ("1h30m", 5400), ("500ms", 0.5), ("", 7), ("1d", 7)])
 def test_secret_ttl_is_a_go_duration(text: str, seconds: float) -> None:
     assert parse_duration(text, 7) == seconds
+
+
+def test_injector_reads_default_config_from_the_mesh_config() -> None:
+    """An edit of ``defaultConfig`` in ConfigMap ``istio`` reaches pods injected afterwards,
+    and a pod's ``proxy.istio.io/config`` proxyMetadata becomes istio-proxy's env."""
+    from localmesh.api.objects import ObjectAPI
+    from localmesh.istio import meshconfig
+    from localmesh.istio.injector import Injector
+    from localmesh.resources import Registry
+    from localmesh.store import Store
+
+    api = ObjectAPI(Store(), Registry())
+    api.store.create(("", "namespaces"), {"metadata": {
+        "name": NS, "labels": {"istio-injection": "enabled"}}})
+    mesh = meshconfig.default_mesh({"discoveryAddress": "istiod.istio-system.svc:15010",
+                                    "proxyMetadata": {"ECC_SIGNATURE_ALGORITHM": "ECDSA"}})
+    api.store.create(("", "configmaps"), meshconfig.configmap(mesh))
+
+    def injected(annotations: dict) -> dict:
+        pod = {"metadata": {"name": "p", "namespace": NS, "annotations": annotations},
+               "spec": {"containers": [{"name": "app", "image": "x"}]}}
+        Injector({"discoveryAddress": "installer"})(api, api.rt("v1", "Pod"), pod, None)
+        proxy = next(c for c in pod["spec"]["initContainers"] if c["name"] == "istio-proxy")
+        return {e["name"]: e.get("value") for e in proxy["env"]}
+
+    env = injected({})
+    assert env["ECC_SIGNATURE_ALGORITHM"] == "ECDSA"
+    assert json.loads(env["PROXY_CONFIG"])["discoveryAddress"].startswith("istiod.")
+    env = injected({"proxy.istio.io/config": '{"proxyMetadata": {"SECRET_TTL": "30s"}}'})
+    assert (env["SECRET_TTL"], env["ECC_SIGNATURE_ALGORITHM"]) == ("30s", "ECDSA")

@@ -63,7 +63,6 @@ class Proxy:
     workload: str
     container_ports: list[dict]
     metadata: dict = field(default_factory=dict)
-    service_account: str = "default"  # its SPIFFE identity's (docs/localmesh.md, security)
 
     @property
     def id(self) -> str:
