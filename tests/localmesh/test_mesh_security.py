@@ -189,8 +189,9 @@ def test_sidecar_has_mtls_clusters_inbound_chains_and_sds_secrets(mesh: Handle, 
     assert sds["grpc_services"] == [{"envoy_grpc": {"cluster_name": "sds-grpc"}}]
     combined = common["combined_validation_context"]
     assert combined["validation_context_sds_secret_config"]["name"] == "ROOTCA"
+    # Each workload runs as its own ServiceAccount (manifests/): vp0's endpoints are vp0's.
     assert combined["default_validation_context"]["match_subject_alt_names"] == [
-        {"exact": f"spiffe://cluster.local/ns/{ns}/sa/default"}]
+        {"exact": f"spiffe://cluster.local/ns/{ns}/sa/vp0"}]
     # gRPC (HTTP/2) clusters also offer h2.
     grpc_ctx = cluster_of(dump, f"outbound|7054||membersrvc.{ns}.svc.cluster.local")[
         "transport_socket_matches"][0]["transport_socket"]["typed_config"]
@@ -231,7 +232,7 @@ def test_sidecar_has_mtls_clusters_inbound_chains_and_sds_secrets(mesh: Handle, 
     chain = workload_certificate(dump)
     san = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == [
-        f"spiffe://cluster.local/ns/{ns}/sa/default"]
+        f"spiffe://cluster.local/ns/{ns}/sa/composer"]
     root = x509.load_pem_x509_certificate(kubectl(
         mesh, "get", "configmap", "-n", ns, "istio-ca-root-cert", "-o",
         "jsonpath={.data.root-cert\\.pem}").stdout.encode())
@@ -248,7 +249,7 @@ def test_ingress_to_composer_is_mutual_tls_in_prometheus(mesh: Handle, ns: str) 
     result = poll(lambda: prometheus(mesh, q), timeout=20,
                   what="ingress → composer counted as mutual_tls with the gateway's principal")
     metric = result[0]["metric"]
-    assert metric["destination_principal"] == f"spiffe://cluster.local/ns/{ns}/sa/default"
+    assert metric["destination_principal"] == f"spiffe://cluster.local/ns/{ns}/sa/composer"
 
 
 def test_strict_peer_authentication_refuses_plaintext(mesh: Handle, ns: str) -> None:
@@ -309,13 +310,10 @@ def _requests(metrics: str, principal: str, grpc_status: str) -> float:
 
 
 def test_allow_policy_admits_only_its_principal(mesh: Handle, ns: str) -> None:
-    """vp0 runs as its own ServiceAccount; membersrvc then admits only vp0's identity, so
-    composer's enrolments (as ``default``) are refused with PERMISSION_DENIED."""
-    kubectl(mesh, "create", "serviceaccount", "-n", ns, "vp0")
-    kubectl(mesh, "set", "serviceaccount", "-n", ns, "deployment/vp0", "vp0")
-    kubectl(mesh, "rollout", "status", "-n", ns, "deployment/vp0", "--timeout=60s")
+    """membersrvc admits only vp0's identity: vp0's periodic enrolments pass, composer's
+    (on /login, as ServiceAccount ``composer``) are refused with PERMISSION_DENIED."""
     vp0 = f"spiffe://cluster.local/ns/{ns}/sa/vp0"
-    composer = f"spiffe://cluster.local/ns/{ns}/sa/default"
+    composer = f"spiffe://cluster.local/ns/{ns}/sa/composer"
     apply(mesh, ns, {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
                      "metadata": {"name": "membersrvc-vp0-only"},
                      "spec": {"selector": {"matchLabels": {"app": "membersrvc"}},
