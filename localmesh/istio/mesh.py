@@ -147,10 +147,18 @@ class Mesh:
         self.gateway_api: list[Reconciler] = []
 
     def proxy_config(self) -> dict:
-        """meshConfig.defaultConfig, as the injector passes it in PROXY_CONFIG."""
+        """meshConfig.defaultConfig, as the injector passes it in PROXY_CONFIG.
+
+        ``proxyMetadata.ECC_SIGNATURE_ALGORITHM: ECDSA`` is Istio's option for P-256
+        workload keys (``--set meshConfig.defaultConfig.proxyMetadata…``); localmesh's
+        install sets it because generating Istio's default RSA 2048 key in Python put
+        200–400 ms on every proxy's start (it waits for its certificate) on a busy
+        machine. Remove it from ConfigMap ``istio`` for RSA keys in pods injected later.
+        """
         return {"discoveryAddress": f"{ISTIOD_HOST}:15010", "proxyAdminPort": 15000,
                 "statusPort": 15020, "controlPlaneAuthPolicy": "NONE",
-                "serviceCluster": "istio-proxy", "drainDuration": "1s"}
+                "serviceCluster": "istio-proxy", "drainDuration": "1s",
+                "proxyMetadata": {"ECC_SIGNATURE_ALGORITHM": "ECDSA"}}
 
     def _create(self, obj: dict) -> None:
         api = self.api

@@ -214,6 +214,10 @@ async def _serve(kind: str) -> int:
     local_ip = env.get("LOCALMESH_POD_LOCAL_IP", pod_ip)
     pod, ns = env.get("POD_NAME", "unknown"), env.get("POD_NAMESPACE", "default")
     proxy_config = json.loads(env.get("PROXY_CONFIG") or "{}")
+    # ProxyConfig.proxyMetadata is extra environment for the agent, as in Istio (the
+    # injector also writes it as env; a variable set on the container wins).
+    env = {**{str(k): str(v) for k, v in (proxy_config.get("proxyMetadata") or {}).items()},
+           **env}
     # The injector and the installer always set discoveryAddress (meshConfig.defaultConfig).
     discovery = _resolve(proxy_config.get("discoveryAddress", f"{ISTIOD_HOST}:15010"))
     meta = {k[len("ISTIO_META_"):]: v for k, v in env.items() if k.startswith("ISTIO_META_")}
