@@ -12,9 +12,12 @@ times:
   on 8080; read over pods/exec, so it includes one exec round trip);
 - a ``DENY`` AuthorizationPolicy on vp0's ``/chain/blocks/*`` → ``403`` through the ingress
   gateway, and deleted → ``200``;
+- the same DENY observed on new connections (plaintext to vp0's ClusterIP), which see a
+  changed filter chain at once, where the gateway's pooled connection to vp0 finishes on
+  the old chain within Envoy's drain time;
 - the cost of mTLS on a hop: ``/chain/blocks/0`` through the gateway with auto mTLS on,
-  and with ``enableAutoMtls: false`` in ConfigMap ``istio`` (median of 50 requests each,
-  on kept-alive connections from the gateway's pools).
+  and with ``enableAutoMtls: false`` in ConfigMap ``istio`` (medians of 100 requests,
+  alternated three times, on kept-alive connections from the gateway's pools).
 
 Every wait is bounded by a deadline. Usage: .venv/bin/python bench/security.py [--runs N]
 """
@@ -152,6 +155,8 @@ def one_run(repeats: int) -> dict[str, list[float]]:
             gw_ip = m.kubectl("get", "svc", "-n", "istio-system", "istio-ingressgateway", "-o",
                               "jsonpath={.status.loadBalancer.ingress[0].ip}")
             plain = f"http://{cluster_ip}:8080/login"
+            vp0_ip = m.kubectl("get", "svc", "-n", ns, "vp0", "-o", "jsonpath={.spec.clusterIP}")
+            vp0_direct = f"http://{vp0_ip}:7050/chain/blocks/0"
             blocks = f"http://{gw_ip}:80/chain/blocks/0"
             s = requests.Session()
             s.trust_env = False
@@ -170,19 +175,32 @@ def one_run(repeats: int) -> dict[str, list[float]]:
                        timed(lambda: m.apply(DENY, ns), lambda: status(s, blocks) == 403))
                 record("AuthorizationPolicy deleted → 200 again",
                        timed(lambda: m.delete(DENY, ns), lambda: status(s, blocks) == 200))
+                # New connections see a changed chain at once; the gateway's pooled
+                # connection finishes on the old chain within Envoy's drain time.
+                record("AuthorizationPolicy DENY → 403 on new connections (vp0's ClusterIP)",
+                       timed(lambda: m.apply(DENY, ns), lambda: status(s, vp0_direct) == 403))
+                record("AuthorizationPolicy deleted → 200 on new connections",
+                       timed(lambda: m.delete(DENY, ns), lambda: status(s, vp0_direct) == 200))
             keep = requests.Session()
             keep.trust_env = False
-            record("gateway → vp0 hop, auto mTLS (median of 50 requests)",
-                   latency(keep, blocks))
-            m.set_auto_mtls(False)
             gw = m.kubectl("get", "pods", "-n", "istio-system", "-l", "app=istio-ingressgateway",
                            "-o", "jsonpath={.items[0].metadata.name}")
-            until(lambda: "transport_socket_matches" not in m.kubectl(
-                "exec", "-n", "istio-system", gw, "--", "pilot-agent", "request", "GET",
-                "config_dump?resource=dynamic_active_clusters&name_regex=.*vp0.*"))
-            latency(keep, blocks, 5)  # warm the new pools
-            record("gateway → vp0 hop, plaintext (median of 50 requests)",
-                   latency(keep, blocks))
+
+            def auto_mtls(enabled: bool) -> None:
+                m.set_auto_mtls(enabled)
+                until(lambda: ("transport_socket_matches" in m.kubectl(
+                    "exec", "-n", "istio-system", gw, "--", "pilot-agent", "request", "GET",
+                    "config_dump?resource=dynamic_active_clusters&name_regex=.*vp0.*"))
+                    == enabled)
+                latency(keep, blocks, 10)  # warm the new pools
+
+            for _ in range(3):  # alternated, so load from elsewhere hits both alike
+                auto_mtls(True)
+                record("gateway → vp0 hop, auto mTLS (median of 100 requests)",
+                       latency(keep, blocks, 100))
+                auto_mtls(False)
+                record("gateway → vp0 hop, plaintext (median of 100 requests)",
+                       latency(keep, blocks, 100))
             m.set_auto_mtls(True)
         finally:
             handle.stop()
