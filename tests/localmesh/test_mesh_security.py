@@ -337,6 +337,45 @@ def test_allow_policy_admits_only_its_principal(mesh: Handle, ns: str) -> None:
         kubectl(mesh, "delete", "authorizationpolicy", "-n", ns, "membersrvc-vp0-only")
 
 
+def test_gateway_api_gateway_is_a_mesh_identity_and_takes_target_ref_policies(
+        mesh: Handle, ns: str) -> None:
+    """Istio's automated deployment of a Gateway API Gateway runs as its own ServiceAccount,
+    reaches composer over mTLS with that identity, and an AuthorizationPolicy whose
+    ``targetRefs`` names the Gateway applies there and nowhere else."""
+    kubectl(mesh, "apply", "-n", ns, "-f", str(REPO / "manifests" / "overlays" /
+                                               "gateway-api.yaml"))
+    deployed = "blockchain-gateway-istio"
+    kubectl(mesh, "rollout", "status", "-n", ns, f"deployment/{deployed}", "--timeout=60s")
+    svc = poll(lambda: json.loads(kubectl(mesh, "get", "svc", "-n", ns, deployed, "-o",
+                                          "json").stdout)["status"]["loadBalancer"]["ingress"],
+               what="the Gateway's LoadBalancer address")
+    base = f"http://{svc[0]['ip']}:80"
+    poll(lambda: get(base + "/login").status_code == 200, timeout=20,
+         what="/login through the Gateway API gateway")
+    principal = f"spiffe://cluster.local/ns/{ns}/sa/{deployed}"
+    composer = pod(mesh, ns, "composer")
+    poll(lambda: any(f'source_principal="{principal}"' in line and
+                     'connection_security_policy="mutual_tls"' in line
+                     for line in proxy_metrics(mesh, ns, composer).splitlines()),
+         what="composer counts the Gateway's requests as mTLS from its identity")
+    apply(mesh, ns, {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+                     "metadata": {"name": "gateway-deny-login"},
+                     "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io",
+                                              "kind": "Gateway",
+                                              "name": "blockchain-gateway"}],
+                              "action": "DENY",
+                              "rules": [{"to": [{"operation": {"paths": ["/login"]}}]}]}})
+    try:
+        poll(lambda: get(base + "/login").status_code == 403, timeout=10,
+             what="/login denied at the Gateway API gateway")
+        assert get(gateway(mesh) + "/login").status_code == 200, "not at the Istio ingress"
+        assert get(base + "/chain/blocks/0").status_code == 200, "other paths pass"
+    finally:
+        kubectl(mesh, "delete", "authorizationpolicy", "-n", ns, "gateway-deny-login")
+        kubectl(mesh, "delete", "-n", ns, "-f", str(REPO / "manifests" / "overlays" /
+                                                    "gateway-api.yaml"))
+
+
 def test_destination_rule_and_mesh_config_override_auto_mtls(mesh: Handle, ns: str) -> None:
     gw = pod(mesh, "istio-system", "istio-ingressgateway")
     name = f"outbound|8080||composer.{ns}.svc.cluster.local"
