@@ -106,7 +106,7 @@ class Instance:
         escalation = EscalationCheck(self.authz)
         for key in RBAC_KEYS:
             self.api.admission.add_validator(key, escalation)
-        self.kubelet = Kubelet(self.api, self.addresses, state_dir)
+        self.kubelet = Kubelet(self.api, self.addresses, state_dir, tokens=self.authn.issue)
         self.proxy = ServiceProxy(self.api, self.addresses, state_dir)
         self.controllers = [DeploymentController(self.api), ReplicaSetController(self.api),
                             EndpointsController(self.api), NamespaceController(self.api),
@@ -124,8 +124,8 @@ class Instance:
         # loopback address; see serviceproxy.py).
         self.sd_address = f"{self.addresses.server_address(3)}:8080"
         self.mesh = Mesh(self.api, self.addresses.server_address(2),
-                         f"http://{self.sd_address}/localmesh/v1/prometheus-targets") \
-            if mesh else None
+                         f"http://{self.sd_address}/localmesh/v1/prometheus-targets",
+                         self.authn.review) if mesh else None
         self._runner: web.AppRunner | None = None
         self._sd_runner: web.AppRunner | None = None
 

@@ -10,7 +10,12 @@ The result matches Istio's native-sidecar injection (the default since 1.27 on K
 latter with ``restartPolicy: Always``; the ``sidecar.istio.io/status`` annotation; the
 ``prometheus.io/*`` annotations rewritten to the merged metrics on 15020, with the app's
 own in ``ISTIO_PROMETHEUS_ANNOTATIONS`` (``applyPrometheusMerge``); and the canonical
-service labels.
+service labels; the security volumes of Istio's template (``istio-token``, a projected
+ServiceAccount token for the ``istio-ca`` audience; ``istiod-ca-cert``, the namespace's
+``istio-ca-root-cert``; ``workload-socket``, where pilot-agent serves SDS); and the
+``proxy.istio.io/config`` annotation's ProxyConfig merged over the mesh's
+``defaultConfig``, its ``proxyMetadata`` as environment variables of ``istio-proxy``
+(how ``SECRET_TTL`` and friends reach pilot-agent).
 """
 
 from __future__ import annotations
@@ -18,13 +23,66 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import yaml
+
 from localmesh.admission import container_defaults
 from localmesh.api.objects import ObjectAPI
-from localmesh.istio.names import ISTIOD_HOST
+from localmesh.istio import meshconfig
+from localmesh.istio.names import ISTIO_NAMESPACE, ISTIOD_HOST
 from localmesh.resources import ResourceType
 
 PROXY_IMAGE = "docker.io/istio/proxyv2:1.28.0"
 ISTIO_VERSION = "1.28.0"
+
+
+PROXY_CONFIG_ANNOTATION = "proxy.istio.io/config"
+# istio-proxy's mounts, in the order of Istio's template (golden/istio/injected-pod.yaml).
+PROXY_MOUNTS = (
+    ("workload-socket", "/var/run/secrets/workload-spiffe-uds"),
+    ("credential-socket", "/var/run/secrets/credential-uds"),
+    ("workload-certs", "/var/run/secrets/workload-spiffe-credentials"),
+    ("istiod-ca-cert", "/var/run/secrets/istio"),
+    ("istio-ca-crl", "/var/run/secrets/istio/crl"),
+    ("istio-data", "/var/lib/istio/data"),
+    ("istio-envoy", "/etc/istio/proxy"),
+    ("istio-token", "/var/run/secrets/tokens"),
+    ("istio-podinfo", "/etc/istio/pod"),
+)
+
+
+def proxy_volumes() -> list[dict]:
+    """The volumes Istio's template adds (also the gateway's, see mesh.py)."""
+    return [
+        {"name": "workload-socket", "emptyDir": {}},
+        {"name": "credential-socket", "emptyDir": {}},
+        {"name": "workload-certs", "emptyDir": {}},
+        {"name": "istio-envoy", "emptyDir": {"medium": "Memory"}},
+        {"name": "istio-data", "emptyDir": {}},
+        {"name": "istio-podinfo", "downwardAPI": {"items": [
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+            {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}]}},
+        {"name": "istio-token", "projected": {"sources": [{"serviceAccountToken": {
+            "audience": "istio-ca", "expirationSeconds": 43200, "path": "istio-token"}}]}},
+        {"name": "istiod-ca-cert", "configMap": {"name": "istio-ca-root-cert"}},
+        {"name": "istio-ca-crl", "configMap": {"name": "istio-ca-crl", "optional": True}},
+    ]
+
+
+def merged_proxy_config(default: dict, annotation: str | None) -> dict:
+    """The mesh's ``defaultConfig`` with the pod's ``proxy.istio.io/config`` (YAML or JSON)
+    over it; ``proxyMetadata`` merged key by key, as Istio's injector merges them."""
+    try:
+        pod_config = yaml.safe_load(annotation) if annotation else {}
+    except yaml.YAMLError:
+        pod_config = {}
+    if not isinstance(pod_config, dict):
+        pod_config = {}
+    merged = {**default, **pod_config}
+    merged["proxyMetadata"] = {**(default.get("proxyMetadata") or {}),
+                               **(pod_config.get("proxyMetadata") or {})}
+    if not merged["proxyMetadata"]:
+        merged.pop("proxyMetadata")
+    return merged
 
 
 def _selected(ns: dict, pod: dict) -> bool:
@@ -58,15 +116,18 @@ def _owner_workload(pod: dict) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class Injector:
-    """The mutating admission step for Pods, with the mesh's ``meshConfig.defaultConfig``
-    (what the injector passes to the proxy in ``PROXY_CONFIG``)."""
+    """The mutating admission step for Pods. The proxy config it passes in
+    ``PROXY_CONFIG`` is the mesh config's current ``defaultConfig`` (ConfigMap ``istio``),
+    else ``proxy_config``, the installer's."""
 
     proxy_config: dict
 
     def __call__(self, api: ObjectAPI, rt: ResourceType, pod: dict, old: dict | None) -> None:
         if old is not None:
             return
-        inject(api, pod, self.proxy_config)
+        current = meshconfig.default_config(api.store.get(
+            ("", "configmaps"), ISTIO_NAMESPACE, meshconfig.NAME))
+        inject(api, pod, current or self.proxy_config)
 
 
 def inject(api: ObjectAPI, pod: dict, proxy_config: dict) -> None:
@@ -93,6 +154,7 @@ def inject(api: ObjectAPI, pod: dict, proxy_config: dict) -> None:
     labels["service.istio.io/canonical-revision"] = revision
     app_prom = {k.split("/", 1)[1]: v for k, v in annotations.items()
                 if k.startswith("prometheus.io/")}
+    proxy_config = merged_proxy_config(proxy_config, annotations.get(PROXY_CONFIG_ANNOTATION))
     pod_ports = [
         {"name": p.get("name", ""), "containerPort": p["containerPort"],
          "protocol": p.get("protocol", "TCP")}
@@ -133,6 +195,8 @@ def inject(api: ObjectAPI, pod: dict, proxy_config: dict) -> None:
     ]
     if app_prom:
         env.append({"name": "ISTIO_PROMETHEUS_ANNOTATIONS", "value": json.dumps(app_prom)})
+    env += [{"name": str(k), "value": str(v)}
+            for k, v in sorted((proxy_config.get("proxyMetadata") or {}).items())]
     init = {
         "name": "istio-init", "image": PROXY_IMAGE,
         "args": ["istio-iptables", "-p", "15001", "-z", "15006", "-u", "1337", "-m",
@@ -159,22 +223,16 @@ def inject(api: ObjectAPI, pod: dict, proxy_config: dict) -> None:
                             "readOnlyRootFilesystem": True, "privileged": False,
                             "allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [{"name": "istio-envoy", "mountPath": "/etc/istio/proxy"},
-                         {"name": "istio-podinfo", "mountPath": "/etc/istio/pod"}],
+        "volumeMounts": [{"name": n, "mountPath": m} for n, m in PROXY_MOUNTS],
     }
     container_defaults(init)
     container_defaults(proxy)
     spec["initContainers"] = [init, proxy, *(spec.get("initContainers") or [])]
     spec.setdefault("volumes", [])
-    spec["volumes"] += [
-        {"name": "istio-envoy", "emptyDir": {"medium": "Memory"}},
-        {"name": "istio-podinfo", "downwardAPI": {"items": [
-            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
-            {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}]}},
-    ]
+    spec["volumes"] += proxy_volumes()
     annotations["sidecar.istio.io/status"] = json.dumps({
         "initContainers": ["istio-init", "istio-proxy"], "containers": None,
-        "volumes": ["istio-envoy", "istio-podinfo"], "imagePullSecrets": None,
+        "volumes": [v["name"] for v in proxy_volumes()], "imagePullSecrets": None,
         "revision": "default"}, separators=(",", ":"))
     annotations["istio.io/rev"] = "default"
     if app_containers:

@@ -28,10 +28,15 @@ import envoy.config.route.v3.scoped_route_pb2 as scoped_route_pb2
 import envoy.extensions.access_loggers.file.v3.file_pb2
 import envoy.extensions.access_loggers.grpc.v3.als_pb2
 import envoy.extensions.filters.http.header_mutation.v3.header_mutation_pb2
+import envoy.extensions.filters.http.rbac.v3.rbac_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
+import envoy.extensions.filters.listener.tls_inspector.v3.tls_inspector_pb2
 import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
+import envoy.extensions.filters.network.rbac.v3.rbac_pb2
 import envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2
 import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2
+import envoy.extensions.transport_sockets.raw_buffer.v3.raw_buffer_pb2
+import envoy.extensions.transport_sockets.tls.v3.tls_pb2
 import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2  # noqa: F401
 import grpc
 from aiohttp import web
@@ -39,10 +44,13 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, json_format
 
 from localmesh.api.objects import ObjectAPI
+from localmesh.istio import meshconfig
 from localmesh.istio.gatewayapi import binding as gatewayapi
 from localmesh.istio.gatewayapi import model as gatewayapi_model
 from localmesh.istio.gatewayapi.crds import KEYS as GATEWAY_API_KEYS
-from localmesh.istio.names import port_protocol
+from localmesh.istio.names import ISTIO_NAMESPACE, ISTIOD_HOST, port_protocol
+from localmesh.istio.security.ca import MeshCA
+from localmesh.istio.security.ca_server import CertificateService, TokenReview
 from localmesh.istio.xds import model as xds
 from localmesh.istio.xds.gateway import gateway_resources
 from localmesh.istio.xds.sidecar import sidecar_resources
@@ -64,8 +72,11 @@ WATCHED = [("", "services"), ("", "endpoints"), ("", "pods"), ("networking.k8s.i
            ("networking.k8s.io", "ingressclasses"), ("networking.istio.io", "gateways"),
            ("networking.istio.io", "virtualservices"),
            ("networking.istio.io", "destinationrules"), *GATEWAY_API_KEYS,
-           gatewayapi_model.NAMESPACES]
+           gatewayapi_model.NAMESPACES,
+           ("security.istio.io", "peerauthentications"),
+           ("security.istio.io", "authorizationpolicies"), ("", "configmaps")]
 ROUTING_ONLY = {*GATEWAY_API_KEYS, gatewayapi_model.NAMESPACES}
+CONFIGMAPS = ("", "configmaps")
 
 PACKED_CACHE_SIZE = 20_000
 
@@ -125,12 +136,19 @@ class Connection:
 class Istiod:
     """The control plane, in process, attached to the object API."""
 
-    def __init__(self, api: ObjectAPI, address: str, xds_port: int = 15010,
+    def __init__(self, api: ObjectAPI, address: str, ca: MeshCA, token_review: TokenReview,
+                 xds_port: int = 15010, tls_port: int = 15012,
                  debug_port: int = 15014) -> None:
         self.api = api
         self.address = address
         self.xds_port = xds_port
+        self.tls_port = tls_port
         self.debug_port = debug_port
+        # The mesh CA and its certificate service (security/pkg/server/ca), served with
+        # ADS on the TLS port, as istiod serves both on 15012.
+        self.ca = ca
+        self.certificates = CertificateService(ca, token_review)
+        self._tls_server: grpc.aio.Server | None = None
         self.connections: dict[str, Connection] = {}
         self._ids = itertools.count(1)
         self._nonce = itertools.count(1)
@@ -155,6 +173,16 @@ class Istiod:
         # must still stop it.
         self._server = server
         await server.start()
+        cert, key = self.ca.serving_certificate([ISTIOD_HOST, f"{ISTIOD_HOST}.cluster.local"])
+        tls_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self),
+                                                                       tls_server)
+        tls_server.add_generic_rpc_handlers((self.certificates.handler(),))
+        if not tls_server.add_secure_port(f"{self.address}:{self.tls_port}",
+                                          grpc.ssl_server_credentials([(key, cert)])):
+            raise OSError(f"istiod cannot listen on {self.address}:{self.tls_port}")
+        self._tls_server = tls_server
+        await tls_server.start()
         app = web.Application()
         app.router.add_get("/debug/syncz", self._syncz)
         app.router.add_get("/debug/config_dump", self._config_dump)
@@ -172,8 +200,9 @@ class Istiod:
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
-        if self._server is not None:
-            await self._server.stop(0.2)
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                await server.stop(0.2)
         if self._debug is not None:
             await self._debug.cleanup()
 
@@ -187,6 +216,10 @@ class Istiod:
                     not gatewayapi_model.changes_routing(ev.key, getattr(ev, "old", None),
                                                          ev.obj):
                 continue  # the Gateway API controllers' status writes
+            if ev.key == CONFIGMAPS and (ev.obj["metadata"].get("namespace"),
+                                         ev.obj["metadata"]["name"]) != (
+                                             ISTIO_NAMESPACE, meshconfig.NAME):
+                continue  # only the mesh config (ConfigMap istio) matters to istiod
             self._state_stale = True
             self._dirty.set()
 
@@ -228,7 +261,10 @@ class Istiod:
                 sub = dict(sub)
                 sub["addresses"] = [
                     {**a, "_labels": (pods_by_ip.get(a["ip"]) or {}).get("metadata", {}).get(
-                        "labels") or {}} for a in sub.get("addresses") or []]
+                        "labels") or {},
+                     "_sa": ((pods_by_ip.get(a["ip"]) or {}).get("spec") or {}).get(
+                        "serviceAccountName") or "default"}
+                    for a in sub.get("addresses") or []]
                 subsets.append(sub)
             endpoints[(ep["metadata"]["namespace"], ep["metadata"]["name"])] = subsets
         classes = {c["metadata"]["name"]: c
@@ -240,6 +276,10 @@ class Istiod:
             virtual_services=store.scan(("networking.istio.io", "virtualservices")),
             destination_rules=store.scan(("networking.istio.io", "destinationrules")),
             gateway_api=gatewayapi.bind(gatewayapi_model.snapshot(store)),
+            peer_authentications=store.scan(("security.istio.io", "peerauthentications")),
+            authorization_policies=store.scan(("security.istio.io", "authorizationpolicies")),
+            mesh_config=meshconfig.parse(store.get(CONFIGMAPS, ISTIO_NAMESPACE,
+                                                   meshconfig.NAME)),
         )
 
     def proxy_for(self, node_id: str, metadata: dict) -> xds.Proxy | None:
@@ -391,6 +431,7 @@ class Istiod:
                  "# TYPE pilot_xds_pushes counter"]
         lines += [f'pilot_xds_pushes{{type="{istio_type[t]}"}} {self.pushes[t]}'
                   for t in SHORT.values()]
+        lines += self.certificates.metrics()
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 
@@ -452,12 +493,18 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                         continue
                     gen = istiod.resources(conn, state)
                     # Clusters before endpoints, listeners before routes (Envoy's order).
+                    # A changed cluster warms until it gets its endpoints, and Envoy asks
+                    # for unchanged names with the last nonce, which reads as an ACK: so
+                    # endpoints follow every CDS push, as in istiod's full pushes.
+                    clusters_sent = False
                     for t in xds.TYPES:
                         ts = conn.types.get(t)
                         if ts is None or not ts.subscribed:
                             continue
                         version = istiod.version_of(gen, t, ts)
-                        if version.split("/")[1] != ts.sent_version.split("/")[-1]:
+                        if version.split("/")[1] != ts.sent_version.split("/")[-1] or (
+                                t == xds.T_ENDPOINT and clusters_sent):
+                            clusters_sent = clusters_sent or t == xds.T_CLUSTER
                             yield istiod.response(conn, t, gen, version)
                     continue
                 req: discovery_pb2.DiscoveryRequest = item

@@ -9,6 +9,12 @@ second), ``kiali`` (20001) and ``servicegraph`` (8088); the Gateway API's standa
 CRDs with the ``istio`` GatewayClass (localmesh/istio/gatewayapi/). istiod's logic runs in
 this process (see istiod.py); its pod forwards to it. The injector joins the admission
 chain.
+
+Security, as a real install has it: the mesh CA's root in Secret ``istio-ca-secret``,
+published as ConfigMap ``istio-ca-root-cert`` in every namespace (security/rootcert.py);
+the mesh config in ConfigMap ``istio`` (meshconfig.py); the ingress gateway running as
+ServiceAccount ``istio-ingressgateway-service-account`` with the gateway chart's token and
+root-certificate volumes, so it gets its workload certificate like any sidecar.
 """
 
 from __future__ import annotations
@@ -22,14 +28,25 @@ import yaml
 from localmesh.api.objects import ObjectAPI
 from localmesh.api.status import ApiError
 from localmesh.controllers.base import Reconciler
+from localmesh.istio import meshconfig
 from localmesh.istio.gatewayapi import crds as gatewayapi_crds
 from localmesh.istio.gatewayapi.deployment import GatewayDeployments
 from localmesh.istio.gatewayapi.status import GatewayStatus
-from localmesh.istio.injector import ISTIO_VERSION, PROXY_IMAGE, Injector
+from localmesh.istio.injector import (
+    ISTIO_VERSION,
+    PROXY_IMAGE,
+    PROXY_MOUNTS,
+    Injector,
+    proxy_volumes,
+)
 from localmesh.istio.istiod import Istiod
 from localmesh.istio.names import ISTIO_NAMESPACE, ISTIOD_HOST
+from localmesh.istio.security.ca import MeshCA
+from localmesh.istio.security.ca_server import TokenReview
+from localmesh.istio.security.rootcert import RootCertPublisher
 
 NS = ISTIO_NAMESPACE
+GATEWAY_SA = "istio-ingressgateway-service-account"  # the gateway chart's ServiceAccount
 SCRAPE_INTERVAL = "1s"
 # How often Prometheus polls localmesh for targets. The list is kept up to date by the
 # service controller, so a poll is cheap; a short interval keeps a new pod from missing
@@ -73,7 +90,7 @@ def crd(group: str, kind: str, plural: str, short: list[str], namespaced: bool,
 
 
 def _deployment(name: str, labels: dict, container: dict, *, annotations: dict | None = None,
-                volumes: list | None = None) -> dict:
+                volumes: list | None = None, service_account: str = "default") -> dict:
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": NS, "labels": dict(labels)},
@@ -81,6 +98,7 @@ def _deployment(name: str, labels: dict, container: dict, *, annotations: dict |
                  "template": {"metadata": {"labels": dict(labels),
                                            "annotations": annotations or {}},
                               "spec": {"containers": [container],
+                                       "serviceAccountName": service_account,
                                        "volumes": volumes or [],
                                        "terminationGracePeriodSeconds": 2}}},
     }
@@ -116,18 +134,31 @@ class Mesh:
     Prometheus polls for its targets (localmesh/controllers/serviceproxy.py).
     """
 
-    def __init__(self, api: ObjectAPI, istiod_address: str, prometheus_sd_url: str) -> None:
+    def __init__(self, api: ObjectAPI, istiod_address: str, prometheus_sd_url: str,
+                 token_review: TokenReview) -> None:
         self.api = api
         self.address = istiod_address
         self.prometheus_sd_url = prometheus_sd_url
-        self.istiod = Istiod(api, istiod_address)
+        # istiod's self-signed CA; ``token_review`` checks the callers' ServiceAccount
+        # tokens (the API server's authenticator).
+        self.ca = MeshCA.self_signed()
+        self.istiod = Istiod(api, istiod_address, self.ca, token_review)
+        self.root_certs = RootCertPublisher(api, self.ca.root_pem)
         self.gateway_api: list[Reconciler] = []
 
     def proxy_config(self) -> dict:
-        """meshConfig.defaultConfig, as the injector passes it in PROXY_CONFIG."""
+        """meshConfig.defaultConfig, as the injector passes it in PROXY_CONFIG.
+
+        ``proxyMetadata.ECC_SIGNATURE_ALGORITHM: ECDSA`` is Istio's option for P-256
+        workload keys (``--set meshConfig.defaultConfig.proxyMetadata…``); localmesh's
+        install sets it because generating Istio's default RSA 2048 key in Python put
+        200–400 ms on every proxy's start (it waits for its certificate) on a busy
+        machine. Remove it from ConfigMap ``istio`` for RSA keys in pods injected later.
+        """
         return {"discoveryAddress": f"{ISTIOD_HOST}:15010", "proxyAdminPort": 15000,
                 "statusPort": 15020, "controlPlaneAuthPolicy": "NONE",
-                "serviceCluster": "istio-proxy", "drainDuration": "1s"}
+                "serviceCluster": "istio-proxy", "drainDuration": "1s",
+                "proxyMetadata": {"ECC_SIGNATURE_ALGORITHM": "ECDSA"}}
 
     def _create(self, obj: dict) -> None:
         api = self.api
@@ -150,8 +181,12 @@ class Mesh:
             self._create(body)
         for key in gatewayapi_crds.KEYS:
             self.api.admission.add_mutator(key, gatewayapi_crds.apply_defaults)
-        self._create({"apiVersion": "v1", "kind": "ServiceAccount",
-                      "metadata": {"name": "default", "namespace": NS}})
+        for sa in ("default", "istiod", GATEWAY_SA):
+            self._create({"apiVersion": "v1", "kind": "ServiceAccount",
+                          "metadata": {"name": sa, "namespace": NS}})
+        self._create(self.ca.secret())
+        self._create(meshconfig.configmap(meshconfig.default_mesh(self.proxy_config())))
+        self.root_certs.start()
         # Services first: pods started later get their service environment variables.
         self._create(_service("istiod", {"app": "istiod", "istio": "pilot"}, [
             {"name": "grpc-xds", "port": 15010, "targetPort": 15010},
@@ -185,14 +220,15 @@ class Mesh:
             "readinessProbe": {"httpGet": {"path": "/ready", "port": 15014},
                                "periodSeconds": 3, "timeoutSeconds": 5}},
             annotations={"prometheus.io/scrape": "true", "prometheus.io/port": "15014",
-                         "sidecar.istio.io/inject": "false"}))
+                         "sidecar.istio.io/inject": "false"}, service_account="istiod"))
         gw_labels = {"app": "istio-ingressgateway", "istio": "ingressgateway",
                      "service.istio.io/canonical-name": "istio-ingressgateway",
                      "service.istio.io/canonical-revision": "latest"}
         ingress = _deployment("istio-ingressgateway", gw_labels, {
             "name": "istio-proxy", "image": PROXY_IMAGE,
             "args": ["proxy", "router", "--domain", "$(POD_NAMESPACE).svc.cluster.local",
-                     "--proxyLogLevel=warning"],
+                     "--proxyLogLevel=warning", "--proxyComponentLogLevel=misc:error",
+                     "--log_output_level=default:info"],
             "env": [
                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                 {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {
@@ -207,6 +243,11 @@ class Mesh:
                 {"name": "ISTIO_META_CANONICAL_REVISION", "value": "latest"},
                 {"name": "ISTIO_META_CLUSTER_ID", "value": "Kubernetes"},
                 {"name": "ISTIO_META_ROUTER_MODE", "value": "standard"},
+                {"name": "SERVICE_ACCOUNT", "valueFrom": {"fieldRef": {
+                    "fieldPath": "spec.serviceAccountName"}}},
+                {"name": "PILOT_CERT_PROVIDER", "value": "istiod"},
+                {"name": "CA_ADDR", "value": f"{ISTIOD_HOST}:15012"},
+                {"name": "TRUST_DOMAIN", "value": "cluster.local"},
             ],
             "ports": [{"containerPort": 15021, "name": "status-port"},
                       {"containerPort": 8080, "name": "http2"},
@@ -214,17 +255,16 @@ class Mesh:
                       {"containerPort": 15090, "name": "http-envoy-prom"}],
             "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021},
                                "periodSeconds": 2, "timeoutSeconds": 3},
-            "volumeMounts": [{"name": "istio-envoy", "mountPath": "/etc/istio/proxy"},
-                             {"name": "podinfo", "mountPath": "/etc/istio/pod"}]},
+            # The gateway chart mounts what the injector's template does.
+            "volumeMounts": [{"name": n, "mountPath": m} for n, m in PROXY_MOUNTS]},
             annotations={"prometheus.io/scrape": "true", "prometheus.io/port": "15020",
                          "prometheus.io/path": "/stats/prometheus",
                          "sidecar.istio.io/inject": "false"},
-            volumes=[{"name": "istio-envoy", "emptyDir": {}},
-                     {"name": "podinfo", "downwardAPI": {"items": [
-                         {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}])
+            volumes=proxy_volumes(), service_account=GATEWAY_SA)
         self._create(ingress)
         # Istio's Gateway API controllers: the status istiod writes and its automated
-        # deployments of Gateways, whose pods reuse this gateway's container.
+        # deployments of Gateways, whose pods reuse this gateway's container (and so its
+        # security volumes and environment: each gets its own workload certificate).
         self.gateway_api = [GatewayStatus(self.api),
                             GatewayDeployments(self.api, ingress["spec"]["template"])]
         for controller in self.gateway_api:
@@ -282,4 +322,5 @@ class Mesh:
     async def uninstall(self) -> None:
         for controller in self.gateway_api:
             await controller.stop()
+        await self.root_certs.stop()
         await self.istiod.stop()

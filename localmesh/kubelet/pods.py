@@ -24,6 +24,7 @@ from typing import Protocol
 from localmesh.kubelet import catalogue
 from localmesh.kubelet.environment import (
     ConfigError,
+    TokenIssuer,
     container_env,
     expand,
     materialise_volumes,
@@ -86,6 +87,7 @@ class PodHost(Protocol):
     pids: PidRegistry
     pods_dir: Path
     hosts_file: Path
+    tokens: TokenIssuer | None
 
     def event(self, pod: dict, type_: str, reason: str, message: str) -> None: ...
 
@@ -145,13 +147,9 @@ class PodWorker:
             (img := catalogue.lookup(c.spec.get("image", ""))) is not None and img.intercepts
             and c.spec.get("args", [""])[:1] != ["istio-iptables"]
             for c in self.inits + self.containers)
-        try:
-            self.volumes = materialise_volumes(self.kubelet.store, self.pod, self.dir)
-        except ConfigError as exc:
-            for c in self.inits + self.containers:
-                c.waiting = ("CreateContainerConfigError", str(exc))
         self.publish()
         try:
+            await self._mount_volumes()
             await self._run_inits()
             if not self.terminating.is_set():
                 self.initialized = True
@@ -161,6 +159,29 @@ class PodWorker:
                 await self._supervise(self.containers + [i for i in self.inits if i.sidecar])
         finally:
             await self._terminate()
+
+    async def _mount_volumes(self) -> None:
+        """Write the pod's volumes; while a source is missing (a ConfigMap not created
+        yet), wait and retry as the kubelet's volume manager does: the pod stays
+        ContainerCreating, with a FailedMount event."""
+        delay = 0.02
+        while not self.terminating.is_set():
+            try:
+                self.volumes = materialise_volumes(self.kubelet.store, self.pod, self.dir,
+                                                   self.kubelet.tokens)
+                return
+            except ConfigError as exc:
+                if delay == 0.02:
+                    self.kubelet.event(self.pod, "Warning", "FailedMount",
+                                       f"MountVolume.SetUp failed: {exc}")
+                for c in self.inits + self.containers:
+                    c.waiting = ("ContainerCreating", "")
+                self.publish()
+            try:
+                await asyncio.wait_for(self.terminating.wait(), delay)
+            except TimeoutError:
+                pass
+            delay = min(delay * 2, 1.0)
 
     async def _run_inits(self) -> None:
         for c in self.inits:

@@ -3,7 +3,9 @@
 Addresses (see localmesh/network.py): Envoy's admin listens on the pod's local address
 (pod-internal only, like 127.0.0.1:15000 in a real sidecar); the status port 15020, the
 health port 15021 and Envoy's Prometheus listener 15090 listen on the pod IP, where
-Prometheus and the kubelet reach them.
+Prometheus and the kubelet reach them. The workload certificate comes from istiod's CA
+(certs.py) and reaches Envoy over SDS on the pod's workload socket (sds.py), the
+bootstrap's ``sds-grpc`` cluster, as Istio's does.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from localmesh.istio.names import ISTIOD_HOST
 from localmesh.istio.xds.filters import ALS_PORT, PEER_HEADER
 from localmesh.kubelet.runtime import die_with_parent
-from localmesh.pilot_agent.telemetry import Identity, Metrics, Request, flags_of
+from localmesh.pilot_agent import sds
+from localmesh.pilot_agent.certs import AgentSettings, SecretManager
+from localmesh.pilot_agent.telemetry import Identity, Metrics, Request, flags_of, tls_of
 
 
 def envoy_binary() -> str:
@@ -139,6 +143,15 @@ def bootstrap(kind: str, pod_ip: str, local_ip: str, pod: str, ns: str,
                  "load_assignment": {"cluster_name": "xds-grpc", "endpoints": [{"lb_endpoints": [
                      {"endpoint": {"address": {"socket_address": {
                          "address": discovery[0], "port_value": discovery[1]}}}}]}]}},
+                # pilot-agent's SDS server (tools/packaging/common/envoy_bootstrap.json).
+                {"name": "sds-grpc", "type": "STATIC", "connect_timeout": "1s",
+                 "typed_extension_protocol_options": {
+                     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                         "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3."
+                                  "HttpProtocolOptions",
+                         "explicit_http_config": {"http2_protocol_options": {}}}},
+                 "load_assignment": {"cluster_name": "sds-grpc", "endpoints": [{"lb_endpoints": [
+                     {"endpoint": {"address": {"pipe": {"path": sds.SOCKET}}}}]}]}},
                 {"name": "prometheus_stats", "type": "STATIC", "connect_timeout": "0.250s",
                  "load_assignment": {"cluster_name": "prometheus_stats", "endpoints": [
                      {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
@@ -186,6 +199,7 @@ class _ALS(als_pb2_grpc.AccessLogServiceServicer):
                 grpc_status = dict(e.response.response_trailers).get("grpc-status") or \
                     resp_h.get("grpc-status")
                 self.metrics.record(Request(
+                    **tls_of(cp),
                     log_name=log_name, upstream_cluster=cp.upstream_cluster,
                     response_code=e.response.response_code.value,
                     duration_ms=dur.seconds * 1000 + dur.nanos / 1e6,
@@ -201,6 +215,10 @@ async def _serve(kind: str) -> int:
     local_ip = env.get("LOCALMESH_POD_LOCAL_IP", pod_ip)
     pod, ns = env.get("POD_NAME", "unknown"), env.get("POD_NAMESPACE", "default")
     proxy_config = json.loads(env.get("PROXY_CONFIG") or "{}")
+    # ProxyConfig.proxyMetadata is extra environment for the agent, as in Istio (the
+    # injector also writes it as env; a variable set on the container wins).
+    env = {**{str(k): str(v) for k, v in (proxy_config.get("proxyMetadata") or {}).items()},
+           **env}
     # The injector and the installer always set discoveryAddress (meshConfig.defaultConfig).
     discovery = _resolve(proxy_config.get("discoveryAddress", f"{ISTIOD_HOST}:15010"))
     meta: dict[str, Any] = {k[len("ISTIO_META_"):]: v for k, v in env.items()
@@ -227,12 +245,26 @@ async def _serve(kind: str) -> int:
     als_server.add_insecure_port(f"{local_ip}:{ALS_PORT}")
     await als_server.start()
 
-    level = "warning"
+    # The workload certificate: requested now, served to Envoy over SDS when it arrives.
+    settings = AgentSettings.from_env(dict(env), _resolve(env.get("CA_ADDR") or
+                                                          f"{ISTIOD_HOST}:15012"))
+    discovery: list[sds.SecretDiscovery] = []
+    secrets = SecretManager(settings, on_rotate=lambda: [d.rotated() for d in discovery])
+    sds_server, sds_service = await sds.serve(secrets, dict(env))
+    discovery.append(sds_service)
+    certificates = asyncio.ensure_future(secrets.run())
+
+    level, components = "warning", ""
     for a in sys.argv:
         if a.startswith("--proxyLogLevel="):
             level = a.split("=", 1)[1]
+        if a.startswith("--proxyComponentLogLevel="):
+            components = a.split("=", 1)[1]
     argv = [envoy_binary(), "-c", str(boot), "--concurrency", "1", "--disable-hot-restart",
             "--drain-time-s", "1", "--parent-shutdown-time-s", "2", "-l", level,
+            # misc:error silences the deprecation warnings Istio's config draws (e.g.
+            # match_subject_alt_names), as Istio's injected arguments do.
+            *(["--component-log-level", components] if components else []),
             "--file-flush-interval-msec", "100",
             "--log-format", "%Y-%m-%dT%T.%fZ\t%l\tenvoy %n\t%v"]
     envoy = await asyncio.create_subprocess_exec(*die_with_parent(argv, "TERM"))
@@ -285,6 +317,8 @@ async def _serve(kind: str) -> int:
               "restarts the proxy", file=sys.stderr)
     for server in servers:
         server.close()
+    certificates.cancel()
+    await sds_server.stop(0.1)
     await als_server.stop(0.1)
     return code
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from localmesh.istio import names
 from localmesh.istio.xds import gatewayapi
+from localmesh.istio.xds.authz import http_filters as authz_filters
 from localmesh.istio.xds.clusters import outbound_clusters, static_clusters, telemetry_cluster
 from localmesh.istio.xds.endpoints import endpoints_for
 from localmesh.istio.xds.filters import ads, http_connection_manager
@@ -46,6 +47,7 @@ def gateway_resources(state: MeshState, proxy: Proxy) -> dict[str, dict[str, dic
             "address": {"socket_address": {"address": proxy.ip, "port_value": target_port}},
             "filter_chains": [{"filters": [http_connection_manager(
                 proxy, f"outbound_0.0.0.0_{target_port}", "gateway", "gateway",
+                authz=authz_filters(state, proxy),
                 rds={"config_source": ads(), "route_config_name": name})]}],
             "traffic_direction": "OUTBOUND",
         }

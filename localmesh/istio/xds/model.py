@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from localmesh.istio import names
+from localmesh.istio.meshconfig import MeshConfig
 
 if TYPE_CHECKING:
     from localmesh.istio.gatewayapi.binding import Binding
@@ -73,7 +74,9 @@ class MeshState:
     """Everything istiod's generator reads, snapshotted from the object store."""
 
     services: list[Service]
-    endpoints: dict[tuple[str, str], list[dict]]  # (ns, name) -> Endpoints subsets
+    # (ns, name) -> Endpoints subsets; each address also carries its pod's labels
+    # (``_labels``) and ServiceAccount (``_sa``), as Istio's endpoints know them.
+    endpoints: dict[tuple[str, str], list[dict]]
     ingresses: list[dict]
     ingress_classes: dict[str, dict]
     gateways: list[dict]
@@ -81,3 +84,7 @@ class MeshState:
     destination_rules: list[dict]
     # The Gateway API's Gateways and routes, bound (localmesh/istio/gatewayapi/binding.py).
     gateway_api: Binding | None = None
+    # Security (security.istio.io/v1) and the mesh config (ConfigMap istio).
+    peer_authentications: list[dict] = field(default_factory=list)
+    authorization_policies: list[dict] = field(default_factory=list)
+    mesh_config: MeshConfig = field(default_factory=MeshConfig)
