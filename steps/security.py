@@ -37,6 +37,7 @@ def client_deployed(where: str, scenario: Scenario) -> None:
     scenario.caller(CLIENTS[where], in_mesh=where == "inside")
 
 
+@given(parsers.parse("the client {where} the mesh is {outcome} by {service}"))
 @then(parsers.parse("the client {where} the mesh is {outcome} by {service}"))
 def client_answered(where: str, outcome: str, service: str, scenario: Scenario) -> None:
     """Requests from the client to the service until they are served, refused (no HTTP
