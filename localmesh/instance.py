@@ -22,6 +22,7 @@ import secrets
 import signal
 import socket
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
@@ -48,6 +49,7 @@ from localmesh.kubelet import streams
 from localmesh.kubelet.node import Kubelet
 from localmesh.network import AddressPlan, NodePorts
 from localmesh.resources import Registry
+from localmesh.shape import Shape
 from localmesh.signals import STOP_SIGNALS, SignalLatch
 from localmesh.store import Store
 
@@ -84,11 +86,12 @@ class Instance:
     """Everything one localmesh runs, in one asyncio loop."""
 
     def __init__(self, state_dir: Path, kubeconfig: Path, port: int = 0,
-                 mesh: bool = True) -> None:
+                 shape: Shape | None = None) -> None:
         self.state_dir = state_dir
         self.kubeconfig = kubeconfig
         self.port = port
-        self.with_mesh = mesh
+        self.shape = (shape or Shape()).check()
+        self.with_mesh = self.shape.with_mesh
         self.mesh_timeout = 30.0
         self.store = Store()
         self.registry = Registry()
@@ -125,7 +128,7 @@ class Instance:
         self.sd_address = f"{self.addresses.server_address(3)}:8080"
         self.mesh = Mesh(self.api, self.addresses.server_address(2),
                          f"http://{self.sd_address}/localmesh/v1/prometheus-targets",
-                         self.authn.review) if mesh else None
+                         self.authn.review) if self.shape.mesh == "sidecar" else None
         self._runner: web.AppRunner | None = None
         self._sd_runner: web.AppRunner | None = None
 
@@ -160,7 +163,8 @@ class Instance:
         info = {"pid": os.getpid(), "server": f"https://127.0.0.1:{port}",
                 "kubeconfig": str(self.kubeconfig), "block": self.addresses.block,
                 "started": time.time(), "boot_seconds": round(time.monotonic() - t0, 3),
-                "mesh": self.with_mesh, "mesh_not_ready": pending,
+                "mesh": self.with_mesh, "shape": asdict(self.shape),
+                "mesh_not_ready": pending,
                 "load_balancer_ports": self.proxy.lb_notes}
         (self.state_dir / "instance.json").write_text(json.dumps(info, indent=2))
 
