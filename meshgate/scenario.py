@@ -256,14 +256,25 @@ class Scenario:
             self._ingress = ingress.Ingress(self.ingress.entry, host, self.waits)
         return self._ingress.entry.how
 
+    def require_mtls(self) -> None:
+        """Mutual TLS checks need auto mTLS: without it the mesh's own hops are plaintext
+        (a STRICT policy would cut them), so those scenarios say so and are skipped."""
+        if not self.mesh.auto_mtls:
+            raise NotOnThisCluster(f"auto mTLS is off in this mesh (enableAutoMtls: false in "
+                                   f"the mesh config of {self.mesh.namespace}/istio): its "
+                                   "hops are plaintext unless a DestinationRule asks for mTLS")
+
+    def require_mutual_tls(self, mode: str) -> dict:
+        """A PeerAuthentication of ``mode`` for the namespace, until the scenario ends."""
+        if mode == "STRICT":
+            self.require_mtls()
+        return self.apply_for_scenario(security.peer_authentication(mode))
+
     def principal_labels(self, caller: str) -> dict[str, str]:
         """The labels the receiving sidecar reports for ``caller`` over mutual TLS:
         ``the ingress gateway``, or a workload of the namespace (its own service account,
         named after it, as the manifests give every workload)."""
-        if not self.mesh.auto_mtls:
-            raise NotOnThisCluster(f"auto mTLS is off in this mesh (enableAutoMtls: false in "
-                                 f"the mesh config of {self.mesh.namespace}/istio): its hops "
-                                 "are plaintext unless a DestinationRule asks for mTLS")
+        self.require_mtls()
         if caller == "the ingress gateway":
             gateway = self.mesh.ingress_gateway
             if gateway.service_account is None:
