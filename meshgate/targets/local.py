@@ -1,7 +1,7 @@
 """The embedded target: boots localmesh, or reuses one named by ``--kubeconfig``.
 
-This is the one place in meshgate allowed to import ``localmesh`` (DESIGN.md, "the one
-rule"): it starts the embedded cluster and hands the suite its kubeconfig.
+This is the one place in meshgate allowed to import ``localmesh`` (docs/architecture.md,
+"the one rule"): it starts the embedded cluster and hands the suite its kubeconfig.
 """
 
 from __future__ import annotations
