@@ -271,11 +271,16 @@ class Cluster:
             raise self._api_error(exc, f"apply {obj['kind']} {meta.get('name')}") from exc
         return out.to_dict()
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None, *,
+               grace_period: int | None = None) -> bool:
+        """Delete an object (``grace_period=0``: at once, as ``kubectl delete --grace-period=0
+        --force`` does); False when it was already gone."""
         res = self.resource(api_version, kind)
+        body: dict[str, object] = {"propagationPolicy": "Background"}
+        if grace_period is not None:
+            body["gracePeriodSeconds"] = grace_period
         try:
-            res.delete(name=name, namespace=namespace if res.namespaced else None,
-                       body={"propagationPolicy": "Background"})
+            res.delete(name=name, namespace=namespace if res.namespaced else None, body=body)
             return True
         except ApiException as exc:
             if exc.status == 404:
