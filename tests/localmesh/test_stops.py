@@ -118,6 +118,14 @@ class Cleanup:
     started: list[Started] = field(default_factory=list)
 
     def stop(self) -> None:
+        # Whatever a command has started so far, recorded before it is stopped: a test that
+        # fails before it recorded ``started`` (a poll timed out on a loaded machine) would
+        # otherwise leave ``up``'s serve running — serve is detached to outlive ``up``.
+        table = process_table()
+        below = frozenset((pid, started) for proc in self.commands if proc.poll() is None
+                          for pid in descendants(table, proc.pid)
+                          if (started := _start_time(pid)) is not None)
+        self.started.append(Started(below, -1))
         for proc in self.commands:
             if proc.poll() is None:
                 proc.terminate()
