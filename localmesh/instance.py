@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
-from localmesh import admission, pki
+from localmesh import admission, pki, synthetic
 from localmesh.admission import ServiceAllocation
 from localmesh.api.authn import Authenticator
 from localmesh.api.objects import ObjectAPI
@@ -180,6 +180,7 @@ class Instance:
         sa_rt = self.api.rt("v1", "ServiceAccount")
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.api.create(sa_rt, ns, {"metadata": {"name": "default"}})
+        synthetic.populate(self.api, self.addresses.block, self.shape.synthetic_services)
 
     async def stop(self) -> None:
         """Stop whatever has started, also after a start that was cancelled half-way."""
