@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import json
 import logging
+import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
@@ -44,7 +45,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, json_format
 
 from localmesh.api.objects import ObjectAPI
-from localmesh.istio import meshconfig
+from localmesh.istio import histogram, meshconfig
 from localmesh.istio.gatewayapi import binding as gatewayapi
 from localmesh.istio.gatewayapi import model as gatewayapi_model
 from localmesh.istio.gatewayapi.crds import KEYS as GATEWAY_API_KEYS
@@ -161,6 +162,9 @@ class Istiod:
         self._state: xds.MeshState | None = None
         self._state_stale = True
         self.pushes: Counter[str] = Counter()
+        # When the first change of the next push arrived (pilot_proxy_convergence_time).
+        self._changed_at: float | None = None
+        self.convergence = histogram.convergence_time()
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -221,6 +225,8 @@ class Istiod:
                                              ISTIO_NAMESPACE, meshconfig.NAME):
                 continue  # only the mesh config (ConfigMap istio) matters to istiod
             self._state_stale = True
+            if self._changed_at is None:
+                self._changed_at = time.monotonic()
             self._dirty.set()
 
     async def _pusher(self) -> None:
@@ -228,10 +234,11 @@ class Istiod:
             await self._dirty.wait()
             await asyncio.sleep(0.005)  # coalesce a burst of changes into one push
             self._dirty.clear()
+            changed, self._changed_at = self._changed_at, None
             state = self.state()
             for conn in list(self.connections.values()):
                 self._refresh_proxy(conn)
-                conn.queue.put_nowait(("push", state))
+                conn.queue.put_nowait(("push", (state, changed)))
 
     # -- state ---------------------------------------------------------------------------
     def state(self) -> xds.MeshState:
@@ -431,6 +438,7 @@ class Istiod:
                  "# TYPE pilot_xds_pushes counter"]
         lines += [f'pilot_xds_pushes{{type="{istio_type[t]}"}} {self.pushes[t]}'
                   for t in SHORT.values()]
+        lines += self.convergence.lines()
         lines += self.certificates.metrics()
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
@@ -488,7 +496,7 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 if kind == "end":
                     return
                 if kind == "push":
-                    state = item
+                    state, changed = item
                     if conn is None:
                         continue
                     gen = istiod.resources(conn, state)
@@ -506,6 +514,8 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                                 t == xds.T_ENDPOINT and clusters_sent):
                             clusters_sent = clusters_sent or t == xds.T_CLUSTER
                             yield istiod.response(conn, t, gen, version)
+                    if changed is not None:
+                        istiod.convergence.observe(time.monotonic() - changed)
                     continue
                 req: discovery_pb2.DiscoveryRequest = item
                 if conn is None:
