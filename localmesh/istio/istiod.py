@@ -243,8 +243,16 @@ class Istiod:
 
     def _build_state(self) -> xds.MeshState:
         store = self.api.store
+        mesh_config = meshconfig.parse(store.get(CONFIGMAPS, ISTIO_NAMESPACE, meshconfig.NAME))
+        # discoverySelectors: istiod sees only the selected namespaces' objects.
+        seen = {n["metadata"]["name"] for n in store.scan(gatewayapi_model.NAMESPACES)
+                if mesh_config.discovers(n["metadata"].get("labels") or {})}
+
+        def scan(key: tuple[str, str]) -> list[dict]:
+            return [o for o in store.scan(key) if o["metadata"].get("namespace") in seen]
+
         services = []
-        for s in store.scan(("", "services")):
+        for s in scan(("", "services")):
             spec = s.get("spec") or {}
             ports = [xds.ServicePort(p.get("name", ""), p["port"],
                                      p.get("targetPort", p["port"]),
@@ -255,7 +263,7 @@ class Istiod:
                                         s["metadata"].get("labels") or {}))
         pods_by_ip = {p.get("status", {}).get("podIP"): p for p in store.scan(("", "pods"))}
         endpoints: dict[tuple[str, str], list[dict]] = {}
-        for ep in store.scan(("", "endpoints")):
+        for ep in scan(("", "endpoints")):
             subsets = []
             for sub in ep.get("subsets") or []:
                 sub = dict(sub)
@@ -271,15 +279,14 @@ class Istiod:
                    for c in store.scan(("networking.k8s.io", "ingressclasses"))}
         return xds.MeshState(
             services=services, endpoints=endpoints,
-            ingresses=store.scan(("networking.k8s.io", "ingresses")), ingress_classes=classes,
-            gateways=store.scan(("networking.istio.io", "gateways")),
-            virtual_services=store.scan(("networking.istio.io", "virtualservices")),
-            destination_rules=store.scan(("networking.istio.io", "destinationrules")),
+            ingresses=scan(("networking.k8s.io", "ingresses")), ingress_classes=classes,
+            gateways=scan(("networking.istio.io", "gateways")),
+            virtual_services=scan(("networking.istio.io", "virtualservices")),
+            destination_rules=scan(("networking.istio.io", "destinationrules")),
             gateway_api=gatewayapi.bind(gatewayapi_model.snapshot(store)),
-            peer_authentications=store.scan(("security.istio.io", "peerauthentications")),
-            authorization_policies=store.scan(("security.istio.io", "authorizationpolicies")),
-            mesh_config=meshconfig.parse(store.get(CONFIGMAPS, ISTIO_NAMESPACE,
-                                                   meshconfig.NAME)),
+            peer_authentications=scan(("security.istio.io", "peerauthentications")),
+            authorization_policies=scan(("security.istio.io", "authorizationpolicies")),
+            mesh_config=mesh_config,
         )
 
     def proxy_for(self, node_id: str, metadata: dict) -> xds.Proxy | None:
