@@ -226,7 +226,7 @@ class OpenShift:
                       "data": {"ca-bundle.crt": self.ingress_ca}})
 
     def pending(self) -> list[str]:
-        """The platform's Deployments that are not available yet."""
-        return [d["metadata"]["name"] for d in self.api.store.list(("apps", "deployments"),
+        """The platform's Deployments that are not available yet, as ``<ns>/<name>``."""
+        return [f"{INGRESS_NAMESPACE}/{d['metadata']['name']}" for d in self.api.store.list(("apps", "deployments"),
                                                                    INGRESS_NAMESPACE)
                 if (d.get("status") or {}).get("availableReplicas", 0) < 1]
