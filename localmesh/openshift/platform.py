@@ -227,6 +227,6 @@ class OpenShift:
 
     def pending(self) -> list[str]:
         """The platform's Deployments that are not available yet, as ``<ns>/<name>``."""
-        return [f"{INGRESS_NAMESPACE}/{d['metadata']['name']}" for d in self.api.store.list(("apps", "deployments"),
-                                                                   INGRESS_NAMESPACE)
+        deployments = self.api.store.list(("apps", "deployments"), INGRESS_NAMESPACE)
+        return [f"{INGRESS_NAMESPACE}/{d['metadata']['name']}" for d in deployments
                 if (d.get("status") or {}).get("availableReplicas", 0) < 1]

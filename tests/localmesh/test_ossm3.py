@@ -82,7 +82,7 @@ def test_the_suites_route_overlay_exposes_the_ingress_gateway(cluster: Cluster) 
     route = admitted(cluster, "istio-system", "blockchain-ingress")
     host = route["spec"]["host"]
     assert host == "blockchain-ingress-istio-system.apps.localmesh.test"
-    status, body = poll(lambda: (a := through_router(cluster, host, "/login"))[0] == 200 and a,
-                        what=f"/login through the router and the ingress gateway ({host})",
-                        timeout=30)
+    _, body = poll(lambda: (a := through_router(cluster, host, "/login"))[0] == 200 and a,
+                   what=f"/login through the router and the ingress gateway ({host})",
+                   timeout=30)
     assert "Composer" in body
