@@ -48,6 +48,7 @@ from localmesh.controllers.workloads import DeploymentController, ReplicaSetCont
 from localmesh.istio.mesh import Mesh
 from localmesh.kubelet import streams
 from localmesh.kubelet.node import Kubelet
+from localmesh.mixer.install import SD_PATH, MixerMesh
 from localmesh.network import AddressPlan, NodePorts
 from localmesh.openshift.platform import OpenShift
 from localmesh.resources import Registry
@@ -136,11 +137,16 @@ class Instance:
         # localmesh's own discovery endpoint for Prometheus (plain HTTP on the instance's
         # loopback address; see serviceproxy.py).
         self.sd_address = f"{self.addresses.server_address(3)}:8080"
-        self.mesh = Mesh(self.api, self.addresses.server_address(2),
-                         f"http://{self.sd_address}/localmesh/v1/prometheus-targets",
-                         self.authn.review,
-                         self.openshift.injection() if self.openshift else None) \
-            if self.shape.mesh == "sidecar" else None
+        self.mesh: Mesh | MixerMesh | None = None
+        if self.shape.mesh == "sidecar":
+            self.mesh = Mesh(self.api, self.addresses.server_address(2),
+                             f"http://{self.sd_address}/localmesh/v1/prometheus-targets",
+                             self.authn.review,
+                             self.openshift.injection() if self.openshift else None)
+        elif self.shape.mesh == "mixer":
+            # Istio 1.4 with Mixer (localmesh/mixer/install.py).
+            self.mesh = MixerMesh(self.api, self.addresses.server_address(2),
+                                  f"http://{self.sd_address}{SD_PATH}", self.authn.review)
         self._runner: web.AppRunner | None = None
         self._sd_runner: web.AppRunner | None = None
 
@@ -155,6 +161,9 @@ class Instance:
         self.kubelet.start()
         sd_app = web.Application()
         sd_app.router.add_get("/localmesh/v1/prometheus-targets", self.proxy.prometheus_targets)
+        if isinstance(self.mesh, MixerMesh):
+            for method, path, handler in self.mesh.sd_routes():
+                sd_app.router.add_route(method, path, handler)
         self._sd_runner = web.AppRunner(sd_app, access_log=None)
         await self._sd_runner.setup()
         sd_host, sd_port = self.sd_address.rsplit(":", 1)

@@ -37,7 +37,8 @@ import envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2
 import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2
 import envoy.extensions.transport_sockets.raw_buffer.v3.raw_buffer_pb2
 import envoy.extensions.transport_sockets.tls.v3.tls_pb2
-import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2  # noqa: F401
+import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2
+import envoy.type.tracing.v3.custom_tag_pb2  # noqa: F401
 import grpc
 from aiohttp import web
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
@@ -54,6 +55,7 @@ from localmesh.istio.security.ca_server import CertificateService, TokenReview
 from localmesh.istio.xds import model as xds
 from localmesh.istio.xds.gateway import gateway_resources
 from localmesh.istio.xds.sidecar import sidecar_resources
+from localmesh.mixer.xds import report_to_mixer
 from localmesh.network import AddressPlan
 from localmesh.store import now_rfc3339
 
@@ -300,7 +302,8 @@ class Istiod:
         labels = (pod or {}).get("metadata", {}).get("labels") or metadata.get("LABELS") or {}
         ports: list[dict] = []
         for c in ((pod or {}).get("spec") or {}).get("containers") or []:
-            ports.extend(c.get("ports") or [])
+            if c.get("name") != "istio-proxy":  # the proxy's own (a pre-1.27 sidecar's)
+                ports.extend(c.get("ports") or [])
         local = AddressPlan.local_address(ip)
         return xds.Proxy(kind=kind, ip=ip, local_ip=metadata.get("LOCAL_IP", local),
                          pod=pod_name, namespace=ns, labels=labels,
@@ -444,10 +447,15 @@ class Istiod:
 
 def generate(state: xds.MeshState, proxy: xds.Proxy) -> dict[str, dict[str, dict]]:
     """A proxy's resources by type URL and name: the generator for its type (a gateway in
-    router mode, else a sidecar), as pilot's ConfigGenerator picks by node type."""
+    router mode, else a sidecar), as pilot's ConfigGenerator picks by node type; with a
+    ``mixerReportServer`` (an Istio 1.4 mesh) its requests are reported to Mixer."""
     if proxy.kind == "router":
-        return gateway_resources(state, proxy)
-    return sidecar_resources(state, proxy)
+        out = gateway_resources(state, proxy)
+    else:
+        out = sidecar_resources(state, proxy)
+    if state.mesh_config.mixer_report_server:
+        report_to_mixer(out, state, proxy)
+    return out
 
 
 def _pod_changed_for_xds(old: dict | None, new: dict) -> bool:
