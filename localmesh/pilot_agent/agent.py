@@ -210,7 +210,7 @@ class _ALS(als_pb2_grpc.AccessLogServiceServicer):
 
 
 async def _serve(kind: str) -> int:
-    env = os.environ
+    env: dict[str, str] = dict(os.environ)
     pod_ip = env.get("INSTANCE_IP") or env.get("LOCALMESH_POD_IP", "127.0.0.1")
     local_ip = env.get("LOCALMESH_POD_LOCAL_IP", pod_ip)
     pod, ns = env.get("POD_NAME", "unknown"), env.get("POD_NAMESPACE", "default")
@@ -220,7 +220,8 @@ async def _serve(kind: str) -> int:
     env = {**{str(k): str(v) for k, v in (proxy_config.get("proxyMetadata") or {}).items()},
            **env}
     # The injector and the installer always set discoveryAddress (meshConfig.defaultConfig).
-    discovery = _resolve(proxy_config.get("discoveryAddress", f"{ISTIOD_HOST}:15010"))
+    discovery_address = _resolve(proxy_config.get("discoveryAddress",
+                                                  f"{ISTIOD_HOST}:15010"))
     meta: dict[str, Any] = {k[len("ISTIO_META_"):]: v for k, v in env.items()
                             if k.startswith("ISTIO_META_")}
     meta.update({"NAMESPACE": ns, "NAME": pod, "INSTANCE_IPS": pod_ip, "LOCAL_IP": local_ip,
@@ -238,7 +239,8 @@ async def _serve(kind: str) -> int:
     workdir = Path(env.get("LOCALMESH_MOUNT_ETC_ISTIO_PROXY") or env.get("HOME", "."))
     workdir.mkdir(parents=True, exist_ok=True)
     boot = workdir / "envoy-rev.json"
-    boot.write_text(json.dumps(bootstrap(kind, pod_ip, local_ip, pod, ns, discovery, meta)))
+    boot.write_text(json.dumps(bootstrap(kind, pod_ip, local_ip, pod, ns, discovery_address,
+                                         meta)))
 
     als_server = grpc.aio.server()
     als_pb2_grpc.add_AccessLogServiceServicer_to_server(_ALS(metrics), als_server)
@@ -249,7 +251,12 @@ async def _serve(kind: str) -> int:
     settings = AgentSettings.from_env(dict(env), _resolve(env.get("CA_ADDR") or
                                                           f"{ISTIOD_HOST}:15012"))
     discovery: list[sds.SecretDiscovery] = []
-    secrets = SecretManager(settings, on_rotate=lambda: [d.rotated() for d in discovery])
+
+    def rotated() -> None:
+        for d in discovery:
+            d.rotated()
+
+    secrets = SecretManager(settings, on_rotate=rotated)
     sds_server, sds_service = await sds.serve(secrets, dict(env))
     discovery.append(sds_service)
     certificates = asyncio.ensure_future(secrets.run())

@@ -98,8 +98,8 @@ class SecretDiscovery(sds_pb2_grpc.SecretDiscoveryServiceServicer):
         return None
 
     def _response(self, names: list[str]) -> tuple[str, discovery_pb2.DiscoveryResponse] | None:
-        secrets = [self._secret(n) for n in names]
-        if any(s is None for s in secrets):
+        secrets = [s for s in (self._secret(n) for n in names) if s is not None]
+        if len(secrets) != len(names):
             return None
         packed = []
         digest = hashlib.sha256()
