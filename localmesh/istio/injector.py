@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Protocol
 
 import yaml
 
@@ -114,6 +115,15 @@ def _owner_workload(pod: dict) -> tuple[str, str]:
     return meta.get("name") or meta.get("generateName", "").rstrip("-"), "Pod"
 
 
+class Platform(Protocol):
+    """A platform's own injection (OpenShift's, localmesh/openshift/injection.py): which
+    pods it selects (None: Istio's rules) and how it changes the injected template."""
+
+    def selected(self, namespace: dict, pod: dict) -> bool | None: ...
+
+    def tailor(self, namespace: dict, pod: dict) -> None: ...
+
+
 @dataclass(frozen=True)
 class Injector:
     """The mutating admission step for Pods. The proxy config it passes in
@@ -121,17 +131,20 @@ class Injector:
     else ``proxy_config``, the installer's."""
 
     proxy_config: dict
+    platform: Platform | None = None
 
     def __call__(self, api: ObjectAPI, rt: ResourceType, pod: dict, old: dict | None) -> None:
         if old is not None:
             return
         current = meshconfig.default_config(api.store.get(
             ("", "configmaps"), ISTIO_NAMESPACE, meshconfig.NAME))
-        inject(api, pod, current or self.proxy_config)
+        inject(api, pod, current or self.proxy_config, self.platform)
 
 
-def inject(api: ObjectAPI, pod: dict, proxy_config: dict) -> None:
-    """Inject the sidecar into a new pod, if Istio's selection rules pick it."""
+def inject(api: ObjectAPI, pod: dict, proxy_config: dict,
+           platform: Platform | None = None) -> None:
+    """Inject the sidecar into a new pod, if Istio's (or the platform's) selection rules
+    pick it."""
     spec = pod.get("spec") or {}
     meta = pod.setdefault("metadata", {})
     names = [c.get("name") for c in (spec.get("containers") or []) +
@@ -139,7 +152,8 @@ def inject(api: ObjectAPI, pod: dict, proxy_config: dict) -> None:
     if "istio-proxy" in names:
         return
     ns = api.store.get(("", "namespaces"), "", meta.get("namespace", "default")) or {}
-    if not _selected(ns, pod):
+    chosen = platform.selected(ns, pod) if platform is not None else None
+    if not (_selected(ns, pod) if chosen is None else chosen):
         return
     labels = meta.setdefault("labels", {})
     annotations = meta.setdefault("annotations", {})
@@ -242,3 +256,5 @@ def inject(api: ObjectAPI, pod: dict, proxy_config: dict) -> None:
     annotations["prometheus.io/port"] = "15020"
     annotations["prometheus.io/path"] = "/stats/prometheus"
     annotations["prometheus.io/scrape"] = "true"
+    if platform is not None:
+        platform.tailor(ns, pod)

@@ -38,7 +38,8 @@ import envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2
 import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2
 import envoy.extensions.transport_sockets.raw_buffer.v3.raw_buffer_pb2
 import envoy.extensions.transport_sockets.tls.v3.tls_pb2
-import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2  # noqa: F401
+import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2
+import envoy.type.tracing.v3.custom_tag_pb2  # noqa: F401
 import grpc
 from aiohttp import web
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
@@ -55,6 +56,7 @@ from localmesh.istio.security.ca_server import CertificateService, TokenReview
 from localmesh.istio.xds import model as xds
 from localmesh.istio.xds.gateway import gateway_resources
 from localmesh.istio.xds.sidecar import sidecar_resources
+from localmesh.mixer.xds import report_to_mixer
 from localmesh.network import AddressPlan
 from localmesh.store import now_rfc3339
 
@@ -250,8 +252,16 @@ class Istiod:
 
     def _build_state(self) -> xds.MeshState:
         store = self.api.store
+        mesh_config = meshconfig.parse(store.get(CONFIGMAPS, ISTIO_NAMESPACE, meshconfig.NAME))
+        # discoverySelectors: istiod sees only the selected namespaces' objects.
+        seen = {n["metadata"]["name"] for n in store.scan(gatewayapi_model.NAMESPACES)
+                if mesh_config.discovers(n["metadata"].get("labels") or {})}
+
+        def scan(key: tuple[str, str]) -> list[dict]:
+            return [o for o in store.scan(key) if o["metadata"].get("namespace") in seen]
+
         services = []
-        for s in store.scan(("", "services")):
+        for s in scan(("", "services")):
             spec = s.get("spec") or {}
             ports = [xds.ServicePort(p.get("name", ""), p["port"],
                                      p.get("targetPort", p["port"]),
@@ -262,7 +272,7 @@ class Istiod:
                                         s["metadata"].get("labels") or {}))
         pods_by_ip = {p.get("status", {}).get("podIP"): p for p in store.scan(("", "pods"))}
         endpoints: dict[tuple[str, str], list[dict]] = {}
-        for ep in store.scan(("", "endpoints")):
+        for ep in scan(("", "endpoints")):
             subsets = []
             for sub in ep.get("subsets") or []:
                 sub = dict(sub)
@@ -278,15 +288,14 @@ class Istiod:
                    for c in store.scan(("networking.k8s.io", "ingressclasses"))}
         return xds.MeshState(
             services=services, endpoints=endpoints,
-            ingresses=store.scan(("networking.k8s.io", "ingresses")), ingress_classes=classes,
-            gateways=store.scan(("networking.istio.io", "gateways")),
-            virtual_services=store.scan(("networking.istio.io", "virtualservices")),
-            destination_rules=store.scan(("networking.istio.io", "destinationrules")),
+            ingresses=scan(("networking.k8s.io", "ingresses")), ingress_classes=classes,
+            gateways=scan(("networking.istio.io", "gateways")),
+            virtual_services=scan(("networking.istio.io", "virtualservices")),
+            destination_rules=scan(("networking.istio.io", "destinationrules")),
             gateway_api=gatewayapi.bind(gatewayapi_model.snapshot(store)),
-            peer_authentications=store.scan(("security.istio.io", "peerauthentications")),
-            authorization_policies=store.scan(("security.istio.io", "authorizationpolicies")),
-            mesh_config=meshconfig.parse(store.get(CONFIGMAPS, ISTIO_NAMESPACE,
-                                                   meshconfig.NAME)),
+            peer_authentications=scan(("security.istio.io", "peerauthentications")),
+            authorization_policies=scan(("security.istio.io", "authorizationpolicies")),
+            mesh_config=mesh_config,
         )
 
     def proxy_for(self, node_id: str, metadata: dict) -> xds.Proxy | None:
@@ -300,7 +309,8 @@ class Istiod:
         labels = (pod or {}).get("metadata", {}).get("labels") or metadata.get("LABELS") or {}
         ports: list[dict] = []
         for c in ((pod or {}).get("spec") or {}).get("containers") or []:
-            ports.extend(c.get("ports") or [])
+            if c.get("name") != "istio-proxy":  # the proxy's own (a pre-1.27 sidecar's)
+                ports.extend(c.get("ports") or [])
         local = AddressPlan.local_address(ip)
         return xds.Proxy(kind=kind, ip=ip, local_ip=metadata.get("LOCAL_IP", local),
                          pod=pod_name, namespace=ns, labels=labels,
@@ -445,10 +455,15 @@ class Istiod:
 
 def generate(state: xds.MeshState, proxy: xds.Proxy) -> dict[str, dict[str, dict]]:
     """A proxy's resources by type URL and name: the generator for its type (a gateway in
-    router mode, else a sidecar), as pilot's ConfigGenerator picks by node type."""
+    router mode, else a sidecar), as pilot's ConfigGenerator picks by node type; with a
+    ``mixerReportServer`` (an Istio 1.4 mesh) its requests are reported to Mixer."""
     if proxy.kind == "router":
-        return gateway_resources(state, proxy)
-    return sidecar_resources(state, proxy)
+        out = gateway_resources(state, proxy)
+    else:
+        out = sidecar_resources(state, proxy)
+    if state.mesh_config.mixer_report_server:
+        report_to_mixer(out, state, proxy)
+    return out
 
 
 def _pod_changed_for_xds(old: dict | None, new: dict) -> bool:

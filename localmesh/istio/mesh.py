@@ -37,6 +37,7 @@ from localmesh.istio.injector import (
     PROXY_IMAGE,
     PROXY_MOUNTS,
     Injector,
+    Platform,
     proxy_volumes,
 )
 from localmesh.istio.istiod import Istiod
@@ -131,12 +132,14 @@ class Mesh:
 
     ``istiod_address`` is the loopback address the in-process istiod serves on (its pod
     forwards there); ``prometheus_sd_url`` is localmesh's discovery endpoint that
-    Prometheus polls for its targets (localmesh/controllers/serviceproxy.py).
+    Prometheus polls for its targets (localmesh/controllers/serviceproxy.py);
+    ``injection`` a platform's own injection rules and template (OpenShift's).
     """
 
     def __init__(self, api: ObjectAPI, istiod_address: str, prometheus_sd_url: str,
-                 token_review: TokenReview) -> None:
+                 token_review: TokenReview, injection: Platform | None = None) -> None:
         self.api = api
+        self.injection = injection
         self.address = istiod_address
         self.prometheus_sd_url = prometheus_sd_url
         # istiod's self-signed CA; ``token_review`` checks the callers' ServiceAccount
@@ -300,7 +303,8 @@ class Mesh:
                 annotations={"sidecar.istio.io/inject": "false"}))
         # Istio's injection webhook joins the admission chain once the control plane is
         # there (istioctl installs the MutatingWebhookConfiguration with istiod).
-        self.api.admission.add_mutator(("", "pods"), Injector(self.proxy_config()))
+        self.api.admission.add_mutator(("", "pods"), Injector(self.proxy_config(),
+                                                              self.injection))
 
     async def wait_ready(self, timeout: float = 30.0) -> list[str]:
         """Wait until every control-plane Deployment is available; return those that are

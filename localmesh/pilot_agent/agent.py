@@ -220,7 +220,8 @@ async def _serve(kind: str) -> int:
     env = {**{str(k): str(v) for k, v in (proxy_config.get("proxyMetadata") or {}).items()},
            **env}
     # The injector and the installer always set discoveryAddress (meshConfig.defaultConfig).
-    discovery = _resolve(proxy_config.get("discoveryAddress", f"{ISTIOD_HOST}:15010"))
+    discovery_address = _resolve(proxy_config.get("discoveryAddress",
+                                                  f"{ISTIOD_HOST}:15010"))
     meta: dict[str, Any] = {k[len("ISTIO_META_"):]: v for k, v in env.items()
                             if k.startswith("ISTIO_META_")}
     meta.update({"NAMESPACE": ns, "NAME": pod, "INSTANCE_IPS": pod_ip, "LOCAL_IP": local_ip,
@@ -238,7 +239,8 @@ async def _serve(kind: str) -> int:
     workdir = Path(env.get("LOCALMESH_MOUNT_ETC_ISTIO_PROXY") or env.get("HOME", "."))
     workdir.mkdir(parents=True, exist_ok=True)
     boot = workdir / "envoy-rev.json"
-    boot.write_text(json.dumps(bootstrap(kind, pod_ip, local_ip, pod, ns, discovery, meta)))
+    boot.write_text(json.dumps(bootstrap(kind, pod_ip, local_ip, pod, ns, discovery_address,
+                                         meta)))
 
     als_server = grpc.aio.server()
     als_pb2_grpc.add_AccessLogServiceServicer_to_server(_ALS(metrics), als_server)
@@ -248,15 +250,15 @@ async def _serve(kind: str) -> int:
     # The workload certificate: requested now, served to Envoy over SDS when it arrives.
     settings = AgentSettings.from_env(dict(env), _resolve(env.get("CA_ADDR") or
                                                           f"{ISTIOD_HOST}:15012"))
-    sds_services: list[sds.SecretDiscovery] = []
+    discovery: list[sds.SecretDiscovery] = []
 
     def rotated() -> None:
-        for d in sds_services:
+        for d in discovery:
             d.rotated()
 
     secrets = SecretManager(settings, on_rotate=rotated)
     sds_server, sds_service = await sds.serve(secrets, dict(env))
-    sds_services.append(sds_service)
+    discovery.append(sds_service)
     certificates = asyncio.ensure_future(secrets.run())
 
     level, components = "warning", ""

@@ -62,8 +62,8 @@ def parse_duration(value: str, default: float) -> float:
 
 def container_path(path: str, env: Mapping[str, str] | None = None) -> Path:
     """A path of the container, on the host: under the mount holding it, else as is."""
-    source: Mapping[str, str] = os.environ if env is None else env
-    mounts = json.loads(source.get("LOCALMESH_MOUNTS") or "{}")
+    environ = os.environ if env is None else env
+    mounts = json.loads(environ.get("LOCALMESH_MOUNTS") or "{}")
     for mount in sorted(mounts, key=len, reverse=True):
         if path == mount or path.startswith(mount.rstrip("/") + "/"):
             return Path(mounts[mount]) / path[len(mount):].lstrip("/")
