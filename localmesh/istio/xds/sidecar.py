@@ -131,7 +131,7 @@ def _inbound_chains(state: MeshState, proxy: Proxy, port: int,
 def _virtual_inbound(state: MeshState, proxy: Proxy, inbound: dict[int, InboundPort]) -> dict:
     chains = [c for port, ip in sorted(inbound.items())
               for c in _inbound_chains(state, proxy, port, ip)]
-    listener = {
+    listener: dict = {
         "name": "virtualInbound",
         "address": {"socket_address": {"address": proxy.ip, "port_value": 15006}},
         "additional_addresses": [
