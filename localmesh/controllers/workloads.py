@@ -5,6 +5,7 @@ conditions, the ``deployment.kubernetes.io/revision`` annotation)."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
@@ -75,6 +76,35 @@ def _condition(type_: str, status: str, reason: str, message: str, prev: list[di
 class ReplicaSetController(Reconciler):
     name = "replicaset-controller"
     keys = (RS, PODS)
+    retry_seconds = 1.0
+
+    def __init__(self, api: ObjectAPI) -> None:
+        super().__init__(api)
+        self._failures: dict[str, str] = {}  # ReplicaSet uid -> the last refusal
+
+    def _failed_create(self, rs: dict, message: str) -> None:
+        """A pod the API refused (an admission webhook that cannot be called): a
+        ``FailedCreate`` event on the ReplicaSet, once per message, and another try later
+        (the upstream controller requeues with a backoff); other ReplicaSets go on."""
+        uid = rs["metadata"]["uid"]
+        if self._failures.get(uid) != message:
+            self._failures[uid] = message
+            ns = rs["metadata"]["namespace"]
+            now = now_rfc3339()
+            try:
+                self.api.create(self.api.rt("v1", "Event"), ns, {
+                    "metadata": {"generateName": f"{rs['metadata']['name']}.",
+                                 "namespace": ns},
+                    "involvedObject": {"kind": "ReplicaSet", "apiVersion": "apps/v1",
+                                       "namespace": ns, "name": rs["metadata"]["name"],
+                                       "uid": uid},
+                    "reason": "FailedCreate", "type": "Warning", "count": 1,
+                    "message": f"Error creating: {message}",
+                    "source": {"component": "replicaset-controller"},
+                    "firstTimestamp": now, "lastTimestamp": now})
+            except ApiError:
+                pass  # events are best effort
+        asyncio.get_running_loop().call_later(self.retry_seconds, self._wake.set)
 
     def reconcile(self) -> None:
         api: ObjectAPI = self.api
@@ -107,6 +137,9 @@ class ReplicaSetController(Reconciler):
                     try:
                         api.create(pod_rt, ns, pod)
                     except ApiError as exc:
+                        if exc.code >= 500:  # a failing admission webhook, say
+                            self._failed_create(rs, exc.message)
+                            break
                         if exc.code not in (403, 404):
                             raise
             elif len(live) > want:

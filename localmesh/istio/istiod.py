@@ -138,9 +138,19 @@ class Istiod:
 
     def __init__(self, api: ObjectAPI, address: str, ca: MeshCA, token_review: TokenReview,
                  xds_port: int = 15010, tls_port: int = 15012,
-                 debug_port: int = 15014) -> None:
+                 debug_port: int = 15014, revision: str = "default",
+                 version: str = "1.28.0") -> None:
         self.api = api
         self.address = address
+        # A control plane revision (istio.io "Canary upgrades") is a whole istiod of its
+        # own: its Service ``istiod-<rev>``, its mesh config ConfigMap ``istio-<rev>`` (the
+        # chart's ``configmap.yaml``), the version it reports; see revisions.py.
+        self.revision = revision
+        self.version = version
+        self.mesh_config_name = meshconfig.NAME if revision == "default" else \
+            f"{meshconfig.NAME}-{revision}"
+        self.host = ISTIOD_HOST if revision == "default" else \
+            f"istiod-{revision}.{ISTIO_NAMESPACE}.svc"
         self.xds_port = xds_port
         self.tls_port = tls_port
         self.debug_port = debug_port
@@ -173,13 +183,17 @@ class Istiod:
         # must still stop it.
         self._server = server
         await server.start()
-        cert, key = self.ca.serving_certificate([ISTIOD_HOST, f"{ISTIOD_HOST}.cluster.local"])
+        # istiod's DNS certificate names its own Service (and the default one, which a
+        # ``default`` tag can send proxies through).
+        hosts = dict.fromkeys([self.host, ISTIOD_HOST])
+        cert_pem, key_pem = self.ca.serving_certificate(
+            [n for h in hosts for n in (h, f"{h}.cluster.local")])
         tls_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self),
                                                                        tls_server)
         tls_server.add_generic_rpc_handlers((self.certificates.handler(),))
         if not tls_server.add_secure_port(f"{self.address}:{self.tls_port}",
-                                          grpc.ssl_server_credentials([(key, cert)])):
+                                          grpc.ssl_server_credentials([(key_pem, cert_pem)])):
             raise OSError(f"istiod cannot listen on {self.address}:{self.tls_port}")
         self._tls_server = tls_server
         await tls_server.start()
@@ -218,8 +232,8 @@ class Istiod:
                 continue  # the Gateway API controllers' status writes
             if ev.key == CONFIGMAPS and (ev.obj["metadata"].get("namespace"),
                                          ev.obj["metadata"]["name"]) != (
-                                             ISTIO_NAMESPACE, meshconfig.NAME):
-                continue  # only the mesh config (ConfigMap istio) matters to istiod
+                                             ISTIO_NAMESPACE, self.mesh_config_name):
+                continue  # only its mesh config (ConfigMap istio[-<rev>]) matters to istiod
             self._state_stale = True
             self._dirty.set()
 
@@ -279,7 +293,7 @@ class Istiod:
             peer_authentications=store.scan(("security.istio.io", "peerauthentications")),
             authorization_policies=store.scan(("security.istio.io", "authorizationpolicies")),
             mesh_config=meshconfig.parse(store.get(CONFIGMAPS, ISTIO_NAMESPACE,
-                                                   meshconfig.NAME)),
+                                                   self.mesh_config_name)),
         )
 
     def proxy_for(self, node_id: str, metadata: dict) -> xds.Proxy | None:
@@ -371,8 +385,8 @@ class Istiod:
                 continue
             entry = {"cluster_id": "Kubernetes", "proxy": conn.proxy.id,
                      "proxy_type": "router" if conn.proxy.kind == "router" else "sidecar",
-                     "proxy_version": conn.proxy_version or "1.28.0",
-                     "istio_version": "1.28.0-localmesh"}
+                     "proxy_version": conn.proxy_version or self.version,
+                     "istio_version": f"{self.version}-localmesh"}
             for t, short in SHORT.items():
                 ts = conn.types.get(t)
                 entry[f"{short}_sent"] = ts.sent_nonce if ts else ""
@@ -427,7 +441,9 @@ class Istiod:
         # sent, by xDS type; istiod labels them cds/eds/lds/rds).
         istio_type = {"cluster": "cds", "endpoint": "eds", "listener": "lds", "route": "rds",
                       "scopedroute": "srds"}
-        lines = ["# TYPE pilot_xds gauge", f"pilot_xds {len(self.connections)}",
+        lines = ["# TYPE istio_build gauge",
+                 f'istio_build{{component="pilot",tag="{self.version}"}} 1',
+                 "# TYPE pilot_xds gauge", f"pilot_xds {len(self.connections)}",
                  "# TYPE pilot_xds_pushes counter"]
         lines += [f'pilot_xds_pushes{{type="{istio_type[t]}"}} {self.pushes[t]}'
                   for t in SHORT.values()]
