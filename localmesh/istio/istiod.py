@@ -16,8 +16,11 @@ import hashlib
 import itertools
 import json
 import logging
+import ssl
+import tempfile
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # The message modules register the types that Any fields in the resources refer to.
 import envoy.config.cluster.v3.cluster_pb2 as cluster_pb2
@@ -139,7 +142,7 @@ class Istiod:
     def __init__(self, api: ObjectAPI, address: str, ca: MeshCA, token_review: TokenReview,
                  xds_port: int = 15010, tls_port: int = 15012,
                  debug_port: int = 15014, revision: str = "default",
-                 version: str = "1.28.0") -> None:
+                 version: str = "1.28.0", webhook_port: int = 15017) -> None:
         self.api = api
         self.address = address
         # A control plane revision (istio.io "Canary upgrades") is a whole istiod of its
@@ -164,6 +167,10 @@ class Istiod:
         self._nonce = itertools.count(1)
         self._server: grpc.aio.Server | None = None
         self._debug: web.AppRunner | None = None
+        # The injection webhook's routes (inject_server.py), served over TLS on 15017.
+        self.webhook_port = webhook_port
+        self.webhook_routes: list[web.RouteDef] = []
+        self._webhook: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self._dirty = asyncio.Event()
         self._cache: dict[str, tuple[tuple, Generated]] = {}
@@ -206,6 +213,13 @@ class Istiod:
         self._debug = web.AppRunner(app, access_log=None)
         await self._debug.setup()
         await web.TCPSite(self._debug, self.address, self.debug_port).start()
+        if self.webhook_routes:
+            hook = web.Application()
+            hook.add_routes(self.webhook_routes)
+            self._webhook = web.AppRunner(hook, access_log=None)
+            await self._webhook.setup()
+            await web.TCPSite(self._webhook, self.address, self.webhook_port,
+                              ssl_context=_server_context(cert_pem, key_pem)).start()
         for key in WATCHED:
             w = self.api.store.watch(key)
             self._tasks.append(asyncio.ensure_future(self._pump(w)))
@@ -217,8 +231,9 @@ class Istiod:
         for server in (self._server, self._tls_server):
             if server is not None:
                 await server.stop(0.2)
-        if self._debug is not None:
-            await self._debug.cleanup()
+        for runner in (self._debug, self._webhook):
+            if runner is not None:
+                await runner.cleanup()
 
     async def _pump(self, w) -> None:
         while True:
@@ -457,6 +472,17 @@ def generate(state: xds.MeshState, proxy: xds.Proxy) -> dict[str, dict[str, dict
     if proxy.kind == "router":
         return gateway_resources(state, proxy)
     return sidecar_resources(state, proxy)
+
+
+def _server_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+    """A TLS server context from PEM in memory (the ssl module loads only files)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    with tempfile.TemporaryDirectory(prefix="istiod-") as folder:
+        cert, key = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+        cert.write_bytes(cert_pem)
+        key.write_bytes(key_pem)
+        ctx.load_cert_chain(cert, key)
+    return ctx
 
 
 def _pod_changed_for_xds(old: dict | None, new: dict) -> bool:

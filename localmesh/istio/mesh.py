@@ -44,6 +44,7 @@ from localmesh.istio import meshconfig, webhooks
 from localmesh.istio.gatewayapi import crds as gatewayapi_crds
 from localmesh.istio.gatewayapi.deployment import GatewayDeployments
 from localmesh.istio.gatewayapi.status import GatewayStatus
+from localmesh.istio.inject_server import InjectionWebhook
 from localmesh.istio.injector import (
     GATEWAY_TEMPLATE,
     ISTIO_VERSION,
@@ -176,8 +177,10 @@ class Mesh:
         self.root_certs = RootCertPublisher(api, self.ca.root_pem)
         self.gateway_api: list[Reconciler] = []
         # The default revision is this istiod; revisions applied later get their own.
-        self.revisions = ControlPlanes(api, self.ca, token_review, self.istiod)
         self.injector = Injector(self.proxy_config())
+        self.istiod.webhook_routes = InjectionWebhook(api, self.injector,
+                                                      webhooks.DEFAULT).routes()
+        self.revisions = ControlPlanes(api, self.ca, token_review, self.istiod, self.injector)
         self._gateway_pod: dict = {}
 
     def proxy_config(self) -> dict:
@@ -239,6 +242,7 @@ class Mesh:
                       "spec": {"type": "ClusterIP", "selector": pilot, "ports": [
                           {"name": "grpc-xds", "port": 15010, "targetPort": 15010},
                           {"name": "https-dns", "port": 15012, "targetPort": 15012},
+                          {"name": "https-webhook", "port": 443, "targetPort": 15017},
                           {"name": "http-monitoring", "port": 15014, "targetPort": 15014}]}})
         self._create(_service("istio-ingressgateway",
                               {"app": "istio-ingressgateway", "istio": "ingressgateway"}, [
@@ -264,7 +268,8 @@ class Mesh:
                     {"name": "PILOT_ENABLE_ANALYSIS", "value": "false"}],
             "ports": [{"containerPort": 15010, "name": "grpc-xds"},
                       {"containerPort": 15012, "name": "tls-xds"},
-                      {"containerPort": 15014, "name": "http-monitoring"}],
+                      {"containerPort": 15014, "name": "http-monitoring"},
+                      {"containerPort": 15017, "name": "https-webhooks"}],
             "readinessProbe": {"httpGet": {"path": "/ready", "port": 15014},
                                "periodSeconds": 3, "timeoutSeconds": 5}},
             annotations={"prometheus.io/scrape": "true", "prometheus.io/port": "15014",

@@ -20,6 +20,8 @@ such a revision to life from exactly those objects, applied with kubectl
   thing localmesh adds to a chart's pod is ``ISTIOD_UPSTREAM``, where its in-process istiod
   listens, by the admission step :meth:`ControlPlanes.admit` (the default istiod's
   Deployment carries it from the installer).
+- Each istiod serves its injection webhook (inject_server.py, HTTPS on 15017, the
+  Service's port 443) and keeps its webhook configurations' ``caBundle`` set.
 - Proxies reach the revision through its Service: the injector (injector.py) gives pods
   a revision's webhook selected ``discoveryAddress`` and ``CA_ADDR``
   ``istiod-<rev>.istio-system.svc``; they connect to that istiod and are listed in its
@@ -36,7 +38,9 @@ import logging
 
 from localmesh.api.objects import ObjectAPI
 from localmesh.controllers.base import Reconciler
-from localmesh.istio.injector import ISTIO_VERSION
+from localmesh.istio import webhooks
+from localmesh.istio.inject_server import InjectionWebhook, patch_ca_bundles
+from localmesh.istio.injector import ISTIO_VERSION, Injector
 from localmesh.istio.istiod import Istiod
 from localmesh.istio.names import ISTIO_NAMESPACE
 from localmesh.istio.security.ca import MeshCA
@@ -82,12 +86,13 @@ class ControlPlanes(Reconciler):
     """One in-process istiod per revision Deployment (the default one is the installer's)."""
 
     name = "istiod-revisions"
-    keys = (DEPLOYMENTS,)
+    keys = (DEPLOYMENTS, webhooks.MWC)
 
     def __init__(self, api: ObjectAPI, ca: MeshCA, token_review: TokenReview,
-                 default: Istiod) -> None:
+                 default: Istiod, injector: Injector) -> None:
         super().__init__(api)
         self.ca = ca
+        self.injector = injector
         self.token_review = token_review
         self.default = default
         self.running: dict[str, Istiod] = {}
@@ -119,6 +124,7 @@ class ControlPlanes(Reconciler):
                 continue
             istiod = Istiod(self.api, self.address_for(rev), self.ca, self.token_review,
                             revision=rev, version=version)
+            istiod.webhook_routes = InjectionWebhook(self.api, self.injector, rev).routes()
             try:
                 await istiod.start()
             except BaseException:
@@ -126,6 +132,7 @@ class ControlPlanes(Reconciler):
                 raise
             self.running[rev] = istiod
             log.info("istiod revision %s (%s) serving at %s", rev, version, istiod.address)
+        patch_ca_bundles(self.api, {DEFAULT, *self.running}, self.ca.root_pem)
 
     def admit(self, api: ObjectAPI, rt: ResourceType, pod: dict, old: dict | None) -> None:
         """Point a new istiod pod of a revision at its in-process istiod."""

@@ -18,6 +18,7 @@ expects: the last one removes the default revision).
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import threading
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import urllib3
 
 from localmesh.cli import Handle
 from tests.support import REPO, boot_localmesh, child_env, needs_prometheus, poll, require_kubectl
@@ -257,6 +259,36 @@ def test_a_revision_labelled_namespace_gets_that_revisions_sidecars(
         assert answer["status"] == 200, answer
     finally:
         kubectl(mesh, "delete", "namespace", ns, "--wait=false")
+
+
+def test_a_revisions_istiod_serves_its_injection_webhook(mesh: Handle, canary: str,
+                                                         tmp_path: Path) -> None:
+    """What the webhook configuration names (Service port 443 → 15017, /inject) answers an
+    AdmissionReview as that revision injects, over TLS its caBundle verifies."""
+    config = get(mesh, "mutatingwebhookconfiguration", f"istio-sidecar-injector-{canary}")
+    bundle = poll(lambda: config["webhooks"][0]["clientConfig"].get("caBundle") or (
+        get(mesh, "mutatingwebhookconfiguration", f"istio-sidecar-injector-{canary}")[
+            "webhooks"][0]["clientConfig"].get("caBundle")), what="the caBundle istiod sets")
+    (tmp_path / "ca.pem").write_bytes(base64.b64decode(bundle))
+    [pod] = live_pods(mesh, ISTIO, f"app=istiod,istio.io/rev={canary}")
+    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u-1", "namespace": "apps", "operation": "CREATE", "object": {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"generateName": "web-", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "busybox"}]}}}}
+    name = f"istiod-{canary}.istio-system.svc"  # the name the API server verifies
+    pool = urllib3.HTTPSConnectionPool(pod["status"]["podIP"], 15017, timeout=10,
+                                       ca_certs=str(tmp_path / "ca.pem"),
+                                       server_hostname=name, assert_hostname=name)
+    answer = json.loads(pool.request("POST", "/inject", body=json.dumps(review), headers={
+        "Content-Type": "application/json"}).data)["response"]
+    assert (answer["uid"], answer["allowed"], answer["patchType"]) == ("u-1", True, "JSONPatch")
+    patch = {op["path"]: op["value"] for op in json.loads(base64.b64decode(answer["patch"]))}
+    status = json.loads(patch["/metadata/annotations"]["sidecar.istio.io/status"])
+    assert status["revision"] == canary
+    proxy_container = next(c for c in patch["/spec"]["initContainers"]
+                           if c["name"] == "istio-proxy")
+    assert proxy_container["image"] == f"docker.io/istio/proxyv2:{CANARY_VERSION}"
 
 
 def test_injection_follows_istios_rules_through_the_api(mesh: Handle, canary: str) -> None:
