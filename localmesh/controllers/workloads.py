@@ -5,6 +5,7 @@ conditions, the ``deployment.kubernetes.io/revision`` annotation)."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
@@ -76,6 +77,8 @@ class ReplicaSetController(Reconciler):
     name = "replicaset-controller"
     keys = (RS, PODS)
     _events = 0
+    # Seconds before a refused pod is tried again (upstream requeues with a backoff).
+    retry_seconds = 1.0
 
     def reconcile(self) -> None:
         api: ObjectAPI = self.api
@@ -109,7 +112,9 @@ class ReplicaSetController(Reconciler):
                     try:
                         api.create(pod_rt, ns, pod)
                     except ApiError as exc:
-                        if exc.code not in (403, 404):
+                        # 403/404: an admission plugin, a terminating namespace; 5xx: a
+                        # webhook that cannot be called. The others are bugs.
+                        if exc.code not in (403, 404) and exc.code < 500:
                             raise
                         failure = exc.message
                         break
@@ -135,6 +140,7 @@ class ReplicaSetController(Reconciler):
                 status.pop("availableReplicas")
             if failure is not None:
                 status["conditions"] = self._failed_create(rs, failure)
+                asyncio.get_running_loop().call_later(self.retry_seconds, self._wake.set)
             api.set_status(rs_rt, rs, status)
 
     def _failed_create(self, rs: dict, message: str) -> list[dict]:
