@@ -37,8 +37,9 @@ DEFAULT_STATE = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "
     / "localmesh"
 # What a running localmesh keeps in its state directory about itself: ``pid`` (written by
 # whoever starts ``serve``, and by ``serve`` itself), ``instance.json`` (where it serves,
-# written once started) and ``ready``. Its pods' process groups are in ``pids/``.
-STATE_FILES = ("ready", "instance.json", "pid")
+# written once started), ``ready`` and, with --api-faults token-expiry, the exec credential
+# plugin's signing key ``credential-key``. Its pods' process groups are in ``pids/``.
+STATE_FILES = ("ready", "instance.json", "pid", "credential-key")
 
 
 class LaunchError(RuntimeError):
@@ -165,7 +166,7 @@ def launch(state_dir: Path, kubeconfig: Path | None = None, *, mesh: bool = True
             f"`localmesh down --state-dir {state_dir}` first or choose another --state-dir")
     kubeconfig = (kubeconfig or state_dir / "kubeconfig").resolve()
     (state_dir / "ready").unlink(missing_ok=True)
-    shape = (shape or Shape(mesh="sidecar" if mesh else "none")).check()
+    shape = (shape or Shape(mesh="sidecar" if mesh else "none")).check().seeded()
     cmd = [sys.executable, "-m", "localmesh", "serve", "--state-dir", str(state_dir),
            "--kubeconfig", str(kubeconfig), "--port", str(port), *shape.argv()]
     log = open(state_dir / "localmesh.log", "ab")
@@ -261,16 +262,17 @@ def _up(args: argparse.Namespace) -> int:
     state = Path(args.state_dir)
     with SignalLatch() as latch:
         try:
+            shape = from_arguments(args).seeded()
             h = launch(state, Path(args.kubeconfig) if args.kubeconfig else None,
-                       port=args.port, stop_requested=lambda: latch.signum,
-                       shape=from_arguments(args))
+                       port=args.port, stop_requested=lambda: latch.signum, shape=shape)
         except Interrupted as exc:
             print(f"localmesh up: {exc}", file=sys.stderr)
             return exit_status(exc.signum)
         except (LaunchError, ShapeError) as exc:
             print(f"localmesh up: {exc}", file=sys.stderr)
             return 1
-    print(f"localmesh is ready in {h.boot_seconds:.2f}s at {h.server}")
+    print(f"localmesh is ready in {h.boot_seconds:.2f}s at {h.server} "
+          f"({shape.describe()})")
     info = current(state) or {}
     if info.get("mesh_not_ready"):
         print(f"warning: these {ISTIO_NAMESPACE} components are not ready: "

@@ -29,9 +29,11 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
-from localmesh import admission, pki, synthetic
+from localmesh import admission, credentials, pki, synthetic
 from localmesh.admission import ServiceAllocation
 from localmesh.api.authn import Authenticator
+from localmesh.api.faults import Faults
+from localmesh.api.listener import Disruptions, Listener
 from localmesh.api.objects import ObjectAPI
 from localmesh.api.openapi import OpenAPI
 from localmesh.api.rbac import RBAC_KEYS, bootstrap_policy
@@ -67,13 +69,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def write_kubeconfig(path: Path, server: str, token: str, name: str, ca: Path) -> None:
+def write_kubeconfig(path: Path, server: str, user: dict, name: str, ca: Path) -> None:
+    """``user``: ``{"token": ...}``, or an ``exec`` credential plugin."""
     ca_data = base64.b64encode(ca.read_bytes()).decode()
     doc = {
         "apiVersion": "v1", "kind": "Config", "preferences": {},
         "clusters": [{"name": name, "cluster": {"server": server,
                                                 "certificate-authority-data": ca_data}}],
-        "users": [{"name": name, "user": {"token": token}}],
+        "users": [{"name": name, "user": user}],
         "contexts": [{"name": name, "context": {"cluster": name, "user": name,
                                                  "namespace": "default"}}],
         "current-context": name,
@@ -107,7 +110,17 @@ class Instance:
         # Authentication (the admin token, ServiceAccount tokens) and RBAC authorization;
         # RBAC objects also pass the escalation check on their way into the store.
         self.token = secrets.token_urlsafe(32)
-        self.authn = Authenticator(self.token, self.store)
+        self.fault_config = self.shape.faults()
+        self.credential_key: Path | None = None
+        signing_key = None
+        if self.fault_config.profile == "token-expiry":
+            # The kubeconfig gets an exec credential plugin instead of the admin token.
+            self.credential_key = state_dir / "credential-key"
+            signing_key = credentials.write_key(self.credential_key)
+        self.authn = Authenticator(self.token, self.store, credential_key=signing_key,
+                                   credential_ttl=self.fault_config.token_ttl)
+        self.faults = Faults(self.fault_config,
+                             expired_tokens=lambda: self.authn.expired_tokens)
         self.authz = Authorizer(self.store)
         escalation = EscalationCheck(self.authz)
         for key in RBAC_KEYS:
@@ -133,7 +146,7 @@ class Instance:
             subresources=subresources,
             routes=[*self.authn.routes(), *Reviews(self.authz).routes(),
                     *(self.openshift.routes() if self.openshift else [])],
-            openapi=OpenAPI(self.registry))
+            openapi=OpenAPI(self.registry), faults=self.faults)
         # localmesh's own discovery endpoint for Prometheus (plain HTTP on the instance's
         # loopback address; see serviceproxy.py).
         self.sd_address = f"{self.addresses.server_address(3)}:8080"
@@ -148,6 +161,7 @@ class Instance:
             self.mesh = MixerMesh(self.api, self.addresses.server_address(2),
                                   f"http://{self.sd_address}{SD_PATH}", self.authn.review)
         self._runner: web.AppRunner | None = None
+        self.disruptions: Disruptions | None = None
         self._sd_runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -187,19 +201,24 @@ class Instance:
         await self._runner.setup()
         port = self.port or free_port()
         ca, crt, key = pki.generate(self.state_dir / "pki")
-        site = web.TCPSite(self._runner, "127.0.0.1", port,
-                           ssl_context=pki.server_context(crt, key))
-        await site.start()
+        listener = Listener(self._runner, "127.0.0.1", port, pki.server_context(crt, key))
+        await listener.start()
         self.port = port
-        write_kubeconfig(self.kubeconfig, f"https://127.0.0.1:{port}", self.token,
+        user = credentials.kubeconfig_user(self.credential_key, self.fault_config.token_ttl) \
+            if self.credential_key is not None else {"token": self.token}
+        write_kubeconfig(self.kubeconfig, f"https://127.0.0.1:{port}", user,
                          f"localmesh-{self.addresses.block}", ca)
         info = {"pid": os.getpid(), "server": f"https://127.0.0.1:{port}",
                 "kubeconfig": str(self.kubeconfig), "block": self.addresses.block,
                 "started": time.time(), "boot_seconds": round(time.monotonic() - t0, 3),
                 "mesh": self.with_mesh, "shape": asdict(self.shape),
                 "mesh_not_ready": pending,
-                "load_balancer_ports": self.proxy.lb_notes}
+                "load_balancer_ports": self.proxy.lb_notes,
+                "api_faults": self.fault_config.describe()}
         (self.state_dir / "instance.json").write_text(json.dumps(info, indent=2))
+        # Faults that close the listening socket start once the kubeconfig is written.
+        self.disruptions = Disruptions(self.fault_config, listener, self.faults)
+        self.disruptions.start()
 
     @staticmethod
     async def _wait_for(pending: Callable[[], list[str]], timeout: float) -> list[str]:
@@ -228,6 +247,10 @@ class Instance:
     async def stop(self) -> None:
         """Stop whatever has started, also after a start that was cancelled half-way."""
         self.server.stop_watches()
+        if self.disruptions is not None:
+            await self.disruptions.stop()
+        if self.credential_key is not None:
+            self.credential_key.unlink(missing_ok=True)
         # istiod's gRPC server gives open streams a grace period before it cancels them,
         # and the sidecars' ADS streams only end when their proxies do: stop both at once.
         stopping = [self.kubelet.stop()]

@@ -13,7 +13,10 @@ A shape that is not built yet is refused at once with one message, never half-bo
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass
+import random
+from dataclasses import asdict, dataclass, replace
+
+from localmesh.api.faults import FaultConfig
 
 MESHES = ("sidecar", "ambient", "mixer", "none")
 FLAVORS = ("kubernetes", "openshift")
@@ -22,7 +25,7 @@ API_FAULTS = ("none", "flaky", "restart", "token-expiry", "outage")
 RUNTIMES = ("process", "podman")
 # The shapes localmesh can boot today; the others are refused with IMPLEMENTED's message.
 IMPLEMENTED = {"mesh": ("sidecar", "mixer", "none"), "flavor": ("kubernetes", "openshift"),
-               "api_faults": ("none",), "runtime": ("process",)}
+               "api_faults": API_FAULTS, "runtime": ("process",)}
 
 
 class ShapeError(ValueError):
@@ -37,6 +40,14 @@ class Shape:
     api_faults: str = "none"
     synthetic_services: int = 0
     runtime: str = "process"
+    # The API faults' rates (localmesh/api/faults.py FaultConfig; used by their profile).
+    api_fault_rate: float = 0.1
+    api_fault_seed: int | None = None
+    api_watch_cut: float = 5.0
+    api_restart_every: float = 15.0
+    api_restart_down: float = 2.0
+    api_token_ttl: float = 60.0
+    api_outage_after: int = 0
 
     @property
     def with_mesh(self) -> bool:
@@ -56,14 +67,41 @@ class Shape:
                              "openshift with --mesh sidecar or none")
         if self.synthetic_services < 0:
             raise ShapeError(f"--synthetic-services {self.synthetic_services} is negative")
+        if not 0.0 <= self.api_fault_rate <= 1.0:
+            raise ShapeError(f"--api-fault-rate {self.api_fault_rate:g} is not a share "
+                             "between 0 and 1 (0.1: one request in ten)")
+        for option, seconds in (("--api-watch-cut", self.api_watch_cut),
+                                ("--api-restart-every", self.api_restart_every),
+                                ("--api-restart-down", self.api_restart_down),
+                                ("--api-token-ttl", self.api_token_ttl)):
+            if not seconds > 0:
+                raise ShapeError(f"{option} {seconds:g} is not a positive number of seconds")
+        if self.api_restart_down >= self.api_restart_every:
+            raise ShapeError(f"--api-restart-down {self.api_restart_down:g} must be shorter "
+                             f"than --api-restart-every {self.api_restart_every:g}, or the "
+                             "API server never answers (that is --api-faults outage)")
+        if self.api_outage_after < 0:
+            raise ShapeError(f"--api-outage-after {self.api_outage_after} is negative")
         return self
+
+    def seeded(self) -> Shape:
+        """This shape with its fault schedule's seed fixed (a random one if none was
+        given), so that the banner and the server agree and a run can be replayed."""
+        if self.api_fault_seed is not None or self.api_faults != "flaky":
+            return self
+        return replace(self, api_fault_seed=random.SystemRandom().randrange(1 << 31))
+
+    def faults(self) -> FaultConfig:
+        return FaultConfig(self.api_faults, self.api_fault_rate, self.api_fault_seed,
+                           self.api_watch_cut, self.api_restart_every, self.api_restart_down,
+                           self.api_token_ttl, self.api_outage_after)
 
     def argv(self) -> list[str]:
         """The ``localmesh serve`` options that recreate this shape."""
         defaults = Shape()
         out: list[str] = []
         for key, value in asdict(self).items():
-            if value != getattr(defaults, key):
+            if value != getattr(defaults, key) and value is not None:
                 out += [f"--{key.replace('_', '-')}", str(value)]
         return out
 
@@ -72,7 +110,7 @@ class Shape:
         if self.flavor == "openshift":
             parts.append(f"OpenShift Service Mesh {self.ossm}")
         if self.api_faults != "none":
-            parts.append(f"API faults {self.api_faults}")
+            parts.append(self.faults().describe())
         if self.synthetic_services:
             parts.append(f"{self.synthetic_services} synthetic services")
         if self.runtime != "process":
@@ -97,6 +135,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-faults", choices=API_FAULTS, default="none",
                         help="an API server that throttles and drops watches (flaky), "
                              "restarts, expires tokens, or stops answering (outage)")
+    faults = FaultConfig()
+    parser.add_argument("--api-fault-rate", type=float, default=faults.rate, metavar="SHARE",
+                        help="flaky: the share of requests answered 429, 500 or 503 "
+                             f"(default {faults.rate:g})")
+    parser.add_argument("--api-fault-seed", type=int, default=None, metavar="N",
+                        help="flaky: the seed of the fault schedule, to replay a run "
+                             "(default: a random one, shown in the banner)")
+    parser.add_argument("--api-watch-cut", type=float, default=faults.watch_cut,
+                        metavar="SECONDS", help="flaky: watches end after about this long "
+                                                f"(default {faults.watch_cut:g})")
+    parser.add_argument("--api-restart-every", type=float, default=faults.restart_every,
+                        metavar="SECONDS", help="restart: how often the API server restarts "
+                                                f"(default {faults.restart_every:g})")
+    parser.add_argument("--api-restart-down", type=float, default=faults.restart_down,
+                        metavar="SECONDS", help="restart: how long it refuses connections "
+                                                f"each time (default {faults.restart_down:g})")
+    parser.add_argument("--api-token-ttl", type=float, default=faults.token_ttl,
+                        metavar="SECONDS", help="token-expiry: the lifetime of the exec "
+                                                f"plugin's tokens (default {faults.token_ttl:g})")
+    parser.add_argument("--api-outage-after", type=int, default=faults.outage_after,
+                        metavar="N", help="outage: client requests answered before the API "
+                                          f"server stops for good (default "
+                                          f"{faults.outage_after})")
     parser.add_argument("--synthetic-services", type=int, default=0, metavar="N",
                         help="N extra Services with endpoints and no processes: a large mesh")
     parser.add_argument("--runtime", choices=RUNTIMES, default="process",
@@ -106,4 +167,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def from_arguments(args: argparse.Namespace) -> Shape:
     return Shape(args.mesh, args.flavor, args.ossm, args.api_faults,
-                 args.synthetic_services, args.runtime).check()
+                 args.synthetic_services, args.runtime, args.api_fault_rate,
+                 args.api_fault_seed, args.api_watch_cut, args.api_restart_every,
+                 args.api_restart_down, args.api_token_ttl, args.api_outage_after).check()

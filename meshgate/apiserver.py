@@ -14,14 +14,54 @@ server and what it last answered.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
 
 import urllib3
+from urllib3.connectionpool import ConnectionPool
+from urllib3.response import BaseHTTPResponse
+
+# The retries this process's clients took, by cause (``meshgate soak`` and run.json report
+# them): what a struggling API server cost the run.
+_RETRIES: Counter[str] = Counter()
+_RETRIES_LOCK = threading.Lock()
+RETRIES_FILE = "api-retries-{worker}.json"
+
+
+def record_retry(cause: str) -> None:
+    with _RETRIES_LOCK:
+        _RETRIES[cause] += 1
+
+
+def retries() -> dict[str, int]:
+    """This process's retries so far, by cause."""
+    with _RETRIES_LOCK:
+        return dict(_RETRIES)
+
+
+def save_retries(folder: Path, worker: str) -> None:
+    """Write this process's retries beside the run's other per-worker files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RETRIES_FILE.format(worker=worker)).write_text(json.dumps(retries()))
+
+
+def load_retries(folder: Path) -> dict[str, int]:
+    """The sum of the retries the workers wrote into ``folder``."""
+    total: Counter[str] = Counter()
+    for path in sorted(folder.glob(RETRIES_FILE.format(worker="*"))):
+        try:
+            total.update({str(k): int(v) for k, v in json.loads(path.read_text()).items()})
+        except (OSError, ValueError, AttributeError):
+            continue  # a worker killed while writing: its retries are not known
+    return dict(total)
 
 
 class ClusterError(RuntimeError):
@@ -46,14 +86,36 @@ class ApiServerRetry(urllib3.Retry):
     throttling) or 5xx is retried, for any verb (the server did not act on it), after the
     time it asks for (capped), up to ten times; a connection that cannot be made is
     retried a few times; a read that times out is not (the request may have been applied).
-    Without ``Retry-After`` a 5xx is the answer."""
+    Beyond client-go, a read (GET, HEAD) answered 502, 503 or 504 without ``Retry-After``
+    — a gateway or load balancer in front of the API server while it restarts — is
+    retried with back-off too: reading again changes nothing. A 500 without
+    ``Retry-After`` is the API server's own answer (a bug, a failed conversion) and is not
+    retried; nor is any bare 5xx to a write, which may have been applied."""
 
     RETRY_AFTER_STATUS_CODES = frozenset({429, 500, 502, 503, 504})
+    IDEMPOTENT_READ_STATUS_CODES = frozenset({502, 503, 504})
+    READS = frozenset({"GET", "HEAD"})
     MAX_RETRY_AFTER = 10.0
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
-        return bool(self.total) and has_retry_after and \
-            status_code in self.RETRY_AFTER_STATUS_CODES
+        if not self.total:
+            return False
+        if has_retry_after:
+            return status_code in self.RETRY_AFTER_STATUS_CODES
+        return method.upper() in self.READS and status_code in self.IDEMPOTENT_READ_STATUS_CODES
+
+    def increment(self, method: str | None = None, url: str | None = None,
+                  response: BaseHTTPResponse | None = None, error: Exception | None = None,
+                  _pool: ConnectionPool | None = None,
+                  _stacktrace: TracebackType | None = None) -> Self:
+        """Count the retry by its cause, then take it (or give up, as urllib3 does)."""
+        new = super().increment(method, url, response, error, _pool, _stacktrace)
+        if response is not None and response.status:
+            record_retry(f"{response.status}" + (
+                "-retry-after" if response.headers.get("Retry-After") else ""))
+        else:
+            record_retry("connection")
+        return new
 
     def get_retry_after(self, response: Any) -> float | None:
         seconds = super().get_retry_after(response)
@@ -99,9 +161,18 @@ def _failure(exc: BaseException) -> str:
     return f"failed ({reason.__class__.__name__}: {text})"
 
 
+class Credentials(Protocol):
+    """A source of fresh bearer tokens (meshgate.exec_credentials.ExecCredentials)."""
+
+    def refresh(self) -> str:
+        """Run the credential plugin again; the new ``Authorization`` header value."""
+
+
 class Availability:
-    """Every REST call of one client: a default timeout, the last answer remembered, and a
-    connection that cannot be made or read retried for ``budget`` seconds.
+    """Every REST call of one client: a default timeout, the last answer remembered, a
+    connection that cannot be made or read retried for ``budget`` seconds, and a request
+    refused with 401 sent once more with a fresh token where the kubeconfig's credentials
+    can be refreshed (an exec plugin's token that expired).
 
     Retrying is safe for what the suite sends: a refused connection never reached the
     server, and the suite's writes are server-side applies, merge patches and deletes,
@@ -128,6 +199,7 @@ class Availability:
         self._sleep = sleep
         self._gone_since: float | None = None
         self._lock = threading.Lock()
+        self.credentials: Credentials | None = None
 
     def request(self, method: str, url: str, *args: Any, _request_timeout: Any = None,
                 **kwargs: Any) -> Any:
@@ -140,6 +212,7 @@ class Availability:
         riding_out = self.last is not None and self._gone_since is None
         deadline = start + (self.budget if riding_out else 0.0)
         delay = 0.2
+        refreshed = False
         while True:
             try:
                 resp = self._send(method, url, *args, _request_timeout=timeout, **kwargs)
@@ -150,12 +223,20 @@ class Availability:
                         if self._gone_since is None:
                             self._gone_since = start
                     raise ApiServerUnreachable(self._message(exc, method, path, now)) from exc
+                record_retry("unreachable")
                 self._sleep(delay)  # a bounded back-off between attempts, not a wait
                 delay = min(delay * 2, 2.0)
                 continue
             with self._lock:
                 self._gone_since = None
                 self.last = Answer(int(resp.status), method, path, self._clock(), time.time())
+            headers = kwargs.get("headers")
+            if int(resp.status) == 401 and self.credentials is not None and not refreshed \
+                    and isinstance(headers, dict):
+                refreshed = True
+                headers["Authorization"] = self.credentials.refresh()
+                record_retry("401-credentials-refreshed")
+                continue
             return resp
 
     def _message(self, exc: BaseException, method: str, path: str, now: float) -> str:

@@ -74,6 +74,12 @@ class BenchResult:
     summary: str = ""
     bundles: list[str] = field(default_factory=list)
     kept: str | None = None  # the artifacts folder of a failed run, left for reading
+    # The retries the run's API clients took, by cause (run.json's api_retries).
+    api_retries: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def retries(self) -> int:
+        return sum(self.api_retries.values())
 
     @property
     def failed(self) -> list[str]:
@@ -131,8 +137,14 @@ def run_suite(pytest_args: list[str], artifacts: Path, *, sample_every: float = 
         convergence += json.loads(f.read_text())
     last = [line for line in output.splitlines() if line.strip()]
     bundles = sorted(str(p) for p in (artifacts / "bundles").glob("*/*") if p.is_dir())
+    retries: dict[str, int] = {}
+    try:
+        retries = json.loads((artifacts / "run.json").read_text()).get("api_retries") or {}
+    except (OSError, ValueError):
+        pass  # no run.json: the run stopped before its first scenario
     return BenchResult(returncode, wall, float(m.group(1)) if m else None,
-                       scenarios, convergence, peak, last[-1] if last else "", bundles)
+                       scenarios, convergence, peak, last[-1] if last else "", bundles,
+                       api_retries=retries)
 
 
 def format_result(r: BenchResult) -> str:
@@ -169,7 +181,7 @@ def result_json(r: BenchResult) -> dict:
         "boot_seconds": r.boot, "peak_pss_mib": round(r.peak_mib, 1),
         "overhead_ratio": None if r.overhead_ratio is None else round(r.overhead_ratio, 3),
         "summary": r.summary, "bundles": r.bundles, "kept": r.kept,
-        "failed": r.failed,
+        "failed": r.failed, "api_retries": r.api_retries,
         "scenarios": [{"name": n, "seconds": t, "status": st} for n, t, st in r.scenarios],
         "convergence": {a: {"count": len(v), "median": statistics.median(v), "max": max(v),
                             "sum": sum(v)} for a, v in sorted(areas.items())},

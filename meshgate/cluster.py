@@ -25,7 +25,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from kubernetes.stream import stream
 
-from meshgate import apiserver
+from meshgate import apiserver, exec_credentials
 from meshgate.apiserver import ApiServerRetry, ApiServerUnreachable, ClusterError
 
 __all__ = ["ApiServerRetry", "ApiServerUnreachable", "Cluster", "ClusterError", "ExecResult"]
@@ -78,8 +78,14 @@ class Cluster:
         # The suite's own calls never go through an HTTP proxy from the environment.
         cfg.proxy = None
         cfg.retries = ApiServerRetry.policy()
+        # An exec credential plugin's tokens are refreshed as client-go does
+        # (meshgate/exec_credentials.py), not for every request.
+        credentials = exec_credentials.for_kubeconfig(path, self.context)
+        if credentials is not None:
+            credentials.install(cfg)
         self.api_client = client.ApiClient(cfg)
         self.availability = apiserver.install(self.api_client)
+        self.availability.credentials = credentials
         self.core = client.CoreV1Api(self.api_client)
 
     @property
@@ -284,12 +290,7 @@ class Cluster:
     def exec(self, namespace: str, pod: str, container: str, command: Sequence[str],
              timeout: float = 30.0) -> ExecResult:
         """Run a command in a container over pods/exec (WebSocket), with its exit code."""
-        try:
-            ws = stream(self.core.connect_get_namespaced_pod_exec, pod, namespace,
-                        container=container, command=list(command), stderr=True, stdin=False,
-                        stdout=True, tty=False, _preload_content=False)
-        except ApiException as exc:
-            raise self._api_error(exc, f"exec into {namespace}/{pod} -c {container}") from exc
+        ws = self._open_exec(namespace, pod, container, command)
         # `list` here is the method above, hence builtins' own for the annotations.
         out: builtins.list[str] = []
         err: builtins.list[str] = []
@@ -310,6 +311,47 @@ class Cluster:
         result = ExecResult("".join(out), "".join(err), code if code is not None else 0)
         self.received += len(result.stdout) + len(result.stderr)
         return result
+
+    def _open_exec(self, namespace: str, pod: str, container: str,
+                   command: Sequence[str]) -> Any:
+        """The exec WebSocket, opened as the REST calls are sent (meshgate.apiserver): a
+        connection refused while an API server that answered before restarts is tried
+        again for the availability budget, and a handshake refused with 401 once more
+        with fresh credentials. Neither started the command."""
+        watcher = self.availability
+        deadline = time.monotonic() + watcher.budget
+        delay = 0.2
+        refreshed = False
+        while True:
+            try:
+                return stream(self.core.connect_get_namespaced_pod_exec, pod, namespace,
+                              container=container, command=list(command), stderr=True,
+                              stdin=False, stdout=True, tty=False, _preload_content=False)
+            except ApiException as exc:
+                reason = str(exc.reason or "")
+                if exc.status == 0 and "401" in reason and not refreshed \
+                        and watcher.credentials is not None:
+                    refreshed = True
+                    watcher.credentials.refresh()
+                    apiserver.record_retry("401-credentials-refreshed")
+                    continue
+                unreachable = exc.status == 0 and any(
+                    s in reason for s in ("Connection refused", "Connection reset",
+                                          "Connection aborted", "EOF"))
+                if unreachable and watcher.last is not None \
+                        and time.monotonic() + delay < deadline:
+                    apiserver.record_retry("unreachable")
+                    time.sleep(delay)  # a bounded back-off between attempts, not a wait
+                    delay = min(delay * 2, 2.0)
+                    continue
+                if unreachable:
+                    last = watcher.last.describe(time.monotonic()) if watcher.last \
+                        else "it has not answered this run"
+                    raise ApiServerUnreachable(
+                        f"the API server at {self.host} did not take the exec connection "
+                        f"into {namespace}/{pod} -c {container} ({reason}); {last}") from exc
+                raise self._api_error(exc, f"exec into {namespace}/{pod} -c {container}") \
+                    from exc
 
     def service_get(self, namespace: str, service: str, port: int | str, path: str,
                     params: dict | None = None, timeout: float = 15.0) -> tuple[int, bytes]:

@@ -2,6 +2,11 @@
 each time, to find flakes. Each run gets its own run id (so its own namespaces); the
 failures are printed with their failure bundles. A flake found is a bug to fix at its
 cause, not a reason to retry.
+
+``--api-faults PROFILE`` boots that localmesh with a struggling API server
+(localmesh/api/faults.py); the report then says how many retries each run's API clients
+took (run.json's ``api_retries``) and how many faults the API server injected (its
+``/metrics``).
 """
 
 from __future__ import annotations
@@ -9,8 +14,10 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from meshgate.bench import BenchResult, result_json, run_suite
 
@@ -18,21 +25,38 @@ from meshgate.bench import BenchResult, result_json, run_suite
 @dataclass
 class SoakReport:
     runs: list[BenchResult]
+    api_faults: str = "none"
+    injected: dict[str, int] = field(default_factory=dict)  # by the API server, by fault
+
+    @property
+    def retries(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for r in self.runs:
+            total.update(r.api_retries)
+        return dict(sorted(total.items()))
 
     @property
     def passed(self) -> int:
         return sum(1 for r in self.runs if r.returncode == 0)
 
     def to_json(self) -> dict:
-        return {"runs": len(self.runs), "passed": self.passed,
+        return {"runs": len(self.runs), "passed": self.passed, "api_faults": self.api_faults,
+                "api_retries": self.retries, "injected_faults": self.injected,
+                "wall_seconds": round(sum(r.wall for r in self.runs), 3),
                 "results": [result_json(r) for r in self.runs]}
 
     def format(self) -> str:
-        lines = [f"soak: {self.passed} of {len(self.runs)} runs passed"]
+        wall = sum(r.wall for r in self.runs)
+        lines = [f"soak: {self.passed} of {len(self.runs)} runs passed in {wall:.0f} s"]
+        if self.api_faults != "none":
+            retries = self.retries
+            lines.append(f"soak: API faults {self.api_faults}: the API server injected "
+                         f"{_counts(self.injected)}; the clients retried "
+                         f"{sum(retries.values())} time(s) ({_counts(retries)})")
         for i, r in enumerate(self.runs, 1):
             failed = [n for n, _, s in r.scenarios if s == "failed"]
             lines.append(f"  run {i:3d}: {'pass' if r.returncode == 0 else 'FAIL'} "
-                         f"{r.wall:6.1f}s  {r.summary}")
+                         f"{r.wall:6.1f}s  {r.retries:4d} retries  {r.summary}")
             for name in failed:
                 lines.append(f"           failed: {name}")
             for b in r.bundles:
@@ -40,14 +64,21 @@ class SoakReport:
         return "\n".join(lines)
 
 
-def soak(runs: int, pytest_args: list[str], artifacts: Path) -> SoakReport:
-    """Boot one localmesh, run the suite ``runs`` times against it, stop it."""
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing"
+
+
+def soak(runs: int, pytest_args: list[str], artifacts: Path,
+         shape: dict[str, Any] | None = None) -> SoakReport:
+    """Boot one localmesh (of ``shape``: localmesh.shape.Shape's fields), run the suite
+    ``runs`` times against it, stop it."""
     from meshgate.targets.local import LocalTarget
 
     runs = max(1, min(runs, 500))
-    target = LocalTarget(state_dir=Path(tempfile.gettempdir()))
+    target = LocalTarget(state_dir=Path(tempfile.gettempdir()), shape=dict(shape or {}))
     provided = target.start()
-    results = []
+    results: list[BenchResult] = []
+    injected: dict[str, int] = {}
     try:
         for i in range(runs):
             out = artifacts / f"run-{i + 1:03d}"
@@ -57,10 +88,12 @@ def soak(runs: int, pytest_args: list[str], artifacts: Path) -> SoakReport:
             result = _run_with_cluster(pytest_args, out, provided.kubeconfig)
             results.append(result)
             print(f"soak: run {i + 1}/{runs}: {'pass' if result.returncode == 0 else 'FAIL'} "
-                  f"({result.wall:.1f}s)", file=sys.stderr, flush=True)
+                  f"({result.wall:.1f}s, {result.retries} API retries)", file=sys.stderr,
+                  flush=True)
+        injected = target.injected_faults()
     finally:
         target.stop()
-    return SoakReport(results)
+    return SoakReport(results, str((shape or {}).get("api_faults", "none")), injected)
 
 
 def owned_cluster_args(pytest_args: list[str]) -> list[str]:

@@ -5,7 +5,9 @@ token authenticators of k8s.io/apiserver ``pkg/authentication``:
 
 - the instance's **admin token** (the one in the kubeconfig ``localmesh`` writes): user
   ``localmesh-admin`` in the group ``system:masters``, which kube-apiserver lets do
-  anything (``authorizerfactory.NewPrivilegedGroups(user.SystemPrivilegedGroup)``);
+  anything (``authorizerfactory.NewPrivilegedGroups(user.SystemPrivilegedGroup)``); with
+  ``--api-faults token-expiry`` the kubeconfig holds no token but an exec credential
+  plugin whose short-lived tokens authenticate as the same user (localmesh/credentials.py);
 - **ServiceAccount tokens** from the TokenRequest API
   (``POST /api/v1/namespaces/{ns}/serviceaccounts/{name}/token``, what ``kubectl create
   token`` calls; https://kubernetes.io/docs/reference/kubernetes-api/authentication-resources/token-request-v1/).
@@ -43,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from localmesh import credentials
 from localmesh.api import status
 from localmesh.api.negotiation import read_body
 from localmesh.api.status import ApiError
@@ -137,6 +140,11 @@ class Authenticator:
     admin_token: str
     store: Store | None = None
     clock: Any = time.time
+    # --api-faults token-expiry: the exec credential plugin's signing key and its tokens'
+    # lifetime (localmesh/credentials.py); expired ones are answered 401 and counted.
+    credential_key: bytes | None = None
+    credential_ttl: float = 0.0
+    expired_tokens: int = 0
     _tokens: dict[str, _Issued] = field(default_factory=dict, repr=False)
 
     # -- authentication ------------------------------------------------------------------
@@ -148,6 +156,12 @@ class Authenticator:
             return None
         if hmac.compare_digest(token.encode(), self.admin_token.encode()):
             return ADMIN
+        if self.credential_key is not None and credentials.is_token(token):
+            verdict = credentials.check(self.credential_key, token, self.clock(),
+                                        self.credential_ttl)
+            if verdict == "expired":
+                self.expired_tokens += 1
+            return ADMIN if verdict == "valid" else None
         return self.review(token, (API_AUDIENCE,))
 
     def review(self, token: str, audiences: tuple[str, ...]) -> UserInfo | None:

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from localmesh.api import authn, discovery, status
 from localmesh.api.authn import Authenticator
+from localmesh.api.faults import Faults
 from localmesh.api.negotiation import error_response, json_response
 from localmesh.api.objects import ObjectAPI
 from localmesh.api.openapi import OpenAPI
@@ -51,21 +52,27 @@ class APIServer:
                  authorization: RequestAuthorization | None = None, *,
                  subresources: Mapping[tuple[tuple[str, str], str], SubresourceHandler]
                  | None = None, routes: Sequence[Route] = (),
-                 openapi: OpenAPI | None = None) -> None:
+                 openapi: OpenAPI | None = None, faults: Faults | None = None) -> None:
         """``authorization`` None lets every authenticated user do everything;
-        ``subresources`` maps ((group, plural), subresource) to its handler."""
+        ``subresources`` maps ((group, plural), subresource) to its handler; ``faults``
+        (localmesh up --api-faults) sees every request first and serves ``/metrics``."""
         self.objects = objects
         self.authn = authenticator
         self.authz = authorization
         self.subresources = dict(subresources or {})
         self.routes = list(routes)
         self.openapi = openapi
+        self.faults = faults
         self.rest = RestHandlers(objects)
         self.watches = Watches(objects)
 
     # -- app -----------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth], client_max_size=64 * 1024 * 1024)
+        middlewares = [self._auth] if self.faults is None else [self.faults.middleware,
+                                                                self._auth]
+        app = web.Application(middlewares=middlewares, client_max_size=64 * 1024 * 1024)
+        if self.faults is not None:
+            app.router.add_get("/metrics", self.faults.metrics)
         for method, path, handler in self.routes:
             app.router.add_route(method, path, handler)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)

@@ -107,6 +107,14 @@ def configure_soak(parser: argparse.ArgumentParser) -> None:
                         help="where each run's reports and failure bundles go")
     parser.add_argument("--json", action="store_true",
                         help="print every run's result as one JSON object")
+    parser.add_argument("--api-faults", default="none",
+                        choices=("none", "flaky", "restart", "token-expiry", "outage"),
+                        help="boot localmesh with a struggling API server (localmesh up "
+                             "--api-faults; docs/localmesh.md) and report the retries taken")
+    parser.add_argument("--api-fault-rate", type=float, default=None, metavar="SHARE",
+                        help="flaky: the share of requests faulted (localmesh's default 0.1)")
+    parser.add_argument("--api-fault-seed", type=int, default=None, metavar="N",
+                        help="flaky: the fault schedule's seed")
 
 
 def run_soak(args: argparse.Namespace) -> int:
@@ -116,8 +124,18 @@ def run_soak(args: argparse.Namespace) -> int:
     if args.runs < 1 or args.runs > 500:
         raise CommandError(f"--runs {args.runs} is out of range", None,
                            "give a number of runs from 1 to 500")
+    shape: dict[str, object] = {}
+    if args.api_faults != "none":
+        shape["api_faults"] = args.api_faults
+        if args.api_fault_rate is not None:
+            if not 0.0 <= args.api_fault_rate <= 1.0:
+                raise CommandError(f"--api-fault-rate {args.api_fault_rate:g} is out of range",
+                                   None, "give a share between 0 and 1 (0.1: one in ten)")
+            shape["api_fault_rate"] = args.api_fault_rate
+        if args.api_fault_seed is not None:
+            shape["api_fault_seed"] = args.api_fault_seed
     report = soak(args.runs, list(getattr(args, "passthrough", None) or []),
-                  Path(args.artifacts).resolve())
+                  Path(args.artifacts).resolve(), shape)
     if args.json:
         print_json(report.to_json())
     else:

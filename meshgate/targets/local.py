@@ -66,6 +66,21 @@ class LocalTarget:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
+    def injected_faults(self) -> dict[str, int]:
+        """The faults the booted localmesh's API server injected (--api-faults), by fault,
+        from its /metrics; empty when it cannot be read."""
+        from localmesh.api.faults import parse_metrics
+        from meshgate.cluster import Cluster, ClusterError
+
+        kubeconfig = getattr(self._handle, "kubeconfig", None)
+        if kubeconfig is None:
+            return {}
+        try:
+            status, body = Cluster(kubeconfig).raw_get("/metrics")
+        except ClusterError:
+            return {}
+        return parse_metrics(body.decode(errors="replace")) if status == 200 else {}
+
     @property
     def boot_seconds(self) -> float | None:
         return getattr(self._handle, "boot_seconds", None)
