@@ -234,7 +234,10 @@ class Availability:
             if int(resp.status) == 401 and self.credentials is not None and not refreshed \
                     and isinstance(headers, dict):
                 refreshed = True
-                headers["Authorization"] = self.credentials.refresh()
+                # The client names it "authorization"; replace it whatever its case.
+                for key in [k for k in headers if k.lower() == "authorization"]:
+                    del headers[key]
+                headers["authorization"] = self.credentials.refresh()
                 record_retry("401-credentials-refreshed")
                 continue
             return resp

@@ -27,8 +27,9 @@ from typing import Any
 
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.config.exec_provider import ExecProvider
+from kubernetes.config.kube_config import ConfigNode
 
-from meshgate.apiserver import ClusterError, record_retry
+from meshgate.apiserver import ClusterError
 
 # Refresh this long before expiry (at most a tenth of the token's life): a request signed
 # with a token that expires while it is in flight is answered 401.
@@ -40,6 +41,8 @@ class ExecCredentials:
 
     def __init__(self, exec_config: Any, cwd: str | None, cluster: Any = None, *,
                  clock: Callable[[], float] = time.time) -> None:
+        if isinstance(exec_config, dict):  # the client's provider reads a ConfigNode
+            exec_config = ConfigNode("exec", exec_config)
         self._provider = ExecProvider(exec_config, cwd, cluster)
         self._command = str(exec_config["command"])
         self._clock = clock
@@ -109,7 +112,3 @@ def for_kubeconfig(path: str | None, context: str | None) -> ExecCredentials | N
         return None
     return ExecCredentials(user["exec"], loader._get_base_path(loader._cluster.path),
                            loader._cluster)
-
-
-def note_refresh() -> None:
-    record_retry("401-credentials-refreshed")

@@ -4,13 +4,22 @@ or accepts and never answers) is in tests/integration/test_api_retries.py."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import urllib3
 
-from meshgate.apiserver import ApiServerUnreachable, Availability
+from meshgate.apiserver import (
+    ApiServerRetry,
+    ApiServerUnreachable,
+    Availability,
+    load_retries,
+    retries,
+    save_retries,
+)
 
 HOST = "https://127.0.0.1:6443"
 
@@ -127,3 +136,72 @@ def test_an_answer_after_an_outage_restores_the_budget() -> None:
 def test_the_message_says_what_the_wire_did(exc: Exception, says: str) -> None:
     with pytest.raises(ApiServerUnreachable, match=says):
         availability(Wire(exc)).request("GET", f"{HOST}/version")
+
+
+# -- what is retried, and the count of retries (run.json's api_retries) ---------------------
+@pytest.mark.parametrize(("method", "status", "retry_after", "retried"), [
+    ("GET", 429, True, True), ("POST", 429, True, True),
+    ("POST", 500, True, True), ("DELETE", 503, True, True),
+    ("GET", 503, False, True), ("HEAD", 502, False, True), ("GET", 504, False, True),
+    ("GET", 500, False, False),  # the API server's own error: the answer
+    ("POST", 503, False, False), ("PATCH", 504, False, False),  # may have been applied
+    ("GET", 429, False, False), ("GET", 404, True, False),
+])
+def test_the_client_retries_what_kubernetes_clients_retry_and_idempotent_reads(
+        method: str, status: int, retry_after: bool, retried: bool) -> None:
+    assert ApiServerRetry.policy().is_retry(method, status, retry_after) is retried
+
+
+def test_each_retry_is_counted_by_its_cause() -> None:
+    before = retries()
+    policy = ApiServerRetry.policy()
+    throttled = urllib3.response.HTTPResponse(status=429, headers={"Retry-After": "1"})
+    policy = policy.increment("GET", "/api", response=throttled)
+    bare = urllib3.response.HTTPResponse(status=503)
+    policy.increment("GET", "/api", response=bare)
+    after = retries()
+    assert after.get("429-retry-after", 0) - before.get("429-retry-after", 0) == 1
+    assert after.get("503", 0) - before.get("503", 0) == 1
+
+
+def test_the_workers_retries_add_up(tmp_path: Path) -> None:
+    (tmp_path / "api-retries-gw0.json").write_text(json.dumps({"429-retry-after": 2}))
+    (tmp_path / "api-retries-gw1.json").write_text(json.dumps({"429-retry-after": 1,
+                                                               "unreachable": 4}))
+    (tmp_path / "api-retries-gw2.json").write_text("{half-writ")
+    assert load_retries(tmp_path) == {"429-retry-after": 3, "unreachable": 4}
+    save_retries(tmp_path / "more", "gw3")
+    assert json.loads((tmp_path / "more" / "api-retries-gw3.json").read_text()) == retries()
+
+
+class Tokens:
+    """Credentials whose refresh hands out the next token."""
+
+    def __init__(self) -> None:
+        self.refreshed = 0
+
+    def refresh(self) -> str:
+        self.refreshed += 1
+        return f"Bearer fresh-{self.refreshed}"
+
+
+def test_a_401_is_sent_once_more_with_refreshed_credentials() -> None:
+    wire = Wire(401, 200)
+    a = availability(wire)
+    a.credentials = tokens = Tokens()
+    headers = {"authorization": "Bearer expired", "Accept": "application/json"}
+    assert a.request("GET", f"{HOST}/version", headers=headers).status == 200
+    assert tokens.refreshed == 1
+    assert headers == {"authorization": "Bearer fresh-1", "Accept": "application/json"}
+    assert len(wire.sent) == 2
+
+
+def test_a_401_after_a_refresh_is_the_answer() -> None:
+    wire = Wire(401, 401)
+    a = availability(wire)
+    a.credentials = tokens = Tokens()
+    assert a.request("GET", f"{HOST}/version", headers={}).status == 401
+    assert tokens.refreshed == 1 and len(wire.sent) == 2
+    # Without refreshable credentials (a static token), a 401 is the answer at once.
+    plain = availability(Wire(401))
+    assert plain.request("GET", f"{HOST}/version", headers={}).status == 401
