@@ -21,6 +21,7 @@ from localmesh.cli import Handle
 from localmesh.shape import Shape
 from meshgate import apiserver
 from meshgate.cluster import ApiServerUnreachable, Cluster
+from meshgate.exec_credentials import ExecCredentials
 from tests.support import boot_localmesh, poll, require_kubectl
 
 
@@ -89,7 +90,9 @@ def test_the_python_client_rewatches_after_a_cut_watch(booted: Handle) -> None:
     # List, then watch from the list's resourceVersion, as Kubernetes clients do (the
     # Python client resumes a cut watch from the last resourceVersion it saw, and stops
     # if it saw none).
-    listed = cluster.core.list_namespaced_config_map(ns).metadata.resource_version
+    meta = cluster.core.list_namespaced_config_map(ns).metadata
+    assert meta is not None
+    listed = meta.resource_version
     try:
         for event in w.stream(cluster.core.list_namespaced_config_map, ns,
                               resource_version=listed, allow_watch_bookmarks=True):
@@ -143,7 +146,7 @@ def test_exec_credentials_are_refreshed_as_tokens_expire(booted: Handle) -> None
     assert r.returncode == 0 and "namespace/default" in r.stdout, r.stderr
     cluster = Cluster(booted.kubeconfig)
     creds = cluster.availability.credentials
-    assert creds is not None
+    assert isinstance(creds, ExecCredentials)
     first = creds.runs
     # Calls spanning three token lifetimes all succeed, each token minted once.
     poll(lambda: bool(cluster.list("v1", "Namespace")) and creds.runs >= first + 3,

@@ -98,3 +98,36 @@ def test_bench_json_is_one_object_with_the_numbers(monkeypatch: pytest.MonkeyPat
     assert doc["scenarios"][1] == {"name": "s2", "seconds": 2.0, "status": "failed"}
     assert doc["convergence"]["routes"] == {"count": 2, "median": pytest.approx(0.3),
                                             "max": 0.4, "sum": pytest.approx(0.6)}
+
+
+def test_the_soak_reports_the_retries_each_run_took_against_a_faulted_api() -> None:
+    from meshgate.soak import SoakReport
+
+    runs = [_result(30.0), _result(40.0, code=1)]
+    runs[0].api_retries = {"429-retry-after": 3, "unreachable": 1}
+    runs[1].api_retries = {"429-retry-after": 2}
+    report = SoakReport(runs, "flaky", {"429-TooManyRequests": 5})
+    assert report.retries == {"429-retry-after": 5, "unreachable": 1}
+    lines = report.format().splitlines()
+    assert lines[0] == "soak: 1 of 2 runs passed in 70 s"
+    assert lines[1] == ("soak: API faults flaky: the API server injected 429-TooManyRequests "
+                        "5; the clients retried 6 time(s) (429-retry-after 5, unreachable 1)")
+    assert "   4 retries" in lines[2] and "   2 retries" in lines[3]
+    doc = report.to_json()
+    assert doc["api_faults"] == "flaky" and doc["api_retries"] == report.retries
+    assert doc["results"][0]["api_retries"] == {"429-retry-after": 3, "unreachable": 1}
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["soak", "--api-faults", "flaky", "--api-fault-rate", "2"], "--api-fault-rate 2"),
+    (["soak", "--api-faults", "wobbly"], "invalid choice"),
+])
+def test_soak_refuses_impossible_fault_options(argv: list[str], says: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused in one line before anything boots (argparse's exit or the command's)."""
+    try:
+        code: int | str | None = cli.main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code not in (0, None)
+    assert says in capsys.readouterr().err
