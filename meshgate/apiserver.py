@@ -140,6 +140,18 @@ class Answer:
     at: float  # time.monotonic()
     wall: float  # time.time(), for the message
 
+    def to_json(self) -> str:
+        return json.dumps([self.status, self.method, self.path, self.at, self.wall])
+
+    @classmethod
+    def from_json(cls, text: str) -> Answer | None:
+        """The answer :meth:`to_json` wrote, or None for anything else."""
+        try:
+            status, method, path, at, wall = json.loads(text)
+            return cls(int(status), str(method), str(path), float(at), float(wall))
+        except (ValueError, TypeError):
+            return None
+
     def describe(self, now: float) -> str:
         clock = time.strftime("%H:%M:%S", time.localtime(self.wall))
         return (f"it last answered {self.status} to {self.method} {self.path} at {clock} "
@@ -200,6 +212,13 @@ class Availability:
         self._gone_since: float | None = None
         self._lock = threading.Lock()
         self.credentials: Credentials | None = None
+
+    def assume_answered(self, answer: Answer) -> None:
+        """The API server answered this run in another process (the run's controller,
+        before it started this worker): ride out a restart from the first request on."""
+        with self._lock:
+            if self.last is None:
+                self.last = answer
 
     def request(self, method: str, url: str, *args: Any, _request_timeout: Any = None,
                 **kwargs: Any) -> Any:

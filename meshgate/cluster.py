@@ -24,6 +24,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from kubernetes.stream import stream
+from websocket import WebSocketException
 
 from meshgate import apiserver, exec_credentials
 from meshgate.apiserver import ApiServerRetry, ApiServerUnreachable, ClusterError
@@ -295,9 +296,17 @@ class Cluster:
         out: builtins.list[str] = []
         err: builtins.list[str] = []
         deadline = time.monotonic() + timeout
+        cut = ClusterError(f"exec in {namespace}/{pod} -c {container} ended without an exit "
+                           f"status (the connection to the API server at {self.host} "
+                           f"closed): {' '.join(command)}")
         try:
             while ws.is_open() and time.monotonic() < deadline:
-                ws.update(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                try:
+                    ws.update(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                except (WebSocketException, OSError) as exc:
+                    # The stream was cut (an API server that restarted): the command's
+                    # outcome is unknown.
+                    raise cut from exc
                 if ws.peek_stdout():
                     out.append(ws.read_stdout())
                 if ws.peek_stderr():
@@ -305,7 +314,10 @@ class Cluster:
             if ws.is_open():
                 raise ClusterError(f"exec in {namespace}/{pod} -c {container} did not finish "
                                    f"within {timeout:.0f}s: {' '.join(command)}")
-            code = ws.returncode
+            try:
+                code = ws.returncode
+            except (TypeError, KeyError, IndexError, ValueError) as exc:
+                raise cut from exc  # closed without a status on the error channel
         finally:
             ws.close()
         result = ExecResult("".join(out), "".join(err), code if code is not None else 0)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshgate import namespaces, rollout
+from meshgate.apiserver import Answer
 from meshgate.cluster import Cluster, ClusterError
 from meshgate.manifests import MANIFEST_DIR
 from meshgate.mesh import MeshInfo, discover
@@ -105,6 +106,9 @@ class Run:
         self._cleanups: list[Callable[[bool], None]] = []
         self._lock = threading.Lock()
         self._stopped = False
+        # The API server's answer to the controller (meshgate.apiserver.Answer), handed
+        # to the workers.
+        self.answered: Answer | None = None
 
     # -- start ------------------------------------------------------------------------
     @property
@@ -133,6 +137,21 @@ class Run:
         self.description = self.provided.description
         print(f"meshgate: target {self.description}", file=sys.stderr)
 
+    def reach(self) -> None:
+        """Ask the API server once, before the workers start (the controller only): once
+        it has answered this run, each worker's client rides out a restart from its own
+        first request (an API server that never answered stops the run at once:
+        meshgate.apiserver). A failure here is left to the run's first use of the
+        cluster, which says why."""
+        if not self.controller or not self.started:
+            return
+        try:
+            cluster = self.cluster()
+            cluster.server_version()
+        except (ClusterError, TargetError):
+            return
+        self.answered = cluster.availability.last
+
     def worker_input(self) -> dict[str, str]:
         """What an xdist worker needs to reach the cluster the controller started."""
         out = {"meshgate_run_id": self.settings.run_id}
@@ -143,6 +162,8 @@ class Run:
             out["meshgate_target"] = self.provided.description
         if self.unavailable:
             out["meshgate_unavailable"] = self.unavailable
+        if self.answered is not None:
+            out["meshgate_answered"] = self.answered.to_json()
         return out
 
     def attach(self, data: dict[str, str]) -> None:
@@ -154,6 +175,7 @@ class Run:
                                      data.get("meshgate_target", ""))
             self.description = self.provided.description
         self.unavailable = data.get("meshgate_unavailable")
+        self.answered = Answer.from_json(data.get("meshgate_answered", ""))
 
     # -- the cluster --------------------------------------------------------------------
     def cluster(self) -> Cluster:
@@ -165,9 +187,16 @@ class Run:
             if self.provided is None:
                 raise TargetError("no cluster: under xdist, pass --target so the controller "
                                   "starts one")
-            self._cluster = Cluster(self.provided.kubeconfig, self.provided.context,
-                                    run_id=self.settings.run_id)
+            self._cluster = self._client()
         return self._cluster
+
+    def _client(self) -> Cluster:
+        assert self.provided is not None
+        cluster = Cluster(self.provided.kubeconfig, self.provided.context,
+                          run_id=self.settings.run_id)
+        if self.answered is not None:
+            cluster.availability.assume_answered(self.answered)
+        return cluster
 
     def mesh(self) -> MeshInfo:
         if self._mesh is None:
@@ -190,8 +219,7 @@ class Run:
         try:
             # A client of its own: the kubernetes client's discovery cache is not safe to
             # share between threads (a concurrent refresh empties it under a reader).
-            cluster = Cluster(self.provided.kubeconfig, self.provided.context,
-                              run_id=self.settings.run_id)
+            cluster = self._client()
         except ClusterError:
             return  # the run itself reports an unusable cluster
         warm = Warmup([self.namespace_for(w) for w in workers])

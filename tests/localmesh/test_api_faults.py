@@ -20,8 +20,9 @@ from localmesh.api.faults import parse_metrics
 from localmesh.cli import Handle
 from localmesh.shape import Shape
 from meshgate import apiserver
-from meshgate.cluster import ApiServerUnreachable, Cluster
+from meshgate.cluster import ApiServerUnreachable, Cluster, ClusterError
 from meshgate.exec_credentials import ExecCredentials
+from tests.localmesh.conftest import busybox_pod, pod_ready
 from tests.support import boot_localmesh, poll, require_kubectl
 
 
@@ -42,6 +43,15 @@ def _injected(cluster: Cluster) -> dict[str, int]:
     status, body = cluster.raw_get("/metrics")
     assert status == 200, body[:200]
     return parse_metrics(body.decode())
+
+
+def _answered(handle: Handle) -> Cluster:
+    """A client the API server has answered: from then on it rides out a restart (its
+    first request may meet a downtime, and a server that never answered is a wrong
+    address to meshgate.apiserver, as to kubectl)."""
+    cluster = Cluster(handle.kubeconfig)
+    poll(cluster.server_version, what="the API server's first answer", timeout=10.0)
+    return cluster
 
 
 def _retries(cause: str) -> int:
@@ -114,7 +124,7 @@ RESTART = Shape(mesh="none", api_faults="restart", api_restart_every=2.0,
 
 @pytest.mark.parametrize("booted", [RESTART], indirect=True)
 def test_clients_ride_out_a_restarting_api_server(booted: Handle) -> None:
-    cluster = Cluster(booted.kubeconfig)
+    cluster = _answered(booted)
     before = _retries("connection") + _retries("unreachable")
     calls = 0
 
@@ -190,3 +200,21 @@ def test_an_api_server_that_dies_is_named_with_its_last_answer(booted: Handle) -
     assert message.startswith(f"the API server at {booted.server} ")
     assert "it last answered 200 to GET " in message, message
     assert answered < 3  # discovery took some of the three answers
+
+
+@pytest.mark.parametrize("booted", [Shape(mesh="none", api_faults="restart",
+                                          api_restart_every=3.0, api_restart_down=1.0)],
+                         indirect=True)
+def test_an_exec_cut_by_a_restart_is_one_message_not_a_success(booted: Handle) -> None:
+    cluster = _answered(booted)
+    ns = f"exec-{uuid.uuid4().hex[:6]}"
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, None)
+    # Applied, not created: a create resent after a restart cut its answer meets 409.
+    cluster.apply(busybox_pod("sleeper", "sleep 600"), ns)
+    poll(lambda: pod_ready(cluster.core, ns, "sleeper"), what="the pod Ready", timeout=20.0)
+    # Longer than the time between two restarts: the stream is cut half-way.
+    with pytest.raises(ClusterError) as err:
+        cluster.exec(ns, "sleeper", "main", ["sh", "-c", "sleep 4; echo done"], timeout=20.0)
+    assert str(err.value).startswith(f"exec in {ns}/sleeper -c main ended without an exit "
+                                     f"status (the connection to the API server at "
+                                     f"{booted.server} closed)"), err.value

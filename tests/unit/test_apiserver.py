@@ -13,6 +13,7 @@ import pytest
 import urllib3
 
 from meshgate.apiserver import (
+    Answer,
     ApiServerRetry,
     ApiServerUnreachable,
     Availability,
@@ -205,3 +206,19 @@ def test_a_401_after_a_refresh_is_the_answer() -> None:
     # Without refreshable credentials (a static token), a 401 is the answer at once.
     plain = availability(Wire(401))
     assert plain.request("GET", f"{HOST}/version", headers={}).status == 401
+
+
+def test_a_worker_rides_out_a_restart_from_its_first_request_once_the_run_was_answered(
+        ) -> None:
+    """Under xdist the controller asks first; a worker whose first request meets a
+    restarting API server rides it out rather than calling it a wrong address."""
+    controller = availability(Wire(200))
+    controller.request("GET", f"{HOST}/version")
+    assert controller.last is not None
+    handed = Answer.from_json(controller.last.to_json())
+    assert handed == controller.last
+    wire = Wire(refused(), refused(), 200)
+    worker = availability(wire)
+    worker.assume_answered(handed)
+    assert worker.request("GET", f"{HOST}/api").status == 200 and len(wire.sent) == 3
+    assert Answer.from_json("") is None and Answer.from_json("[1, 2]") is None
