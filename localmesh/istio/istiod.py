@@ -143,7 +143,8 @@ class Istiod:
     def __init__(self, api: ObjectAPI, address: str, ca: MeshCA, token_review: TokenReview,
                  xds_port: int = 15010, tls_port: int = 15012,
                  debug_port: int = 15014, revision: str = "default",
-                 version: str = "1.28.0", webhook_port: int = 15017) -> None:
+                 version: str = "1.28.0", webhook_port: int = 15017,
+                 host: str | None = None) -> None:
         self.api = api
         self.address = address
         # A control plane revision (istio.io "Canary upgrades") is a whole istiod of its
@@ -153,8 +154,11 @@ class Istiod:
         self.version = version
         self.mesh_config_name = meshconfig.NAME if revision == "default" else \
             f"{meshconfig.NAME}-{revision}"
-        self.host = ISTIOD_HOST if revision == "default" else \
-            f"istiod-{revision}.{ISTIO_NAMESPACE}.svc"
+        # The Service proxies reach it by (``host``: another install's name for it, e.g.
+        # Istio 1.4's istio-pilot); its serving certificate names it, since pilot-agent
+        # checks the CA's certificate against CA_ADDR's host.
+        self.host = host or (ISTIOD_HOST if revision == "default" else
+                             f"istiod-{revision}.{ISTIO_NAMESPACE}.svc")
         self.xds_port = xds_port
         self.tls_port = tls_port
         self.debug_port = debug_port
