@@ -22,7 +22,7 @@ API_FAULTS = ("none", "flaky", "restart", "token-expiry", "outage")
 RUNTIMES = ("process", "podman")
 # The shapes localmesh can boot today; the others are refused with IMPLEMENTED's message.
 IMPLEMENTED = {"mesh": ("sidecar", "none"), "flavor": ("kubernetes",),
-               "api_faults": ("none",), "runtime": ("process",)}
+               "api_faults": ("none",), "runtime": ("process", "podman")}
 
 
 class ShapeError(ValueError):
@@ -50,6 +50,12 @@ class Shape:
                 option = "--" + flag.replace("_", "-")
                 raise ShapeError(f"{option} {value} is not built into this localmesh yet; it "
                                  f"boots {option} {' or '.join(IMPLEMENTED[flag])}")
+        if self.runtime == "podman":
+            from localmesh.kubelet.podman import unusable
+
+            problem = unusable()
+            if problem is not None:
+                raise ShapeError(f"--runtime podman cannot run containers here: {problem}")
         if self.synthetic_services < 0:
             raise ShapeError(f"--synthetic-services {self.synthetic_services} is negative")
         return self
