@@ -146,16 +146,20 @@ _WATCHDOG = """
 cat >/dev/null
 dir=$1 owner=$2
 shift 2
-set --  "$@" rm --force --ignore --time 0
+set -- "$@" rm --force --ignore --time 0
+mine() { [ -f "$1" ] && [ "${1%.cid}" = "$1" ] && [ "$(cat "$1" 2>/dev/null)" = "$owner" ]; }
 found=""
 for f in "$dir"/*; do
-  case "$f" in *.cid) continue ;; esac
-  [ -f "$f" ] && [ "$(cat "$f" 2>/dev/null)" = "$owner" ] || continue
+  mine "$f" || continue
   id=$(cat "$f.cid" 2>/dev/null)
   set -- "$@" "${id:-${f##*/}}"
   found=1
 done
-[ -n "$found" ] && "$@" >/dev/null 2>&1
+[ -n "$found" ] || exit 0
+"$@" >/dev/null 2>&1
+for f in "$dir"/*; do
+  mine "$f" && rm -f "$f" "$f.cid"
+done
 exit 0
 """
 
