@@ -29,7 +29,6 @@ def test_a_shape_round_trips_through_the_serve_command_line() -> None:
 @pytest.mark.parametrize(("argv", "says"), [
     (("--mesh", "ambient"), "--mesh ambient is not built into this localmesh yet"),
     (("--flavor", "openshift"), "--flavor openshift is not built"),
-    (("--runtime", "podman"), "--runtime podman is not built"),
     (("--synthetic-services", "-1"), "negative"),
 ])
 def test_a_shape_not_built_yet_is_refused_with_one_message(argv: tuple[str, ...],
