@@ -132,6 +132,10 @@ def boot_localmesh(state_dir: Path, *, mesh: bool, timeout: float = 60.0,
 # --------------------------------------------------------------------------- containers
 
 
+WORKLOADS_IMAGE = "ghcr.io/meshgate/workloads:0.1.0"
+"""What images/build.sh builds by default (child_env() hands it no MESHGATE_* override)."""
+
+
 @functools.cache
 def workloads_image() -> str:
     """The workloads image in podman's store, built by images/build.sh the first time in
@@ -145,7 +149,7 @@ def workloads_image() -> str:
                        text=True, timeout=900, env=child_env())
     if r.returncode != 0:
         pytest.fail(f"images/build.sh failed ({r.returncode}):\n{r.stderr[-3000:]}")
-    return os.environ.get("MESHGATE_WORKLOADS_IMAGE") or "ghcr.io/meshgate/workloads:0.1.0"
+    return WORKLOADS_IMAGE
 
 
 @contextmanager
