@@ -127,10 +127,12 @@ def _propagation(cluster: Cluster, namespace: str, proxies: list[tuple[str, str]
     for _, _, body in _probe_service(namespace):
         cluster.apply(body, namespace)
     for ns, pod in proxies:
-        wait_until(lambda ns=ns, pod=pod: any(
-            c.get("name") == wanted for c in sidecars.clusters(cluster, ns, pod, regex)),
-            area="routes", what=f"{wanted} in {ns}/{pod}", timeout=120, interval=0.01,
-            max_interval=0.02)
+        def present(ns: str = ns, pod: str = pod) -> bool:
+            return any(c.get("name") == wanted
+                       for c in sidecars.clusters(cluster, ns, pod, regex))
+
+        wait_until(present, area="routes", what=f"{wanted} in {ns}/{pod}", timeout=120,
+                   interval=0.01, max_interval=0.02)
     return time.monotonic() - start
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from localmesh.kubelet.podman import LABEL_STATE_DIR
+from localmesh.shape import Shape
 from tests.support import (
     REPO,
     boot_localmesh,
@@ -30,7 +31,8 @@ def _workload_containers(state_dir: Path) -> list[str]:
 
 def test_the_gate_passes_with_the_workloads_in_containers(tmp_path: Path) -> None:
     workloads_image()
-    with boot_localmesh(tmp_path / "state", mesh=True, runtime="podman") as handle:
+    with boot_localmesh(tmp_path / "state", mesh=True,
+                        shape=Shape(runtime="podman")) as handle:
         r = subprocess.run(
             [sys.executable, "-m", "meshgate", "run", "--target", "kubeconfig",
              "--kubeconfig", str(handle.kubeconfig), "--keep", "always", "--", "-p",

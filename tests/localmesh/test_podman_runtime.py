@@ -22,6 +22,7 @@ from kubernetes import client, config
 from localmesh.cli import Handle
 from localmesh.kubelet import podman
 from localmesh.kubelet.podman import LABEL_STATE_DIR
+from localmesh.shape import Shape
 from tests.localmesh.conftest import (
     NEWEST,
     Kubectl,
@@ -51,7 +52,7 @@ def image() -> str:
 @pytest.fixture(scope="module")
 def cluster(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handle]:
     with boot_localmesh(tmp_path_factory.mktemp("podman-runtime"), mesh=False,
-                        runtime="podman") as handle:
+                        shape=Shape(mesh="none", runtime="podman")) as handle:
         yield handle
 
 
