@@ -21,7 +21,7 @@ OSSM_VERSIONS = ("2", "3")
 API_FAULTS = ("none", "flaky", "restart", "token-expiry", "outage")
 RUNTIMES = ("process", "podman")
 # The shapes localmesh can boot today; the others are refused with IMPLEMENTED's message.
-IMPLEMENTED = {"mesh": ("sidecar", "none"), "flavor": ("kubernetes",),
+IMPLEMENTED = {"mesh": ("sidecar", "mixer", "none"), "flavor": ("kubernetes", "openshift"),
                "api_faults": ("none",), "runtime": ("process", "podman")}
 
 
@@ -50,6 +50,10 @@ class Shape:
                 option = "--" + flag.replace("_", "-")
                 raise ShapeError(f"{option} {value} is not built into this localmesh yet; it "
                                  f"boots {option} {' or '.join(IMPLEMENTED[flag])}")
+        if self.flavor == "openshift" and self.mesh == "mixer":
+            raise ShapeError("--flavor openshift with --mesh mixer is not built into this "
+                             "localmesh yet (OpenShift Service Mesh 1.x); it boots --flavor "
+                             "openshift with --mesh sidecar or none")
         if self.runtime == "podman":
             from localmesh.kubelet.podman import unusable
 

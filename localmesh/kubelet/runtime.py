@@ -51,8 +51,18 @@ class Process:
         return f"localmesh://{self.pgid}"
 
     def signal(self, sig: int) -> None:
+        """Signal the container's whole process group."""
         try:
             os.killpg(self.pgid, sig)
+            self.signalled.add(sig)
+        except ProcessLookupError:
+            pass
+
+    def signal_main(self, sig: int) -> None:
+        """Signal only the container's main process (its PID 1), as a runtime's stop does:
+        a process it started (pilot-agent's Envoy) gets only what that process decides."""
+        try:
+            os.kill(self.pgid, sig)
             self.signalled.add(sig)
         except ProcessLookupError:
             pass
