@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localmesh.kubelet import catalogue, podman
-from localmesh.kubelet.environment import ConfigError, expand
+from localmesh.kubelet.environment import ConfigError, expanded_command
 from localmesh.kubelet.environment import container_env as spec_env
 from localmesh.kubelet.pods import BACKOFF_MAX, ContainerState, PodHost, PodWorker
 from localmesh.kubelet.runtime import Process, spawn
@@ -209,11 +209,10 @@ def run_argv(*, name: str, image: ImageConfig, pod: dict, spec: dict, env: dict[
         argv += ["--workdir", spec["workingDir"]]
     for key, value in sorted(env.items()):
         argv += ["--env", f"{key}={value}" if PODMAN_READS.match(key) else key]
-    command = [expand(str(a), env) for a in spec.get("command") or []]
-    args = [expand(str(a), env) for a in spec.get("args") or []]
-    if command:
-        argv += ["--entrypoint", json.dumps(command)]
-    return [*argv, image.ref, *args]
+    expanded = expanded_command(spec, env)
+    if expanded.get("command"):
+        argv += ["--entrypoint", json.dumps(expanded["command"])]
+    return [*argv, image.ref, *(expanded.get("args") or [])]
 
 
 def for_container(process_env: dict[str, str], own: dict[str, str]) -> dict[str, str]:

@@ -26,7 +26,7 @@ from localmesh.kubelet.environment import (
     ConfigError,
     TokenIssuer,
     container_env,
-    expand,
+    expanded_command,
     materialise_volumes,
     mount_env,
 )
@@ -276,7 +276,7 @@ class PodWorker:
             self.kubelet.event(self.pod, "Warning", "Failed", f"Error: {exc}")
             self.publish()
             return None
-        argv = catalogue.argv_for(_expanded(c.spec, env), image)
+        argv = catalogue.argv_for(expanded_command(c.spec, env), image)
         log_path = self.dir / "logs" / c.name / f"{c.instances}.log"
         try:
             return await spawn(argv, env, self.dir, log_path, now_rfc3339())
@@ -597,10 +597,3 @@ class PodWorker:
             name = default or (self.containers[0].name if self.containers else None)
         return next((c for c in everyone if c.name == name), None)
 
-
-def _expanded(spec: dict, env: dict[str, str]) -> dict:
-    out = dict(spec)
-    for k in ("command", "args"):
-        if out.get(k):
-            out[k] = [expand(str(a), env) for a in out[k]]
-    return out
