@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import json
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -55,6 +54,7 @@ from localmesh.istio.security.ca import MeshCA
 from localmesh.istio.security.ca_server import CertificateService, TokenReview
 from localmesh.istio.xds import model as xds
 from localmesh.istio.xds.gateway import gateway_resources
+from localmesh.istio.xds.memo import Memo, content_digest
 from localmesh.istio.xds.sidecar import sidecar_resources
 from localmesh.mixer.xds import report_to_mixer
 from localmesh.network import AddressPlan
@@ -88,23 +88,18 @@ PACKED_CACHE_SIZE = 20_000
 class Generated:
     """One generation of a proxy's resources, with per-resource content digests.
 
-    The digests are computed lazily and once: versions and the packing cache both use them.
+    The digests are computed lazily and once (by the memo for the resources it shares
+    between proxies and pushes): versions and the packing cache both use them.
     """
 
-    __slots__ = ("_digests", "types")
+    __slots__ = ("_memo", "types")
 
-    def __init__(self, types: dict[str, dict[str, dict]]) -> None:
+    def __init__(self, types: dict[str, dict[str, dict]], memo: Memo | None = None) -> None:
         self.types = types
-        self._digests: dict[tuple[str, str], str] = {}
+        self._memo = memo or Memo()
 
     def digest(self, type_url: str, name: str) -> str:
-        key = (type_url, name)
-        d = self._digests.get(key)
-        if d is None:
-            body = json.dumps(self.types[type_url][name], sort_keys=True,
-                              separators=(",", ":"))
-            d = self._digests[key] = hashlib.sha1(body.encode()).hexdigest()
-        return d
+        return self._memo.digest(self.types[type_url][name])
 
     def chosen(self, type_url: str, ts: TypeState) -> list[str]:
         """The names a proxy gets: everything for a wildcard subscription, else its list."""
@@ -181,6 +176,8 @@ class Istiod:
         self._cache: dict[str, tuple[tuple, Generated]] = {}
         self._packed: OrderedDict[tuple[str, str], any_pb2.Any] = OrderedDict()
         self._state: xds.MeshState | None = None
+        # The resources shared between proxies and pushes (xds/memo.py).
+        self._memo = Memo()
         self._state_stale = True
         self.pushes: Counter[str] = Counter()
         # When the first change of the next push arrived (pilot_proxy_convergence_time).
@@ -283,8 +280,8 @@ class Istiod:
 
     def _build_state(self) -> xds.MeshState:
         store = self.api.store
-        mesh_config = meshconfig.parse(store.get(CONFIGMAPS, ISTIO_NAMESPACE,
-                                                  self.mesh_config_name))
+        mesh_config_map = store.get(CONFIGMAPS, ISTIO_NAMESPACE, self.mesh_config_name)
+        mesh_config = meshconfig.parse(mesh_config_map)
         # discoverySelectors: istiod sees only the selected namespaces' objects.
         seen = {n["metadata"]["name"] for n in store.scan(gatewayapi_model.NAMESPACES)
                 if mesh_config.discovers(n["metadata"].get("labels") or {})}
@@ -318,16 +315,22 @@ class Istiod:
             endpoints[(ep["metadata"]["namespace"], ep["metadata"]["name"])] = subsets
         classes = {c["metadata"]["name"]: c
                    for c in store.scan(("networking.k8s.io", "ingressclasses"))}
+        config = {
+            "ingresses": scan(("networking.k8s.io", "ingresses")),
+            "gateways": scan(("networking.istio.io", "gateways")),
+            "virtual_services": scan(("networking.istio.io", "virtualservices")),
+            "destination_rules": scan(("networking.istio.io", "destinationrules")),
+            "peer_authentications": scan(("security.istio.io", "peerauthentications")),
+            "authorization_policies": scan(("security.istio.io", "authorizationpolicies")),
+        }
+        self._memo.sweep()
         return xds.MeshState(
-            services=services, endpoints=endpoints,
-            ingresses=scan(("networking.k8s.io", "ingresses")), ingress_classes=classes,
-            gateways=scan(("networking.istio.io", "gateways")),
-            virtual_services=scan(("networking.istio.io", "virtualservices")),
-            destination_rules=scan(("networking.istio.io", "destinationrules")),
+            services=services, endpoints=endpoints, ingress_classes=classes,
             gateway_api=gatewayapi.bind(gatewayapi_model.snapshot(store)),
-            peer_authentications=scan(("security.istio.io", "peerauthentications")),
-            authorization_policies=scan(("security.istio.io", "authorizationpolicies")),
-            mesh_config=mesh_config,
+            mesh_config=mesh_config, memo=self._memo,
+            # Every Istio configuration the shared resources can read, by content (a
+            # handful of objects): any change is a new key, so nothing stale is shared.
+            config_key=content_digest([mesh_config_map, classes, config]), **config,
         )
 
     def proxy_for(self, node_id: str, metadata: dict) -> xds.Proxy | None:
@@ -364,7 +367,7 @@ class Istiod:
         key = (id(state), conn.proxy)
         if cached is not None and cached[0] == key:
             return cached[1]
-        gen = Generated(generate(state, conn.proxy))
+        gen = Generated(generate(state, conn.proxy), state.memo)
         self._cache[conn.conn_id] = (key, gen)
         return gen
 
