@@ -17,7 +17,6 @@ import itertools
 import logging
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
 
 # The message modules register the types that Any fields in the resources refer to.
 import envoy.config.cluster.v3.cluster_pb2 as cluster_pb2
@@ -46,6 +45,7 @@ from google.protobuf import any_pb2, json_format
 
 from localmesh.api.objects import ObjectAPI
 from localmesh.istio import debugz, histogram, meshconfig
+from localmesh.istio.ads_state import Connection, Generated, TypeState
 from localmesh.istio.gatewayapi import binding as gatewayapi
 from localmesh.istio.gatewayapi import model as gatewayapi_model
 from localmesh.istio.gatewayapi.crds import KEYS as GATEWAY_API_KEYS
@@ -83,53 +83,6 @@ ROUTING_ONLY = {*GATEWAY_API_KEYS, gatewayapi_model.NAMESPACES}
 CONFIGMAPS = ("", "configmaps")
 
 PACKED_CACHE_SIZE = 20_000
-
-
-class Generated:
-    """One generation of a proxy's resources, with per-resource content digests.
-
-    The digests are computed lazily and once (by the memo for the resources it shares
-    between proxies and pushes): versions and the packing cache both use them.
-    """
-
-    __slots__ = ("_memo", "types")
-
-    def __init__(self, types: dict[str, dict[str, dict]], memo: Memo | None = None) -> None:
-        self.types = types
-        self._memo = memo or Memo()
-
-    def digest(self, type_url: str, name: str) -> str:
-        return self._memo.digest(self.types[type_url][name])
-
-    def chosen(self, type_url: str, ts: TypeState) -> list[str]:
-        """The names a proxy gets: everything for a wildcard subscription, else its list."""
-        resources = self.types.get(type_url, {})
-        if ts.wildcard:
-            return sorted(resources)
-        return sorted(n for n in ts.names if n in resources)
-
-
-@dataclass
-class TypeState:
-    names: set[str] = field(default_factory=set)
-    wildcard: bool = True
-    sent_version: str = ""
-    sent_nonce: str = ""
-    acked_version: str = ""
-    nacked: str = ""
-    subscribed: bool = False
-
-
-@dataclass
-class Connection:
-    """One connected proxy's ADS stream."""
-
-    conn_id: str
-    node_id: str
-    proxy: xds.Proxy | None
-    queue: asyncio.Queue
-    types: dict[str, TypeState] = field(default_factory=dict)
-    proxy_version: str = ""
 
 
 class Istiod:
@@ -373,13 +326,20 @@ class Istiod:
 
     # -- ADS -----------------------------------------------------------------------------
     def response(self, conn: Connection, type_url: str, gen: Generated,
-                 version: str) -> discovery_pb2.DiscoveryResponse:
+                 version: str, only: set[str] | None = None
+                 ) -> discovery_pb2.DiscoveryResponse:
+        """A response with every resource the proxy gets, or ``only`` those (RDS and EDS,
+        whose state-of-the-world responses may leave out what did not change: Envoy's
+        xDS protocol, "Resource updates"; omitted names are kept, not removed)."""
         ts = conn.types.setdefault(type_url, TypeState())
         nonce = str(next(self._nonce))
         out = discovery_pb2.DiscoveryResponse(version_info=version, type_url=type_url,
                                               nonce=nonce)
-        out.resources.extend(self._pack(type_url, gen, name) for name in gen.chosen(
-            type_url, ts))
+        names = [n for n in gen.chosen(type_url, ts) if only is None or n in only]
+        out.resources.extend(self._pack(type_url, gen, name) for name in names)
+        if only is None:
+            ts.sent_digests = {}
+        ts.sent_digests.update((n, gen.digest(type_url, n)) for n in names)
         ts.sent_version, ts.sent_nonce = version, nonce
         self.pushes[SHORT[type_url]] += 1
         return out
@@ -529,16 +489,31 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                     # A changed cluster warms until it gets its endpoints, and Envoy asks
                     # for unchanged names with the last nonce, which reads as an ACK: so
                     # endpoints follow every CDS push, as in istiod's full pushes.
-                    clusters_sent = False
+                    # RDS and EDS carry only what changed (and the endpoints of every
+                    # changed cluster, the routes after a listener push).
+                    changed_clusters: set[str] = set()
+                    listeners_sent = False
                     for t in xds.TYPES:
                         ts = conn.types.get(t)
                         if ts is None or not ts.subscribed:
                             continue
                         version = istiod.version_of(gen, t, ts)
-                        if version.split("/")[1] != ts.sent_version.split("/")[-1] or (
-                                t == xds.T_ENDPOINT and clusters_sent):
-                            clusters_sent = clusters_sent or t == xds.T_CLUSTER
-                            yield istiod.response(conn, t, gen, version)
+                        if version.split("/")[1] == ts.sent_version.split("/")[-1] and \
+                                not (t == xds.T_ENDPOINT and changed_clusters):
+                            continue
+                        only: set[str] | None = None
+                        if t == xds.T_CLUSTER:
+                            changed_clusters = ts.changed(gen, t)
+                        elif t == xds.T_LISTENER:
+                            listeners_sent = True
+                        elif t == xds.T_ENDPOINT:
+                            only = ts.changed(gen, t) | (changed_clusters &
+                                                         set(gen.chosen(t, ts)))
+                        elif t == xds.T_ROUTE and not listeners_sent:
+                            only = ts.changed(gen, t)
+                        if only is not None and not only:
+                            continue
+                        yield istiod.response(conn, t, gen, version, only)
                     if changed is not None:
                         istiod.convergence.observe(time.monotonic() - changed)
                     continue
@@ -571,6 +546,9 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 changed_subscription = (names != ts.names or wildcard != ts.wildcard or
                                         not ts.subscribed)
                 ts.names, ts.wildcard, ts.subscribed = names, wildcard, True
+                if not wildcard:  # a name dropped and asked for again is sent again
+                    ts.sent_digests = {n: d for n, d in ts.sent_digests.items()
+                                       if n in names}
                 if req.response_nonce and req.response_nonce == ts.sent_nonce:
                     ts.acked_version = req.version_info
                     ts.nacked = ""
@@ -578,7 +556,13 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                         continue
                 gen = istiod.resources(conn, state)
                 version = istiod.version_of(gen, t, ts)
-                yield istiod.response(conn, t, gen, version)
+                # A new RDS/EDS subscription gets what it has not been sent (or what
+                # changed since); a first request, or LDS/CDS, everything.
+                only = ts.changed(gen, t) if t in (xds.T_ENDPOINT, xds.T_ROUTE) and \
+                    ts.sent_digests else None
+                if only is not None and not only:
+                    continue
+                yield istiod.response(conn, t, gen, version, only)
         finally:
             task.cancel()
             if conn is not None:
