@@ -44,12 +44,12 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, json_format
 
 from localmesh.api.objects import ObjectAPI
-from localmesh.istio import debugz, histogram, meshconfig
+from localmesh.istio import debugz, histogram, meshconfig, snapshot
 from localmesh.istio.ads_state import Connection, Generated, TypeState
 from localmesh.istio.gatewayapi import binding as gatewayapi
 from localmesh.istio.gatewayapi import model as gatewayapi_model
 from localmesh.istio.gatewayapi.crds import KEYS as GATEWAY_API_KEYS
-from localmesh.istio.names import ISTIO_NAMESPACE, ISTIOD_HOST, port_protocol
+from localmesh.istio.names import ISTIO_NAMESPACE, ISTIOD_HOST
 from localmesh.istio.security.ca import MeshCA
 from localmesh.istio.security.ca_server import CertificateService, TokenReview
 from localmesh.istio.xds import model as xds
@@ -129,8 +129,11 @@ class Istiod:
         self._cache: dict[str, tuple[tuple, Generated]] = {}
         self._packed: OrderedDict[tuple[str, str], any_pb2.Any] = OrderedDict()
         self._state: xds.MeshState | None = None
-        # The resources shared between proxies and pushes (xds/memo.py).
+        # The resources shared between proxies and pushes (xds/memo.py), and the Services
+        # and Endpoints converted for the last state, with the versions they came from.
         self._memo = Memo()
+        self._services: dict[tuple[str, str], tuple[str, xds.Service]] = {}
+        self._subsets: dict[tuple[str, str], tuple[str, list[dict]]] = {}
         self._state_stale = True
         self.pushes: Counter[str] = Counter()
         # When the first change of the next push arrived (pilot_proxy_convergence_time).
@@ -242,30 +245,35 @@ class Istiod:
         def scan(key: tuple[str, str]) -> list[dict]:
             return [o for o in store.scan(key) if o["metadata"].get("namespace") in seen]
 
-        services = []
-        for s in scan(("", "services")):
-            spec = s.get("spec") or {}
-            ports = [xds.ServicePort(p.get("name", ""), p["port"],
-                                     p.get("targetPort", p["port"]),
-                                     port_protocol(p)) for p in spec.get("ports") or []]
-            services.append(xds.Service(s["metadata"]["name"], s["metadata"]["namespace"],
-                                        spec.get("clusterIP", ""), ports,
-                                        spec.get("selector") or {},
-                                        s["metadata"].get("labels") or {}))
         pods_by_ip = {p.get("status", {}).get("podIP"): p for p in store.scan(("", "pods"))}
+        # Services and Endpoints as the generator reads them, kept from the last state
+        # while their objects (and the endpoints' pods) are the same: a mesh of thousands
+        # of Services is not converted again on every change.
+        services, versions = [], {}
+        kept_services: dict[tuple[str, str], tuple[str, xds.Service]] = {}
+        for svc in scan(("", "services")):
+            at = (svc["metadata"]["namespace"], svc["metadata"]["name"])
+            version = str(svc["metadata"].get("resourceVersion") or id(svc))
+            hit = self._services.get(at)
+            kept_services[at] = hit if hit is not None and hit[0] == version else (
+                version, snapshot.service(svc))
+            services.append(kept_services[at][1])
+            versions[at] = version
+        kept_subsets: dict[tuple[str, str], tuple[str, list[dict]]] = {}
         endpoints: dict[tuple[str, str], list[dict]] = {}
         for ep in scan(("", "endpoints")):
-            subsets = []
-            for sub in ep.get("subsets") or []:
-                sub = dict(sub)
-                sub["addresses"] = [
-                    {**a, "_labels": (pods_by_ip.get(a["ip"]) or {}).get("metadata", {}).get(
-                        "labels") or {},
-                     "_sa": ((pods_by_ip.get(a["ip"]) or {}).get("spec") or {}).get(
-                        "serviceAccountName") or "default"}
+            at = (ep["metadata"]["namespace"], ep["metadata"]["name"])
+            pods = [pods_by_ip.get(a["ip"]) for sub in ep.get("subsets") or []
                     for a in sub.get("addresses") or []]
-                subsets.append(sub)
-            endpoints[(ep["metadata"]["namespace"], ep["metadata"]["name"])] = subsets
+            version = "/".join([str(ep["metadata"].get("resourceVersion") or id(ep)),
+                                *(str((p or {}).get("metadata", {}).get("resourceVersion"))
+                                  for p in pods)])
+            known = self._subsets.get(at)
+            kept_subsets[at] = known if known is not None and known[0] == version else (
+                version, snapshot.subsets(ep, pods_by_ip))
+            endpoints[at] = kept_subsets[at][1]
+            versions[at] = f"{versions.get(at, '-')}|{version}"
+        self._services, self._subsets = kept_services, kept_subsets
         classes = {c["metadata"]["name"]: c
                    for c in store.scan(("networking.k8s.io", "ingressclasses"))}
         config = {
@@ -280,7 +288,7 @@ class Istiod:
         return xds.MeshState(
             services=services, endpoints=endpoints, ingress_classes=classes,
             gateway_api=gatewayapi.bind(gatewayapi_model.snapshot(store)),
-            mesh_config=mesh_config, memo=self._memo,
+            mesh_config=mesh_config, memo=self._memo, versions=versions,
             # Every Istio configuration the shared resources can read, by content (a
             # handful of objects): any change is a new key, so nothing stale is shared.
             config_key=content_digest([mesh_config_map, classes, config]), **config,

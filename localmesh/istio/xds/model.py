@@ -105,6 +105,11 @@ class MeshState:
     # has its own memo and so shares nothing.
     memo: Memo = field(default_factory=Memo, compare=False, repr=False)
     config_key: Hashable = ()
+    # A version of each Service and its endpoints (by namespace and name) that changes
+    # whenever they, or their pods, do (istiod's: resource versions); without it the
+    # content is digested.
+    versions: dict[tuple[str, str], str] = field(default_factory=dict, compare=False,
+                                                 repr=False)
 
     @cached_property
     def _by_host(self) -> dict[str, Service]:
@@ -121,7 +126,9 @@ class MeshState:
         at = (service.namespace, service.name)
         digest = self._service_digests.get(at)
         if digest is None:
-            body = repr((service.key, freeze(self.endpoints.get(at) or [])))
+            version = self.versions.get(at)
+            body = f"{at}|{version}" if version is not None else \
+                repr((service.key, freeze(self.endpoints.get(at) or [])))
             digest = self._service_digests[at] = hashlib.sha1(body.encode()).hexdigest()
         return digest
 
