@@ -140,16 +140,12 @@ class Run:
     def reach(self) -> None:
         """Ask the API server once, before the workers start (the controller only): once
         it has answered this run, each worker's client rides out a restart from its own
-        first request (an API server that never answered stops the run at once:
-        meshgate.apiserver). A failure here is left to the run's first use of the
-        cluster, which says why."""
-        if not self.controller or not self.started:
+        first request. An API server that does not answer raises ClusterError here, with
+        the one message (meshgate.apiserver), rather than in every worker."""
+        if not self.controller or not self.started or self.unavailable:
             return
-        try:
-            cluster = self.cluster()
-            cluster.server_version()
-        except (ClusterError, TargetError):
-            return
+        cluster = self.cluster()
+        cluster.server_version()
         self.answered = cluster.availability.last
 
     def worker_input(self) -> dict[str, str]:
