@@ -121,13 +121,17 @@ def _kubeconfig_variant(src: Path, dest: Path, **changes: str) -> Path:
     return dest
 
 
-def test_unreachable_api_server(tmp_path: Path, bare: Handle) -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "xdist"])
+def test_unreachable_api_server(tmp_path: Path, bare: Handle, workers: list[str]) -> None:
     port = unused_port()
     kc = _kubeconfig_variant(bare.kubeconfig, tmp_path / "kc",
                              server=f"https://127.0.0.1:{port}")
-    r = suite("--target", "kubeconfig", "--kubeconfig", str(kc), tmp=tmp_path)
+    r = suite("--target", "kubeconfig", "--kubeconfig", str(kc), *workers, tmp=tmp_path)
     assert r.returncode == 3, message(r)
-    assert f"cannot reach the API server at https://127.0.0.1:{port}" in message(r)
+    # One message, also under xdist: the controller asks before the workers start.
+    assert message(r).count(f"cannot reach the API server at https://127.0.0.1:{port}") \
+        == 1, message(r)
+    assert "INTERNALERROR" not in message(r) and "Traceback" not in message(r), message(r)
 
 
 def test_wrong_token(tmp_path: Path, bare: Handle) -> None:
