@@ -187,7 +187,7 @@ class Faults:
 
     config: FaultConfig
     schedule: FaultSchedule = field(init=False)
-    answered: int = 0  # client requests received (the outage counts them)
+    received: int = 0  # client requests received (the outage counts them)
     # The outage's end of service, called for the first request past --api-outage-after.
     over_limit: Callable[[], Awaitable[None]] | None = None
     expired_tokens: Callable[[], int] = lambda: 0
@@ -209,8 +209,8 @@ class Faults:
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         kind = request_kind(request.method, request.path, request.query)
         if kind != "exempt":
-            self.answered += 1
-            if self.over_limit is not None and self.answered > self.config.outage_after:
+            self.received += 1
+            if self.over_limit is not None and self.received > self.config.outage_after:
                 # Closes this connection too: the request is never answered.
                 await self.over_limit()
                 raise web.HTTPServiceUnavailable()  # not reached: the connection is gone
@@ -246,7 +246,7 @@ class Faults:
         lines += ["# HELP localmesh_apiserver_client_requests_total Client requests the "
                   "API server received (health probes and /metrics aside).",
                   "# TYPE localmesh_apiserver_client_requests_total counter",
-                  f"localmesh_apiserver_client_requests_total {self.answered}"]
+                  f"localmesh_apiserver_client_requests_total {self.received}"]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain",
                             charset="utf-8")
 

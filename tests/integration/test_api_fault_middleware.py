@@ -40,7 +40,7 @@ def test_the_middleware_answers_the_scheduled_faults_and_counts_them() -> None:
     assert [status for status, _ in answers[:-1]] == want
     assert 0 < want.count(200) < len(want)
     counts = parse_metrics(answers[-1][1])
-    assert counts == dict(expected.counts) and faults.answered == len(requests)
+    assert counts == dict(expected.counts) and faults.received == len(requests)
 
 
 def test_a_flaky_watch_ends_before_its_own_timeout() -> None:
