@@ -40,10 +40,13 @@ from localmesh.api.rbac.filters import RequestAuthorization
 from localmesh.api.rbac.reviews import Reviews
 from localmesh.api.server import APIServer
 from localmesh.controllers.crds import CRDController
+from localmesh.controllers.daemonsets import DaemonSetController
 from localmesh.controllers.endpoints import EndpointsController
 from localmesh.controllers.lifecycle import GarbageCollector, NamespaceController
 from localmesh.controllers.serviceproxy import ServiceProxy
 from localmesh.controllers.workloads import DeploymentController, ReplicaSetController
+from localmesh.istio.ambient.cni import IstioCNI
+from localmesh.istio.ambient.install import AmbientMesh
 from localmesh.istio.mesh import Mesh
 from localmesh.kubelet import streams
 from localmesh.kubelet.node import Kubelet
@@ -109,11 +112,15 @@ class Instance:
         escalation = EscalationCheck(self.authz)
         for key in RBAC_KEYS:
             self.api.admission.add_validator(key, escalation)
-        self.kubelet = Kubelet(self.api, self.addresses, state_dir, tokens=self.authn.issue)
+        # Ambient mode: istio-cni's node agent is the kubelet's chained network plugin.
+        self.cni = IstioCNI(self.api) if self.shape.mesh == "ambient" else None
+        self.kubelet = Kubelet(self.api, self.addresses, state_dir, tokens=self.authn.issue,
+                               network=[self.cni] if self.cni is not None else [])
         self.proxy = ServiceProxy(self.api, self.addresses, state_dir)
         self.controllers = [DeploymentController(self.api), ReplicaSetController(self.api),
                             EndpointsController(self.api), NamespaceController(self.api),
-                            GarbageCollector(self.api), CRDController(self.api), self.proxy]
+                            GarbageCollector(self.api), CRDController(self.api),
+                            DaemonSetController(self.api), self.proxy]
         subresources = {(("", "pods"), sub): handler
                         for sub, handler in streams.handlers(self.kubelet).items()}
         subresources[(("", "services"), "proxy")] = self.proxy.proxy_handler
@@ -126,9 +133,14 @@ class Instance:
         # localmesh's own discovery endpoint for Prometheus (plain HTTP on the instance's
         # loopback address; see serviceproxy.py).
         self.sd_address = f"{self.addresses.server_address(3)}:8080"
-        self.mesh = Mesh(self.api, self.addresses.server_address(2),
-                         f"http://{self.sd_address}/localmesh/v1/prometheus-targets",
-                         self.authn.review) if self.shape.mesh == "sidecar" else None
+        sd_url = f"http://{self.sd_address}/localmesh/v1/prometheus-targets"
+        self.mesh: Mesh | None = None
+        if self.shape.mesh == "sidecar":
+            self.mesh = Mesh(self.api, self.addresses.server_address(2), sd_url,
+                             self.authn.review)
+        elif self.cni is not None:
+            self.mesh = AmbientMesh(self.api, self.addresses.server_address(2), sd_url,
+                                    self.authn.review, self.cni)
         self._runner: web.AppRunner | None = None
         self._sd_runner: web.AppRunner | None = None
 

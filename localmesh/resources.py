@@ -123,6 +123,10 @@ BUILTIN: list[ResourceType] = [
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",
                  False),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
+    # DaemonSets (ambient mode runs ztunnel and istio-cni-node as DaemonSets); the same
+    # registration as the k8s-api branch's, which also brings a fuller controller.
+    ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), ("status",),
+                 categories=("all",)),
     # Reviews: create-only, answered by localmesh/api/authn.py and api/rbac.py, never stored.
     ResourceType("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview",
                  False, verbs=_CREATE),

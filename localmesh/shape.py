@@ -21,7 +21,7 @@ OSSM_VERSIONS = ("2", "3")
 API_FAULTS = ("none", "flaky", "restart", "token-expiry", "outage")
 RUNTIMES = ("process", "podman")
 # The shapes localmesh can boot today; the others are refused with IMPLEMENTED's message.
-IMPLEMENTED = {"mesh": ("sidecar", "none"), "flavor": ("kubernetes",),
+IMPLEMENTED = {"mesh": ("sidecar", "ambient", "none"), "flavor": ("kubernetes",),
                "api_faults": ("none",), "runtime": ("process",)}
 
 

@@ -38,6 +38,7 @@ import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2
 import envoy.extensions.transport_sockets.raw_buffer.v3.raw_buffer_pb2
 import envoy.extensions.transport_sockets.tls.v3.tls_pb2
 import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2  # noqa: F401
+import localmesh.istio.ambient.protos  # noqa: F401 - ztunnel's and waypoints' config types
 import grpc
 from aiohttp import web
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
@@ -45,6 +46,10 @@ from google.protobuf import any_pb2, json_format
 
 from localmesh.api.objects import ObjectAPI
 from localmesh.istio import meshconfig
+from localmesh.istio.ambient import model as ambient_model
+from localmesh.istio.ambient import workloadapi
+from localmesh.istio.ambient.wds import wds_resources
+from localmesh.istio.ambient.ztunnel_xds import ztunnel_resources
 from localmesh.istio.gatewayapi import binding as gatewayapi
 from localmesh.istio.gatewayapi import model as gatewayapi_model
 from localmesh.istio.gatewayapi.crds import KEYS as GATEWAY_API_KEYS
@@ -65,6 +70,7 @@ MESSAGES = {
     xds.T_LISTENER: listener_pb2.Listener,
     xds.T_ROUTE: route_pb2.RouteConfiguration,
     xds.T_SCOPED: scoped_route_pb2.ScopedRouteConfiguration,
+    **workloadapi.MESSAGES,  # ztunnel's Address and Authorization
 }
 SHORT = {xds.T_CLUSTER: "cluster", xds.T_ENDPOINT: "endpoint", xds.T_LISTENER: "listener",
          xds.T_ROUTE: "route", xds.T_SCOPED: "scopedroute"}
@@ -147,7 +153,9 @@ class Istiod:
         # The mesh CA and its certificate service (security/pkg/server/ca), served with
         # ADS on the TLS port, as istiod serves both on 15012.
         self.ca = ca
-        self.certificates = CertificateService(ca, token_review)
+        self.certificates = CertificateService(
+            ca, token_review, node_authorizer=ambient_model.node_authorizer(api.store,
+                                                                            ca.trust_domain))
         self._tls_server: grpc.aio.Server | None = None
         self.connections: dict[str, Connection] = {}
         self._ids = itertools.count(1)
@@ -280,6 +288,7 @@ class Istiod:
             authorization_policies=store.scan(("security.istio.io", "authorizationpolicies")),
             mesh_config=meshconfig.parse(store.get(CONFIGMAPS, ISTIO_NAMESPACE,
                                                    meshconfig.NAME)),
+            ambient=ambient_model.snapshot(store),
         )
 
     def proxy_for(self, node_id: str, metadata: dict) -> xds.Proxy | None:
@@ -329,7 +338,7 @@ class Istiod:
         out.resources.extend(self._pack(type_url, gen, name) for name in gen.chosen(
             type_url, ts))
         ts.sent_version, ts.sent_nonce = version, nonce
-        self.pushes[SHORT[type_url]] += 1
+        self.pushes[SHORT.get(type_url, "wds")] += 1
         return out
 
     def _pack(self, type_url: str, gen: Generated, name: str) -> any_pb2.Any:
@@ -440,6 +449,8 @@ def generate(state: xds.MeshState, proxy: xds.Proxy) -> dict[str, dict[str, dict
     router mode, else a sidecar), as pilot's ConfigGenerator picks by node type."""
     if proxy.kind == "router":
         return gateway_resources(state, proxy)
+    if proxy.kind == "ztunnel":
+        return {**ztunnel_resources(state, proxy), **wds_resources(state)}
     return sidecar_resources(state, proxy)
 
 
@@ -455,7 +466,10 @@ def _pod_changed_for_xds(old: dict | None, new: dict) -> bool:
     def key(p: dict) -> tuple:
         meta, st = p.get("metadata") or {}, p.get("status") or {}
         ports = [c.get("ports") for c in (p.get("spec") or {}).get("containers") or []]
-        return (meta.get("labels"), meta.get("deletionTimestamp"), st.get("podIP"), ports)
+        ambient = {k: v for k, v in (meta.get("annotations") or {}).items()
+                   if k in ambient_model.XDS_ANNOTATIONS}
+        return (meta.get("labels"), meta.get("deletionTimestamp"), st.get("podIP"), ports,
+                ambient, ambient_model.ready(p))
 
     return key(old) != key(new)
 
@@ -497,7 +511,7 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                     # for unchanged names with the last nonce, which reads as an ACK: so
                     # endpoints follow every CDS push, as in istiod's full pushes.
                     clusters_sent = False
-                    for t in xds.TYPES:
+                    for t in (*xds.TYPES, *workloadapi.MESSAGES):
                         ts = conn.types.get(t)
                         if ts is None or not ts.subscribed:
                             continue
@@ -522,7 +536,7 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 ts = conn.types.setdefault(t, TypeState())
                 if req.HasField("error_detail") and req.error_detail.code:
                     ts.nacked = req.error_detail.message[:500]
-                    log.warning("ADS: %s NACKed %s: %s", conn.node_id, SHORT[t],
+                    log.warning("ADS: %s NACKed %s: %s", conn.node_id, SHORT.get(t, t),
                                 req.error_detail.message[:300])
                     continue
                 if req.response_nonce and req.response_nonce != ts.sent_nonce:
@@ -532,7 +546,8 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                     # istiod's shouldRespond logs "Expired nonce received" and drops it).
                     continue
                 names = set(req.resource_names)
-                wildcard = t in (xds.T_CLUSTER, xds.T_LISTENER, xds.T_SCOPED) and not names
+                wildcard = t in (xds.T_CLUSTER, xds.T_LISTENER, xds.T_SCOPED,
+                                 *workloadapi.MESSAGES) and not names
                 changed_subscription = (names != ts.names or wildcard != ts.wildcard or
                                         not ts.subscribed)
                 ts.names, ts.wildcard, ts.subscribed = names, wildcard, True

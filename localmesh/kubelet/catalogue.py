@@ -57,6 +57,14 @@ def _catalogue() -> dict[str, Image]:
               "Kiali's graph API computed from Prometheus"),
         Image("docker.io/istio/servicegraph", (PY, "-m", "localmesh.addons.servicegraph"),
               "the Istio 0.x servicegraph addon (/graph, /d3graph, /dotviz)"),
+        Image("docker.io/istio/ztunnel", (PY, "-m", "localmesh.ztunnel"),
+              "ztunnel: a real Envoy carrying HBONE, configured by istiod, and its agent "
+              "(metrics, readiness, config_dump, certificates)",
+              tools={"kill": (PY, "-m", "localmesh.kubelet.pidns", "kill")}),
+        # `command: [install-cni]` names the image's program, as in Istio's chart.
+        Image("docker.io/istio/install-cni", (),
+              "istio-cni's node pod: answers /readyz; the node agent runs in localmesh",
+              tools={"install-cni": (PY, "-m", "localmesh.istio.ambient.cni_pod")}),
         Image("docker.io/istio/pilot", (PY, "-m", "localmesh.istio.pod"),
               "istiod's pod: serves the in-process istiod's xDS and debug ports"),
         # Like the real image: no ENTRYPOINT and CMD ["sh"], so `args` alone name the

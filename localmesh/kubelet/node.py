@@ -13,11 +13,13 @@ import copy
 import logging
 import platform
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from localmesh.api.objects import ObjectAPI
 from localmesh.api.status import ApiError
 from localmesh.kubelet import catalogue
+from localmesh.kubelet.cni import NetworkPlugin
 from localmesh.kubelet.environment import TokenIssuer, container_env, mount_env
 from localmesh.kubelet.pods import ContainerState, PodWorker
 from localmesh.kubelet.runtime import PidRegistry, start_watchdog
@@ -34,8 +36,11 @@ class Kubelet:
     """Reconciles Pods on the node ``localmesh``."""
 
     def __init__(self, api: ObjectAPI, addresses: AddressPlan, state_dir: Path,
-                 tokens: TokenIssuer | None = None) -> None:
+                 tokens: TokenIssuer | None = None,
+                 network: Sequence[NetworkPlugin] = ()) -> None:
         self.api = api
+        # Chained CNI plugins asked when a pod's network is set up (istio-cni in ambient).
+        self.network = tuple(network)
         # TokenRequest, for projected ServiceAccount token volumes.
         self.tokens = tokens
         self.store: Store = api.store

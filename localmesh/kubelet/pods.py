@@ -16,12 +16,14 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Protocol
 
 from localmesh.kubelet import catalogue
+from localmesh.kubelet.cni import NetworkPlugin
 from localmesh.kubelet.environment import (
     ConfigError,
     TokenIssuer,
@@ -88,6 +90,7 @@ class PodHost(Protocol):
     pods_dir: Path
     hosts_file: Path
     tokens: TokenIssuer | None
+    network: Sequence[NetworkPlugin]
 
     def event(self, pod: dict, type_: str, reason: str, message: str) -> None: ...
 
@@ -148,6 +151,9 @@ class PodWorker:
             and c.spec.get("args", [""])[:1] != ["istio-iptables"]
             for c in self.inits + self.containers)
         self.publish()
+        for plugin in self.kubelet.network:  # the CNI chain's ADD (localmesh/kubelet/cni.py)
+            if await plugin.add(self.pod, self.ip, self.local_ip):
+                self.intercepted = True
         try:
             await self._mount_volumes()
             await self._run_inits()

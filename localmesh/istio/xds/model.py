@@ -13,6 +13,7 @@ from localmesh.istio import names
 from localmesh.istio.meshconfig import MeshConfig
 
 if TYPE_CHECKING:
+    from localmesh.istio.ambient.model import AmbientState
     from localmesh.istio.gatewayapi.binding import Binding
 
 T_LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
@@ -88,3 +89,5 @@ class MeshState:
     peer_authentications: list[dict] = field(default_factory=list)
     authorization_policies: list[dict] = field(default_factory=list)
     mesh_config: MeshConfig = field(default_factory=MeshConfig)
+    # Ambient mode: pods as workloads, waypoints (localmesh/istio/ambient/model.py).
+    ambient: AmbientState | None = None
