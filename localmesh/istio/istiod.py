@@ -379,7 +379,8 @@ class Istiod:
             if conn.proxy is None:
                 continue
             entry = {"cluster_id": "Kubernetes", "proxy": conn.proxy.id,
-                     "proxy_type": "router" if conn.proxy.kind == "router" else "sidecar",
+                     "proxy_type": conn.proxy.kind if conn.proxy.kind in (
+                         "router", "ztunnel", "waypoint") else "sidecar",
                      "proxy_version": conn.proxy_version or "1.28.0",
                      "istio_version": "1.28.0-localmesh"}
             for t, short in SHORT.items():

@@ -193,8 +193,12 @@ async def _serve() -> int:
             reader, writer = await asyncio.open_connection(local_ip, ENVOY_ADMIN_PORT)
         except OSError:
             return False
-        writer.write(b"GET /ready HTTP/1.0\r\n\r\n")
-        body = await reader.read()
+        # Envoy's admin answers HTTP/1.0 with 426; 1.1 with ``Connection: close``.
+        writer.write(b"GET /ready HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        try:
+            body = await asyncio.wait_for(reader.read(), 2)
+        except TimeoutError:
+            body = b""
         writer.close()
         return b"LIVE" in body
 
