@@ -3,15 +3,17 @@ Feature: Telemetry reaches the mixer
   In 2017 this was `oc logs istio-mixer | grep composer`. Mixer is gone since Istio 1.8:
   every sidecar now reports Istio's standard metrics, and the mesh's Prometheus scrapes
   them. The gate sends real requests and waits until Prometheus has scraped counts that
-  include them, as reported by the receiving sidecar. Mixer-era meshes are unsupported.
+  include them, as reported where they arrive: by the receiving sidecar, or in ambient
+  mode by the receiving node's ztunnel (its TCP connections and bytes) and the waypoint
+  that carries requests. Mixer-era meshes are unsupported.
 
   Background:
-    Given the blockchain workloads are deployed with sidecars
+    Given the blockchain workloads are deployed in the mesh
 
   @smoke
   Scenario Outline: requests to <service> are counted in Prometheus
     When 5 requests are sent to "<path>" through the ingress gateway
-    Then Prometheus counts the 5 requests to <service> reported by its sidecar with response code 200
+    Then Prometheus counts the 5 requests to <service> reported by its data plane with response code 200
 
     Examples:
       | path            | service  |

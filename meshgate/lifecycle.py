@@ -35,6 +35,8 @@ from meshgate.targets import Provided, Target, TargetError, TargetUnavailable, m
 from meshgate.waiting import Convergence, Timeouts, Waits
 
 KEEP_POLICIES = ("always", "on-failure", "never")
+DATA_PLANE_CHOICES = ("auto", "sidecar", "ambient", "waypoint", "mixed")
+ENV_DATA_PLANE = "MESHGATE_DATA_PLANE"
 # How long the end of a run waits, in all, for a warm-up that is still running.
 WARMUP_GRACE_SECONDS = 2.0
 WARMUP_DEPLOY_TIMEOUT = 120.0
@@ -52,6 +54,10 @@ class Settings:
     run_id: str
     profile: Profile
     manifests: Path = MANIFEST_DIR
+    # The data plane of the run's namespaces (--data-plane): auto, sidecar, ambient,
+    # waypoint (ambient through a waypoint) or mixed (the workers' namespaces alternate
+    # sidecar and ambient).
+    data_plane: str = "auto"
 
     def state_dir(self) -> Path:
         return self.state_dir_of(self.artifacts)
@@ -177,6 +183,18 @@ class Run:
     def namespace_for(self, worker: str) -> str:
         return namespaces.namespace_name(self.settings.run_id, worker)
 
+    def data_plane_for(self, worker: str, mesh: MeshInfo) -> str:
+        """The data plane a worker's namespace is labelled for: as ``--data-plane``
+        says; ``auto`` is ambient where the mesh runs ztunnel, else sidecars; ``mixed``
+        alternates by worker (gw0 sidecar, gw1 ambient, …)."""
+        chosen = self.settings.data_plane
+        if chosen == "auto":
+            return "ambient" if mesh.ambient else "sidecar"
+        if chosen == "mixed":
+            index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+            return ("sidecar", "ambient")[index % 2] if mesh.ambient else "sidecar"
+        return chosen
+
     @property
     def cluster_writes(self) -> bool:
         """Whether the run may write outside its own namespaces: not in the gate profile."""
@@ -197,10 +215,11 @@ class Run:
         warm = Warmup([self.namespace_for(w) for w in workers])
         waits = Waits(Timeouts.from_sources({"deploy": WARMUP_DEPLOY_TIMEOUT}), warm.log)
 
-        def deploy(ns: str, mesh: MeshInfo) -> None:
+        def deploy(ns: str, worker: str, mesh: MeshInfo) -> None:
             try:
                 namespaces.create(cluster, ns, self.settings.run_id,
-                                  control_plane=mesh.namespace)
+                                  control_plane=mesh.namespace,
+                                  data_plane=self.data_plane_for(worker, mesh))
                 rollout.deploy_blockchain(cluster, ns, waits, cluster_writes=self.cluster_writes,
                                           directory=self.settings.manifests)
             except Exception:  # noqa: BLE001 - the Background step reports what went wrong
@@ -213,8 +232,8 @@ class Run:
                 return
             if mesh.istio_version is None:
                 return  # no mesh: the session stops with its own message
-            threads = [threading.Thread(target=deploy, args=(ns, mesh), daemon=True)
-                       for ns in warm.namespaces]
+            threads = [threading.Thread(target=deploy, args=(ns, w, mesh), daemon=True)
+                       for ns, w in zip(warm.namespaces, workers, strict=True)]
             for t in threads:
                 t.start()
             for t in threads:

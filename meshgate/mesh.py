@@ -20,6 +20,10 @@ The one module that answers "what does this cluster have"; checks ask it, never 
   1.5), the trust domain of the SPIFFE identities, the root namespace.
 - The Gateway API: its ``gateway.networking.k8s.io/v1`` kinds and the ``istio``
   GatewayClass.
+- Ambient mode: a ``ztunnel`` DaemonSet in the control plane's namespace (``istioctl
+  install --set profile=ambient``); and per namespace, its data plane (:func:`data_plane`):
+  ``istio.io/dataplane-mode=ambient`` (ztunnel, and the waypoint its
+  ``istio.io/use-waypoint`` label names) or sidecar injection.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class MeshInfo:
     mesh_config: dict[str, Any] = field(default_factory=dict)
     gateway_api: bool = False
     gateway_class: bool = False
+    ambient: bool = False
 
     @property
     def auto_mtls(self) -> bool:
@@ -127,8 +132,53 @@ class MeshInfo:
             addons.append("thanos-querier")
         platform = "OpenShift" + (" Service Mesh 2" if self.member_roll else "") \
             if self.openshift else "Kubernetes"
-        return (f"Istio {self.istio_version} in {self.namespace} on {platform}; addons: "
-                f"{', '.join(addons) or 'none'}")
+        profile = " (ambient: ztunnel)" if self.ambient else ""
+        return (f"Istio {self.istio_version}{profile} in {self.namespace} on {platform}; "
+                f"addons: {', '.join(addons) or 'none'}")
+
+
+DATAPLANE_MODE = "istio.io/dataplane-mode"
+USE_WAYPOINT = "istio.io/use-waypoint"
+INJECTION = "istio-injection"
+ZTUNNEL = "ztunnel"
+
+
+@dataclass(frozen=True)
+class DataPlane:
+    """How a namespace's pods are in the mesh: ``sidecar`` (injection), ``ambient``
+    (ztunnel, through the waypoint ``waypoint`` where one is named), or ``none``."""
+
+    mode: str
+    waypoint: str | None = None
+
+    @property
+    def ambient(self) -> bool:
+        return self.mode == "ambient"
+
+    def describe(self) -> str:
+        if self.mode == "ambient":
+            return f"ambient (ztunnel, waypoint {self.waypoint})" if self.waypoint \
+                else "ambient (ztunnel, no waypoint)"
+        return {"sidecar": "sidecar (injected istio-proxy)"}.get(self.mode, self.mode)
+
+
+def data_plane_of(labels: dict[str, str]) -> DataPlane:
+    """A namespace's data plane from its labels, as istiod and istio-cni read them: the
+    ambient label wins over injection only where injection is not asked for (Istio
+    never redirects a pod with a sidecar)."""
+    if labels.get(INJECTION) == "enabled" or (labels.get("istio.io/rev")
+                                              and INJECTION not in labels):
+        return DataPlane("sidecar")
+    if labels.get(DATAPLANE_MODE) == "ambient":
+        waypoint = labels.get(USE_WAYPOINT)
+        return DataPlane("ambient", waypoint if waypoint and waypoint != "none" else None)
+    return DataPlane("none")
+
+
+def data_plane(cluster: Cluster, namespace: str) -> DataPlane:
+    """The data plane of ``namespace``, read from its labels."""
+    ns = cluster.get("v1", "Namespace", namespace, None) or {}
+    return data_plane_of((ns.get("metadata") or {}).get("labels") or {})
 
 
 def _version_from_image(image: str) -> str | None:
@@ -250,4 +300,8 @@ def discover(cluster: Cluster, namespace: str | None = None) -> MeshInfo:
     if info.prometheus is None and info.openshift:
         info.thanos = thanos_url(cluster)
     info.member_roll = cluster.has_api("maistra.io/v1")
+    try:
+        info.ambient = cluster.get("apps/v1", "DaemonSet", ZTUNNEL, namespace) is not None
+    except ClusterError:
+        info.ambient = False
     return info

@@ -50,12 +50,27 @@ def namespace_name(run_id: str, worker: str) -> str:
     return f"{head}{slug[:room].rstrip('-')}-{digest}"
 
 
+DATA_PLANES = ("sidecar", "ambient", "waypoint")
+WAYPOINT = "waypoint"  # the waypoint's name (manifests/overlays/waypoint.yaml)
+
+
+def data_plane_labels(data_plane: str) -> dict[str, str]:
+    """The labels that put a namespace's pods in the mesh: sidecar injection; ambient
+    (istio-cni redirects them to ztunnel); ambient with the namespace's waypoint."""
+    if data_plane == "sidecar":
+        return {"istio-injection": "enabled"}
+    labels = {"istio.io/dataplane-mode": "ambient"}
+    if data_plane == "waypoint":
+        labels["istio.io/use-waypoint"] = WAYPOINT
+    return labels
+
+
 def namespace_object(name: str, run_id: str, *, ttl: int = DEFAULT_TTL,
-                     injection: bool = True) -> dict:
+                     injection: bool = True, data_plane: str = "sidecar") -> dict:
     labels = {RUN_LABEL: run_id, EXPIRES_LABEL: str(int(time.time()) + ttl),
               OWNER_LABEL: "meshgate"}
     if injection:
-        labels["istio-injection"] = "enabled"
+        labels.update(data_plane_labels(data_plane))
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": name, "labels": labels}}
 
@@ -116,11 +131,12 @@ def grant_scenario_role(cluster: Cluster, namespace: str, timeout: float = 10.0)
 
 
 def create(cluster: Cluster, name: str, run_id: str, *, control_plane: str | None = None,
-           ttl: int = DEFAULT_TTL) -> dict:
-    """Create the namespace labelled for injection, grant the suite ``meshgate-scenario``
-    in it, and join the member roll of the control plane in ``control_plane`` where the
-    mesh has one (OpenShift Service Mesh 2.x; found there when not given)."""
-    out = cluster.apply(namespace_object(name, run_id, ttl=ttl), None)
+           ttl: int = DEFAULT_TTL, data_plane: str = "sidecar") -> dict:
+    """Create the namespace labelled for its data plane (sidecar injection, or ambient
+    with or without a waypoint), grant the suite ``meshgate-scenario`` in it, and join the
+    member roll of the control plane in ``control_plane`` where the mesh has one
+    (OpenShift Service Mesh 2.x; found there when not given)."""
+    out = cluster.apply(namespace_object(name, run_id, ttl=ttl, data_plane=data_plane), None)
     grant_scenario_role(cluster, name)
     membership.join(cluster, name, control_plane)
     return out

@@ -15,11 +15,22 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshgate import children, disruption, gateway_api, ingress, manifests, rollout, security
+from meshgate import (
+    ambient,
+    children,
+    disruption,
+    gateway_api,
+    ingress,
+    manifests,
+    rollout,
+    routes,
+    security,
+    sidecars,
+)
 from meshgate.chaos import Fault
 from meshgate.cluster import Cluster
 from meshgate.live_traffic import LiveTraffic
-from meshgate.mesh import GATEWAY_API, MeshInfo, NotOnThisCluster
+from meshgate.mesh import GATEWAY_API, DataPlane, MeshInfo, NotOnThisCluster, data_plane
 from meshgate.rollout import Deployed
 from meshgate.servicegraph import Graph
 from meshgate.telemetry import (
@@ -50,6 +61,10 @@ class Sent:
     count: int
     answers: list[ingress.Answer]
     baselines: Baselines
+    # Bytes the destination ztunnels had received per service (ambient namespaces), and
+    # the requests the namespace's waypoint had counted.
+    tcp: dict[str, float] = field(default_factory=dict)
+    waypoint: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,6 +88,10 @@ class Scenario:
     callers: dict[str, security.Requests] = field(default_factory=dict)
     traffic: LiveTraffic | None = None
     change_output: str = ""
+    # What the data-plane-dependent checks read (the sidecar's routes, ztunnel's view, a
+    # waypoint), one line each, for the report.
+    checked: list[str] = field(default_factory=list)
+    _data_plane: DataPlane | None = field(default=None, repr=False)
     _ingress: ingress.Ingress | None = field(default=None, repr=False)
     _prometheus: QueryBackend | None = field(default=None, repr=False)
     _graph: Graph | None = field(default=None, repr=False)
@@ -80,6 +99,54 @@ class Scenario:
     @property
     def host(self) -> str:
         return ingress.scenario_host(self.namespace)
+
+    @property
+    def data_plane(self) -> DataPlane:
+        """The namespace's data plane, read once from its labels (meshgate.mesh)."""
+        if self._data_plane is None:
+            self._data_plane = data_plane(self.cluster, self.namespace)
+        return self._data_plane
+
+    def require_sidecars(self, what: str) -> None:
+        """A check of sidecars needs a namespace with sidecars: elsewhere (ambient) the
+        scenario is skipped, saying so."""
+        plane = self.data_plane
+        if plane.mode != "sidecar":
+            raise NotOnThisCluster(f"{what} needs sidecars; namespace {self.namespace} is in "
+                                   f"the {plane.describe()} data plane")
+
+    def expect_in_mesh(self, workload: str) -> list[str]:
+        """Every pod of ``workload`` Ready in the namespace's data plane: injected with
+        an istio-proxy sidecar, or captured by ztunnel without one (ambient)."""
+        if self.data_plane.ambient:
+            pods = ambient.expect_enrolled_and_ready(self.cluster, self.namespace, workload)
+            self.checked.append(f"{workload}: Ready, captured by ztunnel ({ambient.REDIRECTION})"
+                                ", no sidecar")
+            return pods
+        self.require_sidecars("an injected sidecar")
+        self.checked.append(f"{workload}: Ready with an injected istio-proxy")
+        return sidecars.expect_injected_and_ready(self.cluster, self.namespace, workload)
+
+    def expect_data_plane_route(self, client: str, service: str, port: int) -> str:
+        """``client``'s data plane routes ``service:port``: its sidecar's route table; on
+        ambient, the waypoint's config where the namespace has one, else the ztunnel of
+        ``client``'s node; says which it checked."""
+        plane = self.data_plane
+        if not plane.ambient:
+            self.require_sidecars("a sidecar's route table")
+            routes.expect_sidecar_route(self.cluster, self.namespace, client, service, port,
+                                        self.waits)
+            note = f"the sidecar of {client} routes {service}:{port}"
+        elif plane.waypoint:
+            found = ambient.expect_waypoint_route(self.cluster, self.namespace,
+                                                  plane.waypoint, service, port, self.waits)
+            note = f"the waypoint {plane.waypoint} routes {service}:{port} ({found})"
+        else:
+            found_z = ambient.expect_ztunnel_route(self.cluster, self.mesh, self.namespace,
+                                                   client, service, port, self.waits)
+            note = f"ztunnel of {client}'s node: {found_z.describe()}"
+        self.checked.append(note)
+        return note
 
     @property
     def ingress(self) -> ingress.Ingress:
@@ -163,6 +230,10 @@ class Scenario:
             pods = {name: pod for name in self.deployed if (pod := self.pod_of(name))}
             baselines = self.telemetry.baselines(pods)
         sent = Sent(path, count, [], baselines)
+        if self.prometheus is not None and self.data_plane.ambient:
+            sent.tcp = ambient.tcp_baselines(self.prometheus, self.namespace)
+            if self.data_plane.waypoint:
+                sent.waypoint = ambient.waypoint_baselines(self.prometheus, self.namespace)
         self.sent.append(sent)
         sent.answers = self.ingress.expect_ok(path, count)
         return sent
@@ -178,6 +249,22 @@ class Scenario:
         """The last requests sent are counted for ``service`` (with ``labels``) in the
         telemetry backend."""
         sent = self.last_sent()
+        plane = self.data_plane
+        if plane.ambient:
+            telemetry = self.telemetry
+            got = ambient.expect_connections_counted(
+                telemetry.prometheus, self.namespace, service, sent.tcp.get(service, 0.0),
+                self.waits, sent.path)
+            self.checked.append(f"the destination ztunnel counts connections to {service} "
+                                f"({got:g} bytes received)")
+            if plane.waypoint:
+                counted = ambient.expect_waypoint_requests(
+                    telemetry.prometheus, self.namespace, service, code=code, count=count,
+                    baseline=sent.waypoint.get(service, 0.0), waits=self.waits,
+                    sent_to=sent.path)
+                self.checked.append(f"the waypoint {plane.waypoint} counts {counted:g} "
+                                    f"requests to {service}")
+            return got
         return self.telemetry.expect_requests_counted(
             service, code=code, count=count, baselines=sent.baselines, sent_to=sent.path,
             pod=self.pod_of(service), labels=labels)
@@ -361,6 +448,10 @@ class Scenario:
             out["traffic_record"] = str(self.traffic.out)
         if self.change_output:
             out["change_output"] = self.change_output[-5000:]
+        if self._data_plane is not None:
+            out["data_plane"] = self._data_plane.describe()
+        if self.checked:
+            out["checked"] = list(self.checked)
         if self._graph is not None and self._graph.observed is not None:
             out["graph_source"] = self._graph.observed.note or self._graph.observed.source_name
         return out

@@ -38,12 +38,12 @@ import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2
 import envoy.extensions.transport_sockets.raw_buffer.v3.raw_buffer_pb2
 import envoy.extensions.transport_sockets.tls.v3.tls_pb2
 import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2  # noqa: F401
-import localmesh.istio.ambient.protos  # noqa: F401 - ztunnel's and waypoints' config types
 import grpc
 from aiohttp import web
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, json_format
 
+import localmesh.istio.ambient.protos  # noqa: F401 - ztunnel's and waypoints' config types
 from localmesh.api.objects import ObjectAPI
 from localmesh.istio import meshconfig
 from localmesh.istio.ambient import model as ambient_model

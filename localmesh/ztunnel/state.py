@@ -16,6 +16,7 @@ import asyncio
 import base64
 import ipaddress
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -145,12 +146,8 @@ async def subscribe(target: str, node_id: str, metadata: dict, state: ProxyState
                 for t in (T_ADDRESS, T_AUTHORIZATION):
                     requests.put_nowait(discovery_pb2.DiscoveryRequest(node=node, type_url=t))
 
-                async def outgoing():  # type: ignore[no-untyped-def]
-                    while True:
-                        yield await requests.get()
-
                 seen: set[str] = set()
-                async for resp in stub.StreamAggregatedResources(outgoing()):
+                async for resp in stub.StreamAggregatedResources(_outgoing(requests)):
                     message = MESSAGES.get(resp.type_url)
                     if message is None:
                         continue
@@ -176,6 +173,11 @@ async def subscribe(target: str, node_id: str, metadata: dict, state: ProxyState
                         exc.code().name)
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, 2.0)
+
+
+async def _outgoing(requests: asyncio.Queue) -> AsyncIterator[discovery_pb2.DiscoveryRequest]:
+    while True:
+        yield await requests.get()
 
 
 def _name(type_url: str, d: dict) -> str:

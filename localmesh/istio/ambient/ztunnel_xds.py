@@ -43,8 +43,16 @@ from localmesh.istio.security.ca import spiffe_id
 from localmesh.istio.xds import peerauth
 from localmesh.istio.xds.clusters import cluster, telemetry_cluster
 from localmesh.istio.xds.filters import HCM, HTTP_OPTIONS, ROUTER, TCP_PROXY, any_of
-from localmesh.istio.xds.model import T_CLUSTER, T_ENDPOINT, T_LISTENER, T_ROUTE, T_SCOPED
-from localmesh.istio.xds.model import MeshState, Proxy, Service
+from localmesh.istio.xds.model import (
+    T_CLUSTER,
+    T_ENDPOINT,
+    T_LISTENER,
+    T_ROUTE,
+    T_SCOPED,
+    MeshState,
+    Proxy,
+    Service,
+)
 from localmesh.istio.xds.tls import DOWNSTREAM_TLS, SDS_ROOT, UPSTREAM_TLS, sds
 
 HBONE_PORT, OUTBOUND_PORT, PASSTHROUGH_PORT = 15008, 15001, 15006
@@ -317,7 +325,7 @@ def ztunnel_resources(state: MeshState, proxy: Proxy) -> dict[str, dict[str, dic
                                                       "connect_timeout": "10s"}}
     node = str(proxy.metadata.get("NODE_NAME") or "")
     for pod in (ambient.on_node(node) if ambient is not None else []):
-        if not pod.behind_local or pod.namespace == proxy.namespace and pod.name == proxy.pod:
+        if not pod.behind_local or (pod.namespace == proxy.namespace and pod.name == proxy.pod):
             continue
         assert ambient is not None
         out, out_clusters = _outbound(state, ambient, pod, hbone=pod.hbone)
