@@ -200,8 +200,8 @@ class Istiod:
         self._debug = web.AppRunner(app, access_log=None)
         await self._debug.setup()
         await web.TCPSite(self._debug, self.address, self.debug_port).start()
-        for key in WATCHED:
-            w = self.api.store.watch(key)
+        for watched in WATCHED:
+            w = self.api.store.watch(watched)
             self._tasks.append(asyncio.ensure_future(self._pump(w)))
         self._tasks.append(asyncio.ensure_future(self._pusher()))
 

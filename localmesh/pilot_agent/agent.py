@@ -210,7 +210,7 @@ class _ALS(als_pb2_grpc.AccessLogServiceServicer):
 
 
 async def _serve(kind: str) -> int:
-    env = os.environ
+    env: dict[str, str] = dict(os.environ)
     pod_ip = env.get("INSTANCE_IP") or env.get("LOCALMESH_POD_IP", "127.0.0.1")
     local_ip = env.get("LOCALMESH_POD_LOCAL_IP", pod_ip)
     pod, ns = env.get("POD_NAME", "unknown"), env.get("POD_NAMESPACE", "default")
@@ -248,10 +248,15 @@ async def _serve(kind: str) -> int:
     # The workload certificate: requested now, served to Envoy over SDS when it arrives.
     settings = AgentSettings.from_env(dict(env), _resolve(env.get("CA_ADDR") or
                                                           f"{ISTIOD_HOST}:15012"))
-    discovery: list[sds.SecretDiscovery] = []
-    secrets = SecretManager(settings, on_rotate=lambda: [d.rotated() for d in discovery])
+    sds_services: list[sds.SecretDiscovery] = []
+
+    def rotated() -> None:
+        for d in sds_services:
+            d.rotated()
+
+    secrets = SecretManager(settings, on_rotate=rotated)
     sds_server, sds_service = await sds.serve(secrets, dict(env))
-    discovery.append(sds_service)
+    sds_services.append(sds_service)
     certificates = asyncio.ensure_future(secrets.run())
 
     level, components = "warning", ""

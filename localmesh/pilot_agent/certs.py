@@ -31,7 +31,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,10 +60,10 @@ def parse_duration(value: str, default: float) -> float:
     return sum(float(n) * scale[u] for n, u in parts)
 
 
-def container_path(path: str, env: dict[str, str] | None = None) -> Path:
+def container_path(path: str, env: Mapping[str, str] | None = None) -> Path:
     """A path of the container, on the host: under the mount holding it, else as is."""
-    env = os.environ if env is None else env
-    mounts = json.loads(env.get("LOCALMESH_MOUNTS") or "{}")
+    source: Mapping[str, str] = os.environ if env is None else env
+    mounts = json.loads(source.get("LOCALMESH_MOUNTS") or "{}")
     for mount in sorted(mounts, key=len, reverse=True):
         if path == mount or path.startswith(mount.rstrip("/") + "/"):
             return Path(mounts[mount]) / path[len(mount):].lstrip("/")

@@ -98,8 +98,9 @@ class SecretDiscovery(sds_pb2_grpc.SecretDiscoveryServiceServicer):
         return None
 
     def _response(self, names: list[str]) -> tuple[str, discovery_pb2.DiscoveryResponse] | None:
-        secrets = [self._secret(n) for n in names]
-        if any(s is None for s in secrets):
+        found = [self._secret(n) for n in names]
+        secrets = [s for s in found if s is not None]
+        if len(secrets) < len(found):
             return None
         packed = []
         digest = hashlib.sha256()

@@ -107,7 +107,7 @@ class MeshCA:
         usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server_only else [
             ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
         return (x509.CertificateBuilder().subject_name(x509.Name([]))
-                .issuer_name(self.cert.subject).public_key(public_key)  # type: ignore[arg-type]
+                .issuer_name(self.cert.subject).public_key(public_key)  # type: ignore[arg-type, unused-ignore]
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(now).not_valid_after(now + ttl)
                 # An empty subject makes the SAN critical (RFC 5280 4.2.1.6).
@@ -120,7 +120,7 @@ class MeshCA:
                     critical=True)
                 .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
                 .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                    self.cert.public_key()), critical=False)  # type: ignore[arg-type]
+                    self.cert.public_key()), critical=False)  # type: ignore[arg-type, unused-ignore]
                 .sign(self.key, hashes.SHA256()))
 
     def sign(self, csr_pem: str, identity: str, ttl_seconds: int = 0) -> list[str]:

@@ -22,6 +22,8 @@ names its cluster in ``clusterid`` (istio/istio ``security/pkg/nodeagent/caclien
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, struct_pb2
 
 SERVICE = "istio.v1.auth.IstioCertificateService"
@@ -31,7 +33,7 @@ METHOD = f"/{SERVICE}/CreateCertificate"
 IMPERSONATED_IDENTITY = "ImpersonatedIdentity"
 
 
-def _messages() -> tuple[type, type]:
+def _messages() -> tuple[Any, Any]:
     pool = descriptor_pool.Default()
     name = "localmesh/istio/v1/auth/ca.proto"
     try:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 
 from localmesh.istio.xds.model import MeshState, Proxy
 
@@ -122,7 +123,7 @@ def _authn_metadata(key: str, v: str) -> dict:
 
 
 # -- one key of a rule → principals or permissions ---------------------------------------
-PRINCIPAL_KEYS = {
+PRINCIPAL_KEYS: dict[str, Callable[[str], dict]] = {
     "source.principal": lambda v: {"authenticated": {"principal_name":
                                                      string_matcher(v, SPIFFE)}},
     "source.namespace": lambda v: {"authenticated": {"principal_name": _namespace(v)}},
@@ -132,7 +133,7 @@ PRINCIPAL_KEYS = {
     "request.auth.audiences": lambda v: _authn_metadata("request.auth.audiences", v),
     "request.auth.presenter": lambda v: _authn_metadata("request.auth.presenter", v),
 }
-PERMISSION_KEYS = {
+PERMISSION_KEYS: dict[str, Callable[[str], dict]] = {
     "destination.port": lambda v: {"destination_port": _port(v)},
     "destination.ip": lambda v: {"destination_ip": _cidr(v)},
     "connection.sni": lambda v: {"requested_server_name": string_matcher(v)},
@@ -174,7 +175,7 @@ def _key_matchers(key: str, values: list, not_values: list, principal: bool, for
                     raise
                 # a wider DENY/AUDIT: the value is ignored
         if ors:
-            group = {"or_ids": {"ids": ors}} if principal else {"or_rules": {"rules": ors}}
+            group: dict = {"or_ids": {"ids": ors}} if principal else {"or_rules": {"rules": ors}}
             if negate:
                 group = {"not_id": group} if principal else {"not_rule": group}
             out.append(group)
