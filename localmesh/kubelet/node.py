@@ -40,7 +40,7 @@ class Kubelet:
                  network: Sequence[NetworkPlugin] = ()) -> None:
         self.api = api
         # Chained CNI plugins asked when a pod's network is set up (istio-cni in ambient).
-        self.network = tuple(network)
+        self.network: Sequence[NetworkPlugin] = tuple(network)
         # TokenRequest, for projected ServiceAccount token volumes.
         self.tokens = tokens
         self.store: Store = api.store

@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import grpc
 from cryptography import x509
@@ -89,12 +90,12 @@ class Identities(sds.SecretDiscovery):
 
     def dump(self) -> list[dict]:
         """The ``certificates`` of ztunnel's config dump (public certificates only)."""
-        out = []
+        out: list[dict] = []
         for identity, m in sorted(self.managers.items()):
             if m.current is None:
                 out.append({"identity": identity, "state": "Initializing", "certChain": []})
                 continue
-            chain = []
+            chain: list[dict[str, str]] = []
             for block in m.current.chain_pem.decode().split("-----END CERTIFICATE-----"):
                 if "BEGIN CERTIFICATE" not in block:
                     continue
@@ -107,8 +108,8 @@ class Identities(sds.SecretDiscovery):
         return out
 
 
-def _principal(objects: object) -> str:
-    value = objects.get(PEER_PRINCIPAL) if hasattr(objects, "get") else None  # type: ignore[attr-defined]
+def _principal(objects: Any) -> str:
+    value = objects.get(PEER_PRINCIPAL) if hasattr(objects, "get") else None
     if value is None:
         return ""
     text = wrappers_pb2.StringValue()

@@ -9,6 +9,7 @@ and whether it speaks HBONE (the istio-cni annotation, enrolment.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from localmesh.istio.ambient import enrolment
@@ -154,7 +155,8 @@ def snapshot(store: Store) -> AmbientState:
 TRUSTED_NODE_ACCOUNTS = (("istio-system", "ztunnel"),)
 
 
-def node_authorizer(store: Store, trust_domain: str = "cluster.local"):  # type: ignore[no-untyped-def]
+def node_authorizer(store: Store, trust_domain: str = "cluster.local"
+                    ) -> Callable[[str, str], bool]:
     """The CA's check of an impersonating caller (istio/istio ``security/pkg/server/ca/
     node_auth.go``): the caller is a trusted node account, and a pod of the identity it asks
     for runs on the node (localmesh has one node) in the ambient mesh."""

@@ -135,7 +135,7 @@ def _outbound_cluster(state: MeshState, ambient: AmbientState, pod: AmbientPod,
     name = f"{prefix(pod)}/{names.outbound_cluster(port, service.host)}"
     c = cluster(name, protocol, eds=False, address=("127.0.0.1", 1), service=service,
                 port=port)
-    endpoints = []
+    endpoints: list[dict] = []
     for ip, target in _target(state, service, port):
         dest = ambient.pods.get(ip)
         if hbone and dest is not None and dest.hbone:
@@ -279,7 +279,7 @@ def _inbound(state: MeshState, pod: AmbientPod) -> tuple[list[dict], dict[str, d
     internal = {"name": f"{base}/inbound_internal", "internal_listener": {},
                 "listener_filters": [ORIGINAL_DST_FILTER], "filter_chains": chains,
                 "traffic_direction": "INBOUND"}
-    internal_cluster = {"name": f"{base}/inbound_internal", "type": "STATIC",
+    internal_cluster: dict = {"name": f"{base}/inbound_internal", "type": "STATIC",
                         "connect_timeout": "10s", "load_assignment": {
                             "cluster_name": f"{base}/inbound_internal",
                             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
@@ -336,7 +336,8 @@ def ztunnel_resources(state: MeshState, proxy: Proxy) -> dict[str, dict[str, dic
             listeners[origin["name"]] = origin
             clusters[origin_cluster["name"]] = origin_cluster
             inbound, inbound_clusters = _inbound(state, pod)
-            listeners.update({lst["name"]: lst for lst in inbound})
+            for lst in inbound:
+                listeners[str(lst["name"])] = lst
             clusters.update(inbound_clusters)
         else:
             for port in pod.ports:
