@@ -107,6 +107,11 @@ class Scenario:
             self._data_plane = data_plane(self.cluster, self.namespace)
         return self._data_plane
 
+    @property
+    def data_plane_seen(self) -> str | None:
+        """The data plane, if a step has read it (for the report)."""
+        return self._data_plane.describe() if self._data_plane is not None else None
+
     def require_sidecars(self, what: str) -> None:
         """A check of sidecars needs a namespace with sidecars: elsewhere (ambient) the
         scenario is skipped, saying so."""

@@ -461,6 +461,10 @@ def _scenario(scenario: ScenarioRecord, report_dir: Path, base_dir: Path) -> str
     ]
     if scenario.description:
         out.append(f'<p class="desc">{_e(scenario.description)}</p>')
+    if scenario.data_plane:
+        checked = "".join(f"<li>{_e(line)}</li>" for line in scenario.checked)
+        out.append(f'<div class="note">Data plane: {_e(scenario.data_plane)}'
+                   + (f"<ul>{checked}</ul>" if checked else "") + "</div>")
     if scenario.status == "skipped" and scenario.error:
         out.append(f'<div class="skipnote">Skipped: {_e(scenario.error)}</div>')
     out.append('<table class="steps"><tbody>')
