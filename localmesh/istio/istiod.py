@@ -48,6 +48,7 @@ from localmesh.api.objects import ObjectAPI
 from localmesh.istio import meshconfig
 from localmesh.istio.ambient import model as ambient_model
 from localmesh.istio.ambient import workloadapi
+from localmesh.istio.ambient.waypoint_xds import waypoint_resources
 from localmesh.istio.ambient.wds import wds_resources
 from localmesh.istio.ambient.ztunnel_xds import ztunnel_resources
 from localmesh.istio.gatewayapi import binding as gatewayapi
@@ -452,6 +453,8 @@ def generate(state: xds.MeshState, proxy: xds.Proxy) -> dict[str, dict[str, dict
         return gateway_resources(state, proxy)
     if proxy.kind == "ztunnel":
         return {**ztunnel_resources(state, proxy), **wds_resources(state)}
+    if proxy.kind == "waypoint":
+        return {**waypoint_resources(state, proxy), **wds_resources(state)}
     return sidecar_resources(state, proxy)
 
 

@@ -21,6 +21,7 @@ import time
 from localmesh.api.objects import ObjectAPI
 from localmesh.istio.ambient import enrolment
 from localmesh.istio.ambient.cni import IstioCNI
+from localmesh.istio.ambient.waypoints import WaypointDeployments, waypoint_class
 from localmesh.istio.injector import ISTIO_VERSION
 from localmesh.istio.mesh import NS, Mesh
 from localmesh.istio.names import ISTIOD_HOST
@@ -110,6 +111,7 @@ class AmbientMesh(Mesh):
                  token_review: TokenReview, cni: IstioCNI) -> None:
         super().__init__(api, istiod_address, prometheus_sd_url, token_review)
         self.cni = cni
+        self.waypoints: WaypointDeployments | None = None
 
     async def install(self) -> None:
         await super().install()
@@ -119,6 +121,12 @@ class AmbientMesh(Mesh):
         self._create(cni_daemonset())
         self._create(ztunnel_daemonset())
         self.cni.start()
+        # Waypoints: their class, and their deployments from the gateway's pod template.
+        self._create(waypoint_class())
+        ingress = self.api.store.get(("apps", "deployments"), NS, "istio-ingressgateway")
+        assert ingress is not None, "the sidecar mesh's install creates the ingress gateway"
+        self.waypoints = WaypointDeployments(self.api, ingress["spec"]["template"])
+        self.waypoints.start()
 
     async def wait_ready(self, timeout: float = 30.0) -> list[str]:
         """The Deployments, then the DaemonSets, Ready; the names of those that are not."""
@@ -133,5 +141,7 @@ class AmbientMesh(Mesh):
             await asyncio.sleep(0.02)
 
     async def uninstall(self) -> None:
+        if self.waypoints is not None:
+            await self.waypoints.stop()
         await self.cni.stop()
         await super().uninstall()

@@ -20,6 +20,7 @@ PODS = ("", "pods")
 NAMESPACES = ("", "namespaces")
 SERVICES = ("", "services")
 GATEWAYS = ("gateway.networking.k8s.io", "gateways")
+HTTP_ROUTES = ("gateway.networking.k8s.io", "httproutes")
 WAYPOINT_CLASS = "istio-waypoint"
 CLUSTER_ID = "Kubernetes"
 # The pod annotations a ztunnel's configuration depends on.
@@ -82,6 +83,8 @@ class AmbientState:
     pods: dict[str, AmbientPod] = field(default_factory=dict)  # by IP
     namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     waypoints: dict[tuple[str, str], Waypoint] = field(default_factory=dict)
+    # HTTPRoutes: those with a Service parent route at that Service's waypoint (GAMMA).
+    http_routes: list[dict] = field(default_factory=list)
 
     def on_node(self, node: str) -> list[AmbientPod]:
         return sorted((p for p in self.pods.values() if p.node == node),
@@ -134,6 +137,9 @@ def snapshot(store: Store) -> AmbientState:
             ports=tuple(ports), ready=ready(pod))
     services = {(s["metadata"]["namespace"], s["metadata"]["name"]): s
                 for s in store.scan(SERVICES)}
+    state.http_routes = [r for r in store.scan(HTTP_ROUTES)
+                         if any(p.get("kind") == "Service"
+                                for p in (r.get("spec") or {}).get("parentRefs") or [])]
     for gw in store.scan(GATEWAYS):
         spec = gw.get("spec") or {}
         if spec.get("gatewayClassName") != WAYPOINT_CLASS:

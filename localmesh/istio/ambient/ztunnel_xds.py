@@ -37,8 +37,8 @@ for its own network stack without redirection, not part of ztunnel's view.
 from __future__ import annotations
 
 from localmesh.istio import names
-from localmesh.istio.ambient import authz_l4
-from localmesh.istio.ambient.model import AmbientPod, AmbientState
+from localmesh.istio.ambient import authz_l4, wds
+from localmesh.istio.ambient.model import AmbientPod, AmbientState, Waypoint
 from localmesh.istio.security.ca import spiffe_id
 from localmesh.istio.xds import peerauth
 from localmesh.istio.xds.clusters import cluster, telemetry_cluster
@@ -111,7 +111,7 @@ def identity(pod: AmbientPod, state: MeshState) -> str:
     return spiffe_id(pod.namespace, pod.service_account, state.mesh_config.trust_domain)
 
 
-def _target(state: MeshState, service: Service, port: int) -> list[tuple[str, int]]:
+def targets(state: MeshState, service: Service, port: int) -> list[tuple[str, int]]:
     """The endpoints (IP, target port) of a Service port, from its Endpoints."""
     sp = next((p for p in service.ports if p.port == port), None)
     out = []
@@ -136,7 +136,16 @@ def _outbound_cluster(state: MeshState, ambient: AmbientState, pod: AmbientPod,
     c = cluster(name, protocol, eds=False, address=("127.0.0.1", 1), service=service,
                 port=port)
     endpoints: list[dict] = []
-    for ip, target in _target(state, service, port):
+    wp = wds.service_waypoint(ambient, service) if hbone else None
+    if wp is not None:
+        # The service has a waypoint: ztunnel sends to it, the CONNECT naming the
+        # service's VIP and port (istio.io, "ztunnel traffic redirection to waypoints").
+        endpoints.append({"endpoint": {"address": {"envoy_internal_address": {
+            "server_listener_name": waypoint_listener(pod, wp)}}},
+            "metadata": {"filter_metadata": {
+                ORIGINAL_DST: {"local": f"{service.cluster_ip}:{port}"},
+                "envoy.transport_socket_match": {"tunnel": "H2"}}}})
+    for ip, target in ([] if wp is not None else targets(state, service, port)):
         dest = ambient.pods.get(ip)
         if hbone and dest is not None and dest.hbone:
             endpoints.append({"endpoint": {"address": {"envoy_internal_address": {
@@ -184,8 +193,27 @@ def _outbound(state: MeshState, ambient: AmbientState, pod: AmbientPod,
     return listener, clusters
 
 
-def _connect_originate(state: MeshState, pod: AmbientPod) -> tuple[dict, dict]:
-    name = f"{prefix(pod)}/connect_originate"
+def waypoint_listener(pod: AmbientPod, wp: Waypoint) -> str:
+    return f"{prefix(pod)}/connect_waypoint/{wp.namespace}/{wp.name}"
+
+
+def _connect_waypoint(state: MeshState, pod: AmbientPod, wp: Waypoint) -> tuple[dict, dict]:
+    """The pod's tunnel to a waypoint: HBONE to the waypoint's pods on 15008, the
+    CONNECT's authority the original destination (the service's VIP and port)."""
+    name = waypoint_listener(pod, wp)
+    listener, c = _connect_originate(state, pod, name)
+    c.update({"type": "STATIC", "lb_policy": "ROUND_ROBIN", "load_assignment": {
+        "cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": ip,
+                                                         "port_value": HBONE_PORT}}}}
+            for ip in wp.pod_ips]}] if wp.pod_ips else []}})
+    c.pop("original_dst_lb_config", None)
+    return listener, c
+
+
+def _connect_originate(state: MeshState, pod: AmbientPod,
+                       name: str | None = None) -> tuple[dict, dict]:
+    name = name or f"{prefix(pod)}/connect_originate"
     listener = {"name": name, "internal_listener": {},
                 "listener_filters": [ORIGINAL_DST_FILTER],
                 "filter_chains": [{"filters": [tcp_proxy(name, name, f"outbound|{prefix(pod)}",
@@ -335,6 +363,11 @@ def ztunnel_resources(state: MeshState, proxy: Proxy) -> dict[str, dict[str, dic
             origin, origin_cluster = _connect_originate(state, pod)
             listeners[origin["name"]] = origin
             clusters[origin_cluster["name"]] = origin_cluster
+            for wp in ambient.waypoints.values():
+                if wp.address:
+                    wl, wc = _connect_waypoint(state, pod, wp)
+                    listeners[wl["name"]] = wl
+                    clusters[wc["name"]] = wc
             inbound, inbound_clusters = _inbound(state, pod)
             for lst in inbound:
                 listeners[str(lst["name"])] = lst
