@@ -215,8 +215,15 @@ def destination_tcp(service: str, namespace: str) -> dict[str, str]:
             "destination_service_namespace": namespace}
 
 
+# Prometheus's target labels follow the pod's (localmesh's discovery also says whether it
+# is ``ready``): a pod scraped once while it was starting leaves a series that differs only
+# there, counted twice by a plain sum until it goes stale. The sums here take each series
+# once, whatever its target labels.
+TARGET_LABELS = "ready"
+
+
 def tcp_total(prom: QueryBackend, metric: str, labels: dict[str, str]) -> float:
-    result = prom.query(f"sum({metric}{selector(labels)})")
+    result = prom.query(f"sum(max without ({TARGET_LABELS}) ({metric}{selector(labels)}))")
     return float(result[0]["value"][1]) if result else 0.0
 
 
@@ -226,7 +233,8 @@ def tcp_baselines(prom: QueryBackend, namespace: str) -> dict[str, float]:
              f'{quote(namespace)}}}')
     return {str((s.get("metric") or {}).get("destination_service_name", "")):
             float(s["value"][1])
-            for s in prom.query(f"sum by (destination_service_name) ({scope})")}
+            for s in prom.query(f"sum by (destination_service_name) "
+                                f"(max without ({TARGET_LABELS}) ({scope}))")}
 
 
 def expect_connections_counted(prom: QueryBackend, namespace: str, service: str,
@@ -293,7 +301,8 @@ def waypoint_baselines(prom: QueryBackend, namespace: str) -> dict[str, float]:
              f'{quote(namespace)},response_code="200"}}')
     return {str((s.get("metric") or {}).get("destination_service_name", "")):
             float(s["value"][1])
-            for s in prom.query(f"sum by (destination_service_name) ({scope})")}
+            for s in prom.query(f"sum by (destination_service_name) "
+                                f"(max without ({TARGET_LABELS}) ({scope}))")}
 
 
 def expect_waypoint_requests(prom: QueryBackend, namespace: str, service: str, *, code: int,

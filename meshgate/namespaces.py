@@ -56,12 +56,17 @@ WAYPOINT = "waypoint"  # the waypoint's name (manifests/overlays/waypoint.yaml)
 
 def data_plane_labels(data_plane: str) -> dict[str, str]:
     """The labels that put a namespace's pods in the mesh: sidecar injection; ambient
-    (istio-cni redirects them to ztunnel); ambient with the namespace's waypoint."""
+    (istio-cni redirects them to ztunnel); ambient with the namespace's waypoint, for its
+    own traffic and what enters through the ingress gateway."""
     if data_plane == "sidecar":
         return {"istio-injection": "enabled"}
     labels = {"istio.io/dataplane-mode": "ambient"}
     if data_plane == "waypoint":
+        # Istio sends ingress traffic to a waypoint only where asked (istio/istio
+        # pilot/pkg/xds/endpoints findServiceWaypoint): the suite's requests enter through
+        # the ingress gateway, so the namespace asks.
         labels["istio.io/use-waypoint"] = WAYPOINT
+        labels["istio.io/ingress-use-waypoint"] = "true"
     return labels
 
 

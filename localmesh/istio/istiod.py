@@ -48,6 +48,7 @@ from localmesh.api.objects import ObjectAPI
 from localmesh.istio import meshconfig
 from localmesh.istio.ambient import model as ambient_model
 from localmesh.istio.ambient import workloadapi
+from localmesh.istio.ambient.ingress import through_waypoints
 from localmesh.istio.ambient.waypoint_xds import waypoint_resources
 from localmesh.istio.ambient.wds import wds_resources
 from localmesh.istio.ambient.ztunnel_xds import ztunnel_resources
@@ -450,7 +451,8 @@ def generate(state: xds.MeshState, proxy: xds.Proxy) -> dict[str, dict[str, dict
     """A proxy's resources by type URL and name: the generator for its type (a gateway in
     router mode, else a sidecar), as pilot's ConfigGenerator picks by node type."""
     if proxy.kind == "router":
-        return gateway_resources(state, proxy)
+        # Services opted in with istio.io/ingress-use-waypoint go through their waypoint.
+        return through_waypoints(state, proxy, gateway_resources(state, proxy))
     if proxy.kind == "ztunnel":
         return {**ztunnel_resources(state, proxy), **wds_resources(state)}
     if proxy.kind == "waypoint":

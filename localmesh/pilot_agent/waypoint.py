@@ -18,8 +18,10 @@ from typing import Any
 from google.protobuf import wrappers_pb2
 
 from localmesh.istio.ambient.waypoint_xds import UPSTREAM_PEER_TAG
-from localmesh.istio.ambient.ztunnel_xds import PEER_PRINCIPAL
+from localmesh.istio.ambient.ztunnel_xds import ORIGINAL_DST, PEER_PRINCIPAL
 from localmesh.ztunnel.state import ProxyState
+
+REMOTE_IP = f"{ORIGINAL_DST}.remote_ip"
 
 
 def peer_header(w: dict | None) -> str | None:
@@ -54,8 +56,12 @@ class WaypointPeers:
     def __call__(self, common_properties: Any) -> tuple[str | None, str | None, dict[str, str]]:
         """The caller's and the destination's peer headers, and the principals: the
         caller's from the HBONE connection's certificate, the destination's its identity."""
-        caller = self.state.workload_by_ip(
-            common_properties.downstream_remote_address.socket_address.address)
+        # The HBONE connection's peer, as the terminator put it in the filter state (the
+        # request's remote address is X-Forwarded-For's where a gateway set one).
+        remote = _string(common_properties.filter_state_objects, REMOTE_IP) or \
+            common_properties.downstream_remote_address.socket_address.address
+        caller = self.state.workload_by_ip(remote.rsplit(":", 1)[0] if remote.count(":") == 1
+                                           else remote)
         upstream = str(dict(common_properties.custom_tags).get(UPSTREAM_PEER_TAG, ""))
         dest = self.state.workload_by_ip(upstream.rsplit(":", 1)[0]) if upstream else None
         dest_principal = (f"spiffe://{dest.get('trustDomain', 'cluster.local')}/ns/"

@@ -141,7 +141,8 @@ class _TcpLogs(als_pb2_grpc.AccessLogServiceServicer):
                     local_ip=local.address, local_port=local.port_value,
                     peer_principal=_principal(cp.filter_state_objects),
                     received=e.connection_properties.received_bytes,
-                    sent=e.connection_properties.sent_bytes))
+                    sent=e.connection_properties.sent_bytes,
+                    upstream_ip=cp.upstream_remote_address.socket_address.address))
         return als_pb2.StreamAccessLogsResponse()
 
 

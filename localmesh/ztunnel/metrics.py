@@ -51,6 +51,7 @@ class Connection:
     peer_principal: str  # the caller's certificate URI SAN, "" without one
     received: int
     sent: int
+    upstream_ip: str = ""  # where ztunnel connected (a pod's, or a waypoint's, 15008)
 
 
 def _identity(w: dict | None) -> str:
@@ -77,8 +78,13 @@ def labels_for(c: Connection, state: ProxyState) -> tuple[str, ...]:
     direction, _, pod = c.log_name.partition("|")
     ns, _, name = pod.partition("/")
     me = state.workload_by_name(ns, name)
+    service = None
     if direction == "outbound":
-        reporter, source, dest = "source", me, state.workload_by_ip(c.local_ip)
+        # The workload ztunnel connected to (a waypoint for a service that has one, whose
+        # VIP is then the original destination), as ztunnel reports the hop it carried.
+        dest = state.workload_by_ip(c.upstream_ip) or state.workload_by_ip(c.local_ip)
+        service = state.service_by_vip(c.local_ip)
+        reporter, source = "source", me
         source_principal, dest_principal = _identity(source), _identity(dest)
         policy = "mutual_tls"
     else:
@@ -87,7 +93,7 @@ def labels_for(c: Connection, state: ProxyState) -> tuple[str, ...]:
         source_principal = c.peer_principal if mtls else ""
         dest_principal = _identity(dest) if mtls else ""
         policy = "mutual_tls" if mtls else "unknown"
-    service = state.service_of(dest, c.local_port)
+    service = service or state.service_of(dest, c.local_port)
     values = {"reporter": reporter, **_side("source", source, source_principal),
               **_side("destination", dest, dest_principal),
               "destination_service": (service or {}).get("hostname", ""),

@@ -58,6 +58,12 @@ class ProxyState:
         return next((w for w in self.workloads()
                      if w.get("namespace") == namespace and w.get("name") == name), None)
 
+    def service_by_vip(self, ip: str) -> dict | None:
+        for s in self.services():
+            if ip in (_ip(a["address"]) for a in s.get("addresses") or [] if a.get("address")):
+                return s
+        return None
+
     def service_of(self, w: dict | None, port: int) -> dict | None:
         """The Service a workload serves on a target port (the first by name)."""
         for key, ports in sorted(((w or {}).get("services") or {}).items()):

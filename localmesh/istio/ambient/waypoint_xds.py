@@ -175,7 +175,7 @@ def _chain(state: MeshState, proxy: Proxy, service: Service, port: int) -> dict:
          "decorator": {"operation": f":{port}/*"}}]
     logs = access_logs(proxy, "waypoint")
     grpc_log = logs[1]["typed_config"]["common_config"]
-    grpc_log["filter_state_objects_to_log"] = [PEER_PRINCIPAL]
+    grpc_log["filter_state_objects_to_log"] = [PEER_PRINCIPAL, f"{ORIGINAL_DST}.remote_ip"]
     grpc_log["custom_tags"] = [{"tag": UPSTREAM_PEER_TAG, "metadata": {
         "kind": {"host": {}}, "metadata_key": {"key": ORIGINAL_DST,
                                                "path": [{"key": "local"}]}}}]
