@@ -142,7 +142,7 @@ def _gamma_routes(state: MeshState, service: Service, port: int) -> list[dict] |
                    for p in spec.get("parentRefs") or []):
             continue
         for i, rule in enumerate(spec.get("rules") or []):
-            clusters = []
+            clusters: list[dict] = []
             for b in rule.get("backendRefs") or []:
                 host = names.fqdn(b.get("name", ""), b.get("namespace") or meta["namespace"])
                 clusters.append({"name": vip_name(int(b.get("port") or port), host),

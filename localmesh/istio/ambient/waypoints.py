@@ -22,6 +22,7 @@ import copy
 from dataclasses import dataclass
 
 from localmesh.api.objects import ObjectAPI
+from localmesh.controllers.base import Reconciler
 from localmesh.istio.ambient import enrolment
 from localmesh.istio.ambient.model import WAYPOINT_CLASS
 from localmesh.istio.gatewayapi.crds import GATEWAY_CLASSES, GATEWAYS, GROUP
@@ -68,14 +69,21 @@ class _Waypoint:
         return self.name
 
 
-class WaypointDeployments(GatewayDeployments):
-    """Deploys every Gateway of class ``istio-waypoint`` and writes its status."""
+class WaypointDeployments(Reconciler):
+    """Deploys every Gateway of class ``istio-waypoint`` and writes its status, with the
+    Gateway API controller's way of rendering and applying the three objects (``rendering``,
+    never started itself)."""
 
     name = "waypoint-deployment-controller"
     keys = (GATEWAYS, GATEWAY_CLASSES, SERVICES, DEPLOYMENTS, SERVICE_ACCOUNTS, PODS)
 
     def __init__(self, api: ObjectAPI, template: dict) -> None:
-        super().__init__(api, template)
+        super().__init__(api)
+        self.rendering = GatewayDeployments(api, template)
+        self.template = self.rendering.template
+        self._apply = self.rendering._apply
+        self._meta = self.rendering._meta
+        self.service_account = self.rendering.service_account
 
     def reconcile(self) -> None:
         for gw in self.api.store.scan(GATEWAYS):
