@@ -118,7 +118,8 @@ class Run:
         if self._target is None:
             self._target = make(self.settings.target, kubeconfig=self.settings.kubeconfig,
                                 context=self.settings.context,
-                                state_dir=self.settings.state_dir())
+                                state_dir=self.settings.state_dir(),
+                                data_plane=self.settings.data_plane)
         return self._target
 
     @property

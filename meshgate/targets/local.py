@@ -19,6 +19,9 @@ class LocalTarget:
     state_dir: Path
     kubeconfig: str | None = None
     name: str = "local"
+    # The mesh localmesh boots: sidecar (Istio's demo profile) or ambient (its ambient
+    # profile: ztunnel, istio-cni, waypoints; sidecar injection still available).
+    mesh: str = "sidecar"
     _handle: object | None = field(default=None, repr=False)
     _tmp: Path | None = field(default=None, repr=False)
 
@@ -37,18 +40,20 @@ class LocalTarget:
                                   "--kubeconfig to boot one")
             return Provided(path, None, f"localmesh (reused, {path})")
         from localmesh.cli import LaunchError, launch
+        from localmesh.shape import Shape
 
         # The instance's state (kubeconfig, keys, pod directories) lives in a temporary
         # folder removed at stop; failure bundles copy what a reviewer needs first.
         self._tmp = Path(tempfile.mkdtemp(prefix="meshgate-localmesh-"))
         try:
-            handle = launch(self._tmp, tied=True)
+            handle = launch(self._tmp, tied=True, shape=Shape(mesh=self.mesh))
         except LaunchError as exc:
             shutil.rmtree(self._tmp, ignore_errors=True)
             raise TargetError(f"cannot boot localmesh: {exc}") from exc
         self._handle = handle
         return Provided(handle.kubeconfig, None,
-                        f"localmesh (booted in {handle.boot_seconds:.2f}s, {handle.server})")
+                        f"localmesh{' --mesh ambient' if self.mesh == 'ambient' else ''} "
+                        f"(booted in {handle.boot_seconds:.2f}s, {handle.server})")
 
     def stop(self) -> None:
         if self._handle is not None:
