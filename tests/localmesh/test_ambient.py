@@ -282,3 +282,24 @@ def test_removing_the_label_takes_the_pods_out_and_back(ambient: Handle,
     poll(lambda: set(workloads_of(ztunnel_dump(ambient, core), ns).values()) == {"HBONE"},
          what="the pods back in the mesh", timeout=20)
 
+
+
+def test_ztunnel_enforces_an_l4_policy_on_the_callers_identity(ambient: Handle) -> None:
+    """An ALLOW policy for membersrvc naming only composer's identity: vp0's enrolments are
+    refused at membersrvc's ztunnel (connections cut, no HTTP answer), composer's pass."""
+    ns = deploy(ambient, {"istio.io/dataplane-mode": "ambient"})
+    policy = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+              "metadata": {"name": "only-composer", "namespace": ns},
+              "spec": {"selector": {"matchLabels": {"app": "membersrvc"}}, "action": "ALLOW",
+                       "rules": [{"from": [{"source": {"principals": [
+                           f"cluster.local/ns/{ns}/sa/composer"]}}]}]}}
+    subprocess.run([require_kubectl(), "--kubeconfig", str(ambient.kubeconfig), "apply", "-f",
+                    "-"], input=json.dumps(policy), text=True, check=True,
+                   capture_output=True, timeout=60)
+    before = kubectl(ambient, "logs", "-n", ns, "deploy/vp0").count("failed")
+    poll(lambda: kubectl(ambient, "logs", "-n", ns, "deploy/vp0").count("failed") > before,
+         what="vp0's enrolment with membersrvc refused", timeout=30, interval=0.5)
+    logs_before = kubectl(ambient, "logs", "-n", ns, "deploy/composer")
+    send(ambient, ns, "/login", 3)
+    fresh = kubectl(ambient, "logs", "-n", ns, "deploy/composer")[len(logs_before):]
+    assert "membersrvc" not in fresh or "failed" not in fresh, fresh[-1000:]
