@@ -48,7 +48,7 @@ from localmesh.api.objects import ObjectAPI
 from localmesh.istio import meshconfig
 from localmesh.istio.ambient import model as ambient_model
 from localmesh.istio.ambient import workloadapi
-from localmesh.istio.ambient.ingress import through_waypoints
+from localmesh.istio.ambient.ingress import through_hbone, through_waypoints
 from localmesh.istio.ambient.waypoint_xds import waypoint_resources
 from localmesh.istio.ambient.wds import wds_resources
 from localmesh.istio.ambient.ztunnel_xds import ztunnel_resources
@@ -451,13 +451,15 @@ def generate(state: xds.MeshState, proxy: xds.Proxy) -> dict[str, dict[str, dict
     """A proxy's resources by type URL and name: the generator for its type (a gateway in
     router mode, else a sidecar), as pilot's ConfigGenerator picks by node type."""
     if proxy.kind == "router":
-        # Services opted in with istio.io/ingress-use-waypoint go through their waypoint.
-        return through_waypoints(state, proxy, gateway_resources(state, proxy))
+        # Services opted in with istio.io/ingress-use-waypoint go through their waypoint;
+        # ambient pods are reached over HBONE (the ambient profile's ENABLE_HBONE).
+        return through_hbone(state, proxy, through_waypoints(state, proxy,
+                                                             gateway_resources(state, proxy)))
     if proxy.kind == "ztunnel":
         return {**ztunnel_resources(state, proxy), **wds_resources(state)}
     if proxy.kind == "waypoint":
         return {**waypoint_resources(state, proxy), **wds_resources(state)}
-    return sidecar_resources(state, proxy)
+    return through_hbone(state, proxy, sidecar_resources(state, proxy))
 
 
 def _pod_changed_for_xds(old: dict | None, new: dict) -> bool:

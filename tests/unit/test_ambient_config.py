@@ -11,19 +11,21 @@ from __future__ import annotations
 import json
 
 import envoy.config.cluster.v3.cluster_pb2 as cluster_pb2
+import envoy.config.endpoint.v3.endpoint_pb2 as endpoint_pb2
 import envoy.config.listener.v3.listener_pb2 as listener_pb2
 import pytest
 from google.protobuf import json_format
 
 import localmesh.istio.istiod  # noqa: F401 - registers every type istiod packs in an Any
 from localmesh.istio.ambient import enrolment, wds
-from localmesh.istio.ambient.ingress import through_waypoints
+from localmesh.istio.ambient.ingress import ORIGINATE, through_waypoints
 from localmesh.istio.ambient.model import AmbientPod, AmbientState, Waypoint
 from localmesh.istio.ambient.waypoint_xds import waypoint_resources
 from localmesh.istio.ambient.workloadapi import MESSAGES, T_ADDRESS, T_AUTHORIZATION
 from localmesh.istio.ambient.ztunnel_xds import ztunnel_resources
 from localmesh.istio.xds.model import (
     T_CLUSTER,
+    T_ENDPOINT,
     T_LISTENER,
     MeshState,
     Proxy,
@@ -306,6 +308,48 @@ def test_the_ingress_gateway_goes_through_the_waypoint_only_when_asked() -> None
     assert out[T_CLUSTER][cluster_name]["type"] == "STATIC"
     assert "connect_waypoint/shop/waypoint" in out[T_LISTENER]
     as_protobuf(out)
+
+
+def test_a_proxy_with_hbone_tunnels_to_ambient_pods_and_keeps_mtls_to_sidecars() -> None:
+    """The ambient profile's ENABLE_HBONE: a sidecar (or gateway) reaches ambient pods
+    through ``connect_originate`` (HBONE to their port 15008); an injected pod behind the
+    same Service keeps its auto-mTLS match; without ENABLE_HBONE nothing changes."""
+    from localmesh.istio.istiod import generate
+
+    st = state()
+    assert st.ambient is not None
+    sidecar_pod = {"ip": "127.9.1.7", "_labels": {"security.istio.io/tlsMode": "istio"}}
+    st.endpoints[(NS, "vp0")][0]["addresses"].append(sidecar_pod)
+    caller = Proxy("sidecar", "127.9.1.8", "127.9.65.8", "client-1", "other",
+                   {"app": "client"}, "client", [])
+    cluster_name = "outbound|7050||vp0.shop.svc.cluster.local"
+    plain = generate(st, caller)
+    assert ORIGINATE not in plain[T_LISTENER]
+    assert [e["endpoint"]["address"]["socket_address"]["address"] for e in
+            plain[T_ENDPOINT][cluster_name]["endpoints"][0]["lb_endpoints"]] == \
+        ["127.9.1.3", "127.9.1.7"]
+
+    caller.metadata["ENABLE_HBONE"] = "true"
+    out = generate(st, caller)
+    as_protobuf(out)
+    ambient_ep, sidecar_ep = out[T_ENDPOINT][cluster_name]["endpoints"][0]["lb_endpoints"]
+    assert ambient_ep["endpoint"]["address"] == {
+        "envoy_internal_address": {"server_listener_name": ORIGINATE}}
+    assert ambient_ep["metadata"]["filter_metadata"] == {
+        "envoy.filters.listener.original_dst": {"local": "127.9.1.3:7050"},
+        "envoy.transport_socket_match": {"tunnel": "H2"}}
+    assert sidecar_ep["endpoint"]["address"]["socket_address"]["address"] == "127.9.1.7"
+    matches = out[T_CLUSTER][cluster_name]["transport_socket_matches"]
+    assert [m["name"] for m in matches] == ["tunnel", "tlsMode-istio", "tlsMode-disabled"]
+    origin = out[T_CLUSTER][ORIGINATE]
+    assert origin["type"] == "ORIGINAL_DST"
+    assert origin["original_dst_lb_config"] == {"upstream_port_override": 15008}
+    assert origin["upstream_bind_config"]["source_address"]["address"] == "127.9.1.8"
+    tls = origin["transport_socket"]["typed_config"]["common_tls_context"]
+    assert tls["alpn_protocols"] == ["h2"]
+    assert out[T_LISTENER][ORIGINATE]["internal_listener"] == {}
+    for assignment in out[T_ENDPOINT].values():
+        json_format.ParseDict(assignment, endpoint_pb2.ClusterLoadAssignment())
 
 
 # -- ztunnel's view and metrics ---------------------------------------------------------

@@ -1,6 +1,15 @@
-"""Ingress through a waypoint: a gateway sends a service's traffic to the service's waypoint
-over HBONE when the service (or its namespace) is labelled
-``istio.io/ingress-use-waypoint: "true"``.
+"""Envoy proxies that speak HBONE to the ambient mesh: gateways (and sidecars) of a mesh
+installed with the ambient profile, which sets ``ISTIO_META_ENABLE_HBONE: "true"`` in
+``meshConfig.defaultConfig.proxyMetadata``, reach a pod captured by ztunnel over HBONE
+(istio/istio ``pilot/pkg/networking/core`` ``connect_originate``, the endpoints' tunnel
+support), and a gateway sends a service's traffic to the service's waypoint when the
+service (or its namespace) is labelled ``istio.io/ingress-use-waypoint: "true"``.
+
+Directly to a pod (:func:`through_hbone`): the cluster's endpoints that are ambient pods
+become the internal listener ``connect_originate``, which tunnels each connection in HTTP/2
+CONNECT (``:authority`` the pod's IP and target port) over mutual TLS with the proxy's own
+certificate to the pod's port 15008, where its ztunnel takes it in; other endpoints are
+dialed as before.
 
 After istio/istio ``pilot/pkg/xds/endpoints`` (``findServiceWaypoint``: a gateway —
 node type Router — must opt in with that label; the Service's, or its namespace's, as
@@ -96,4 +105,67 @@ def through_waypoints(state: MeshState, proxy: Proxy,
                     ORIGINAL_DST: {"local": f"{s.cluster_ip}:{p.port}"}}}}]}]}
             c["transport_socket"] = internal_upstream()
             resources.get(T_ENDPOINT, {}).pop(name, None)
+    return resources
+
+
+ENABLE_HBONE = "ENABLE_HBONE"
+ORIGINATE = "connect_originate"
+TUNNEL_MATCH = {"name": "tunnel", "match": {"tunnel": "H2"},
+                "transport_socket": internal_upstream()}
+
+
+def _originate(state: MeshState, proxy: Proxy) -> tuple[dict, dict]:
+    """Istio's ``connect_originate``: an internal listener whose TCP proxy tunnels in HTTP/2
+    CONNECT (``:authority`` the original destination) to that destination's port 15008
+    (an ORIGINAL_DST cluster with ``upstream_port_override``), over mutual TLS with the
+    proxy's own certificate."""
+    listener, cluster = _tunnel(state, proxy, Waypoint("", "", "", ()))
+    listener["name"] = ORIGINATE
+    listener["filter_chains"] = [{"filters": [tcp_proxy(ORIGINATE, ORIGINATE, None,
+                                                        tunnel=True)]}]
+    cluster.pop("load_assignment", None)
+    cluster.update({"name": ORIGINATE, "type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED",
+                    "original_dst_lb_config": {"upstream_port_override": HBONE_PORT}})
+    return listener, cluster
+
+
+def _tunnelled(ambient: AmbientState, lb: dict) -> bool:
+    """An endpoint of an ambient pod (ztunnel takes HBONE for it) becomes ``connect_originate``
+    with its address as the original destination, as Istio's EDS writes it."""
+    address = lb["endpoint"]["address"].get("socket_address") or {}
+    w = ambient.pods.get(str(address.get("address", "")))
+    if w is None or not w.hbone:
+        return False
+    lb["endpoint"]["address"] = {"envoy_internal_address": {"server_listener_name": ORIGINATE}}
+    lb["metadata"] = {"filter_metadata": {
+        ORIGINAL_DST: {"local": f"{address['address']}:{address['port_value']}"},
+        "envoy.transport_socket_match": {"tunnel": "H2"}}}
+    return True
+
+
+def through_hbone(state: MeshState, proxy: Proxy,
+                  resources: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
+    """A proxy's resources, its EDS clusters' ambient endpoints reached over HBONE, where
+    the proxy says ``ENABLE_HBONE`` (the ambient profile's proxy metadata). The other
+    endpoints keep their own transport (auto mTLS to sidecars, plaintext elsewhere): the
+    tunnel's match comes first in the cluster's ``transport_socket_matches``."""
+    ambient = state.ambient
+    if ambient is None or str(proxy.metadata.get(ENABLE_HBONE, "")).lower() != "true":
+        return resources
+    clusters = resources.get(T_CLUSTER, {})
+    tunnelled = False
+    for name, assignment in resources.get(T_ENDPOINT, {}).items():
+        c = clusters.get(name)
+        if c is None:
+            continue
+        hits = [_tunnelled(ambient, lb) for group in assignment.get("endpoints") or []
+                for lb in group.get("lb_endpoints") or []]
+        if any(hits):
+            tunnelled = True
+            c["transport_socket_matches"] = [TUNNEL_MATCH,
+                                             *(c.get("transport_socket_matches") or [])]
+    if tunnelled:
+        listener, cluster = _originate(state, proxy)
+        resources.setdefault(T_LISTENER, {})[listener["name"]] = listener
+        clusters[cluster["name"]] = cluster
     return resources

@@ -113,6 +113,14 @@ class AmbientMesh(Mesh):
         self.cni = cni
         self.waypoints: WaypointDeployments | None = None
 
+    def proxy_config(self) -> dict:
+        """The ambient profile's ``meshConfig.defaultConfig``: every proxy (gateways,
+        sidecars) speaks HBONE to pods in the ambient mesh (``ISTIO_META_ENABLE_HBONE``)."""
+        config = super().proxy_config()
+        config["proxyMetadata"] = {**config.get("proxyMetadata", {}),
+                                   "ISTIO_META_ENABLE_HBONE": "true"}
+        return config
+
     async def install(self) -> None:
         await super().install()
         for sa in (ZTUNNEL_SA, CNI_SA):
