@@ -22,13 +22,14 @@ import secrets
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import yaml
 from aiohttp import web
 
-from localmesh import admission, pki
+from localmesh import admission, pki, synthetic
 from localmesh.admission import ServiceAllocation
 from localmesh.api.authn import Authenticator
 from localmesh.api.objects import ObjectAPI
@@ -50,7 +51,9 @@ from localmesh.istio.ambient.install import AmbientMesh
 from localmesh.istio.mesh import Mesh
 from localmesh.kubelet import streams
 from localmesh.kubelet.node import Kubelet
+from localmesh.mixer.install import SD_PATH, MixerMesh
 from localmesh.network import AddressPlan, NodePorts
+from localmesh.openshift.platform import OpenShift
 from localmesh.resources import Registry
 from localmesh.shape import Shape
 from localmesh.signals import STOP_SIGNALS, SignalLatch
@@ -117,10 +120,17 @@ class Instance:
         self.kubelet = Kubelet(self.api, self.addresses, state_dir, tokens=self.authn.issue,
                                network=[self.cni] if self.cni is not None else [])
         self.proxy = ServiceProxy(self.api, self.addresses, state_dir)
+        # The OpenShift flavor's rooms (localmesh/openshift/platform.py); its router's
+        # reconciler serves the router pod its config on the instance's fourth address.
+        self.openshift = OpenShift(
+            self.api, self.authz, self.shape.ossm if self.shape.mesh == "sidecar" else None,
+            f"{self.addresses.server_address(4)}:9080") \
+            if self.shape.flavor == "openshift" else None
         self.controllers = [DeploymentController(self.api), ReplicaSetController(self.api),
                             EndpointsController(self.api), NamespaceController(self.api),
                             GarbageCollector(self.api), CRDController(self.api),
-                            DaemonSetController(self.api), self.proxy]
+                            DaemonSetController(self.api), self.proxy,
+                            *(self.openshift.controllers if self.openshift else [])]
         subresources = {(("", "pods"), sub): handler
                         for sub, handler in streams.handlers(self.kubelet).items()}
         subresources[(("", "services"), "proxy")] = self.proxy.proxy_handler
@@ -128,17 +138,24 @@ class Instance:
         self.server = APIServer(
             self.api, self.authn, RequestAuthorization(self.authz, self.registry),
             subresources=subresources,
-            routes=[*self.authn.routes(), *Reviews(self.authz).routes()],
+            routes=[*self.authn.routes(), *Reviews(self.authz).routes(),
+                    *(self.openshift.routes() if self.openshift else [])],
             openapi=OpenAPI(self.registry))
         # localmesh's own discovery endpoint for Prometheus (plain HTTP on the instance's
         # loopback address; see serviceproxy.py).
         self.sd_address = f"{self.addresses.server_address(3)}:8080"
-        sd_url = f"http://{self.sd_address}/localmesh/v1/prometheus-targets"
-        self.mesh: Mesh | None = None
+        sd_url = f"http://{self.sd_address}{SD_PATH}"
+        self.mesh: Mesh | MixerMesh | None = None
         if self.shape.mesh == "sidecar":
             self.mesh = Mesh(self.api, self.addresses.server_address(2), sd_url,
-                             self.authn.review)
+                             self.authn.review,
+                             self.openshift.injection() if self.openshift else None)
+        elif self.shape.mesh == "mixer":
+            # Istio 1.4 with Mixer (localmesh/mixer/install.py).
+            self.mesh = MixerMesh(self.api, self.addresses.server_address(2),
+                                  sd_url, self.authn.review)
         elif self.cni is not None:
+            # Istio's ambient profile (localmesh/istio/ambient/install.py).
             self.mesh = AmbientMesh(self.api, self.addresses.server_address(2), sd_url,
                                     self.authn.review, self.cni)
         self._runner: web.AppRunner | None = None
@@ -148,19 +165,34 @@ class Instance:
         t0 = time.monotonic()
         self._bootstrap_objects()
         bootstrap_policy.ensure(self.api)
+        if self.openshift is not None:
+            self.openshift.install()
         for c in self.controllers:
             c.start()
         self.kubelet.start()
         sd_app = web.Application()
         sd_app.router.add_get("/localmesh/v1/prometheus-targets", self.proxy.prometheus_targets)
+        if isinstance(self.mesh, MixerMesh):
+            for method, path, handler in self.mesh.sd_routes():
+                sd_app.router.add_route(method, path, handler)
         self._sd_runner = web.AppRunner(sd_app, access_log=None)
         await self._sd_runner.setup()
         sd_host, sd_port = self.sd_address.rsplit(":", 1)
         await web.TCPSite(self._sd_runner, sd_host, int(sd_port)).start()
         pending: list[str] = []
+        if self.openshift is not None:
+            await self.openshift.start()
         if self.mesh is not None:
             await self.mesh.install()
+        if self.openshift is not None:
+            # Nothing may yield between the mesh's install (which adds the injector) and
+            # this: every pod is injected first, then constrained by the SCCs.
+            self.openshift.admit_pods()
+            self.openshift.deploy()
+        if self.mesh is not None:
             pending = await self.mesh.wait_ready(self.mesh_timeout)
+        if self.openshift is not None:
+            pending += await self._wait_for(self.openshift.pending, self.mesh_timeout)
         self._runner = web.AppRunner(self.server.app(), access_log=None,
                                      handler_cancellation=True)
         await self._runner.setup()
@@ -180,6 +212,16 @@ class Instance:
                 "load_balancer_ports": self.proxy.lb_notes}
         (self.state_dir / "instance.json").write_text(json.dumps(info, indent=2))
 
+    @staticmethod
+    async def _wait_for(pending: Callable[[], list[str]], timeout: float) -> list[str]:
+        """Wait until ``pending()`` names nothing; return what it still names at the end."""
+        deadline = time.monotonic() + timeout
+        left = pending()
+        while left and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            left = pending()
+        return left
+
     def _bootstrap_objects(self) -> None:
         ns_rt = self.api.rt("v1", "Namespace")
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
@@ -192,6 +234,7 @@ class Instance:
         sa_rt = self.api.rt("v1", "ServiceAccount")
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.api.create(sa_rt, ns, {"metadata": {"name": "default"}})
+        synthetic.populate(self.api, self.addresses.block, self.shape.synthetic_services)
 
     async def stop(self) -> None:
         """Stop whatever has started, also after a start that was cancelled half-way."""

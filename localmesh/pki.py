@@ -11,6 +11,7 @@ import datetime
 import ipaddress
 import os
 import ssl
+import tempfile
 from pathlib import Path
 
 from cryptography import x509
@@ -72,4 +73,16 @@ def server_context(crt: Path, key: Path) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(str(crt), str(key))
     ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def pem_server_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+    """A TLS server context from PEM in memory (the ssl module loads only files, so they
+    pass through a private temporary folder that is gone when this returns)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    with tempfile.TemporaryDirectory(prefix="localmesh-tls-") as folder:
+        cert, key = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+        cert.write_bytes(cert_pem)
+        key.write_bytes(key_pem)
+        ctx.load_cert_chain(cert, key)
     return ctx

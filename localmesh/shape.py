@@ -21,8 +21,9 @@ OSSM_VERSIONS = ("2", "3")
 API_FAULTS = ("none", "flaky", "restart", "token-expiry", "outage")
 RUNTIMES = ("process", "podman")
 # The shapes localmesh can boot today; the others are refused with IMPLEMENTED's message.
-IMPLEMENTED = {"mesh": ("sidecar", "ambient", "none"), "flavor": ("kubernetes",),
-               "api_faults": ("none",), "runtime": ("process",)}
+IMPLEMENTED = {"mesh": ("sidecar", "ambient", "mixer", "none"),
+               "flavor": ("kubernetes", "openshift"), "api_faults": ("none",),
+               "runtime": ("process",)}
 
 
 class ShapeError(ValueError):
@@ -50,6 +51,12 @@ class Shape:
                 option = "--" + flag.replace("_", "-")
                 raise ShapeError(f"{option} {value} is not built into this localmesh yet; it "
                                  f"boots {option} {' or '.join(IMPLEMENTED[flag])}")
+        if self.flavor == "openshift" and self.mesh in ("mixer", "ambient"):
+            which = "OpenShift Service Mesh 1.x" if self.mesh == "mixer" else \
+                "OpenShift Service Mesh 3's ambient mode: IstioCNI and ZTunnel resources"
+            raise ShapeError(f"--flavor openshift with --mesh {self.mesh} is not built into "
+                             f"this localmesh yet ({which}); it boots --flavor openshift with "
+                             "--mesh sidecar or none")
         if self.synthetic_services < 0:
             raise ShapeError(f"--synthetic-services {self.synthetic_services} is negative")
         return self

@@ -53,6 +53,9 @@ class Cluster:
     _dynamic: DynamicClient | None = field(init=False, default=None)
     _identity: tuple[dict | None] | None = field(init=False, default=None)
     availability: apiserver.Availability = field(init=False)
+    # Bytes this client has read from proxies and services (exec output, proxied GETs):
+    # what a check costs on the wire (``meshgate bench --mesh-sizes``).
+    received: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         cfg = client.Configuration()
@@ -124,6 +127,7 @@ class Cluster:
             resp = self.api_client.call_api(method, url, header_params=headers, body=body,
                                             _request_timeout=timeout)
             resp.read()
+            self.received += len(resp.data or b"")
             return resp.status, resp.data or b""
         except ApiException as exc:
             data = exc.body if isinstance(exc.body, bytes) else (exc.body or "").encode()
@@ -303,7 +307,9 @@ class Cluster:
             code = ws.returncode
         finally:
             ws.close()
-        return ExecResult("".join(out), "".join(err), code if code is not None else 0)
+        result = ExecResult("".join(out), "".join(err), code if code is not None else 0)
+        self.received += len(result.stdout) + len(result.stderr)
+        return result
 
     def service_get(self, namespace: str, service: str, port: int | str, path: str,
                     params: dict | None = None, timeout: float = 15.0) -> tuple[int, bytes]:

@@ -46,6 +46,15 @@ needs_prometheus = pytest.mark.skipif(
     reason="prometheus is not on the PATH: install Debian's package "
     "(apt-get install --no-install-recommends prometheus, or ./dev setup)")
 
+HAPROXY = shutil.which("haproxy") or (
+    "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+"""Debian's HAProxy, the OpenShift flavor's router."""
+
+needs_haproxy = pytest.mark.skipif(
+    HAPROXY is None,
+    reason="haproxy is not installed: the OpenShift flavor's router is Debian's HAProxy "
+    "(apt-get install --no-install-recommends haproxy, or ./dev setup)")
+
 
 # --------------------------------------------------------------------------- waiting
 
@@ -103,13 +112,17 @@ def boot_localmesh(state_dir: Path, *, mesh: bool, timeout: float = 60.0,
 
     ``mesh=True`` boots Istio, the addons and Prometheus, and skips the test (with the
     reason) where Prometheus is not installed; ``mesh=False`` is the Kubernetes API only;
-    ``shape`` another shape (``Shape(mesh="ambient")``).
+    ``shape`` another shape (localmesh/shape.py, e.g. ``Shape(mesh="ambient")``), which then
+    decides the mesh.
     The instance is tied to this process: it gets SIGTERM when the test process dies,
     however it dies, so an interrupted test run leaves no localmesh behind.
     """
-    if mesh and PROMETHEUS is None:
+    if (shape.with_mesh if shape is not None else mesh) and PROMETHEUS is None:
         pytest.skip("localmesh's mesh needs prometheus on the PATH: install Debian's "
                     "package (apt-get install --no-install-recommends prometheus)")
+    if shape is not None and shape.flavor == "openshift" and HAPROXY is None:
+        pytest.skip("the OpenShift flavor's router needs haproxy: install Debian's package "
+                    "(apt-get install --no-install-recommends haproxy)")
     handle = launch(state_dir, mesh=mesh, timeout=timeout, tied=True, shape=shape)
     try:
         yield handle

@@ -5,6 +5,7 @@ conditions, the ``deployment.kubernetes.io/revision`` annotation)."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
@@ -75,6 +76,9 @@ def _condition(type_: str, status: str, reason: str, message: str, prev: list[di
 class ReplicaSetController(Reconciler):
     name = "replicaset-controller"
     keys = (RS, PODS)
+    _events = 0
+    # Seconds before a refused pod is tried again (upstream requeues with a backoff).
+    retry_seconds = 1.0
 
     def reconcile(self) -> None:
         api: ObjectAPI = self.api
@@ -90,6 +94,7 @@ class ReplicaSetController(Reconciler):
             live = [p for p in mine if alive(p) and p.get("status", {}).get("phase") not in
                     ("Succeeded", "Failed")]
             want = rs["spec"].get("replicas", 1)
+            failure: str | None = None
             if len(live) < want:
                 for _ in range(want - len(live)):
                     tmpl = copy.deepcopy(rs["spec"]["template"])
@@ -107,8 +112,12 @@ class ReplicaSetController(Reconciler):
                     try:
                         api.create(pod_rt, ns, pod)
                     except ApiError as exc:
-                        if exc.code not in (403, 404):
+                        # 403/404: an admission plugin, a terminating namespace; 5xx: a
+                        # webhook that cannot be called. The others are bugs.
+                        if exc.code not in (403, 404) and exc.code < 500:
                             raise
+                        failure = exc.message
+                        break
             elif len(live) > want:
                 surplus = sorted(live, key=lambda p: (pod_ready(p),
                                                       p["metadata"]["creationTimestamp"]))
@@ -129,7 +138,38 @@ class ReplicaSetController(Reconciler):
             if not ready:
                 status.pop("readyReplicas")
                 status.pop("availableReplicas")
+            if failure is not None:
+                status["conditions"] = self._failed_create(rs, failure)
+                asyncio.get_running_loop().call_later(self.retry_seconds, self._wake.set)
             api.set_status(rs_rt, rs, status)
+
+    def _failed_create(self, rs: dict, message: str) -> list[dict]:
+        """A pod the API refused (an admission plugin's 403, a terminating namespace): the
+        ``ReplicaFailure`` condition, and a ``FailedCreate`` event when its message is new
+        (pkg/controller/replicaset ``manageReplicas``: "Error creating: …")."""
+        text = f"Error creating: {message}"
+        prev = [c for c in (rs.get("status") or {}).get("conditions") or []
+                if c.get("type") == "ReplicaFailure"]
+        if not prev or prev[0].get("message") != text:
+            meta = rs["metadata"]
+            self._events += 1
+            now = now_rfc3339()
+            try:
+                self.api.create(self.api.rt("v1", "Event"), meta["namespace"], {
+                    "metadata": {"name": f"{meta['name']}.{self._events:x}"},
+                    "involvedObject": {"kind": "ReplicaSet", "namespace": meta["namespace"],
+                                       "name": meta["name"], "uid": meta["uid"],
+                                       "apiVersion": "apps/v1"},
+                    "reason": "FailedCreate", "message": text, "type": "Warning",
+                    "source": {"component": "replicaset-controller"},
+                    "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+                    "reportingComponent": "replicaset-controller"})
+            except ApiError:
+                pass  # events are best effort, as upstream
+        return [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                 "message": text,
+                 "lastTransitionTime": prev[0].get("lastTransitionTime") if prev
+                 else now_rfc3339()}]
 
 
 class DeploymentController(Reconciler):

@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import json
 import logging
+import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
@@ -37,7 +38,8 @@ import envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2
 import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2
 import envoy.extensions.transport_sockets.raw_buffer.v3.raw_buffer_pb2
 import envoy.extensions.transport_sockets.tls.v3.tls_pb2
-import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2  # noqa: F401
+import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2
+import envoy.type.tracing.v3.custom_tag_pb2  # noqa: F401
 import grpc
 from aiohttp import web
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
@@ -45,23 +47,19 @@ from google.protobuf import any_pb2, json_format
 
 import localmesh.istio.ambient.protos  # noqa: F401 - ztunnel's and waypoints' config types
 from localmesh.api.objects import ObjectAPI
-from localmesh.istio import meshconfig
+from localmesh.istio import debugz, histogram, meshconfig
 from localmesh.istio.ambient import model as ambient_model
 from localmesh.istio.ambient import workloadapi
-from localmesh.istio.ambient.ingress import through_hbone, through_waypoints
-from localmesh.istio.ambient.waypoint_xds import waypoint_resources
-from localmesh.istio.ambient.wds import wds_resources
-from localmesh.istio.ambient.ztunnel_xds import ztunnel_resources
 from localmesh.istio.gatewayapi import binding as gatewayapi
 from localmesh.istio.gatewayapi import model as gatewayapi_model
 from localmesh.istio.gatewayapi.crds import KEYS as GATEWAY_API_KEYS
+from localmesh.istio.generator import generate
 from localmesh.istio.names import ISTIO_NAMESPACE, ISTIOD_HOST, port_protocol
 from localmesh.istio.security.ca import MeshCA
 from localmesh.istio.security.ca_server import CertificateService, TokenReview
 from localmesh.istio.xds import model as xds
-from localmesh.istio.xds.gateway import gateway_resources
-from localmesh.istio.xds.sidecar import sidecar_resources
 from localmesh.network import AddressPlan
+from localmesh.pki import pem_server_context
 from localmesh.store import now_rfc3339
 
 log = logging.getLogger("localmesh.istiod")
@@ -146,9 +144,19 @@ class Istiod:
 
     def __init__(self, api: ObjectAPI, address: str, ca: MeshCA, token_review: TokenReview,
                  xds_port: int = 15010, tls_port: int = 15012,
-                 debug_port: int = 15014) -> None:
+                 debug_port: int = 15014, revision: str = "default",
+                 version: str = "1.28.0", webhook_port: int = 15017) -> None:
         self.api = api
         self.address = address
+        # A control plane revision (istio.io "Canary upgrades") is a whole istiod of its
+        # own: its Service ``istiod-<rev>``, its mesh config ConfigMap ``istio-<rev>`` (the
+        # chart's ``configmap.yaml``), the version it reports; see revisions.py.
+        self.revision = revision
+        self.version = version
+        self.mesh_config_name = meshconfig.NAME if revision == "default" else \
+            f"{meshconfig.NAME}-{revision}"
+        self.host = ISTIOD_HOST if revision == "default" else \
+            f"istiod-{revision}.{ISTIO_NAMESPACE}.svc"
         self.xds_port = xds_port
         self.tls_port = tls_port
         self.debug_port = debug_port
@@ -164,6 +172,10 @@ class Istiod:
         self._nonce = itertools.count(1)
         self._server: grpc.aio.Server | None = None
         self._debug: web.AppRunner | None = None
+        # The injection webhook's routes (inject_server.py), served over TLS on 15017.
+        self.webhook_port = webhook_port
+        self.webhook_routes: list[web.RouteDef] = []
+        self._webhook: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self._dirty = asyncio.Event()
         self._cache: dict[str, tuple[tuple, Generated]] = {}
@@ -171,6 +183,9 @@ class Istiod:
         self._state: xds.MeshState | None = None
         self._state_stale = True
         self.pushes: Counter[str] = Counter()
+        # When the first change of the next push arrived (pilot_proxy_convergence_time).
+        self._changed_at: float | None = None
+        self.convergence = histogram.convergence_time()
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -183,13 +198,17 @@ class Istiod:
         # must still stop it.
         self._server = server
         await server.start()
-        cert, key = self.ca.serving_certificate([ISTIOD_HOST, f"{ISTIOD_HOST}.cluster.local"])
+        # istiod's DNS certificate names its own Service (and the default one, which a
+        # ``default`` tag can send proxies through).
+        hosts = dict.fromkeys([self.host, ISTIOD_HOST])
+        cert_pem, key_pem = self.ca.serving_certificate(
+            [n for h in hosts for n in (h, f"{h}.cluster.local")])
         tls_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self),
                                                                        tls_server)
         tls_server.add_generic_rpc_handlers((self.certificates.handler(),))
         if not tls_server.add_secure_port(f"{self.address}:{self.tls_port}",
-                                          grpc.ssl_server_credentials([(key, cert)])):
+                                          grpc.ssl_server_credentials([(key_pem, cert_pem)])):
             raise OSError(f"istiod cannot listen on {self.address}:{self.tls_port}")
         self._tls_server = tls_server
         await tls_server.start()
@@ -202,6 +221,13 @@ class Istiod:
         self._debug = web.AppRunner(app, access_log=None)
         await self._debug.setup()
         await web.TCPSite(self._debug, self.address, self.debug_port).start()
+        if self.webhook_routes:
+            hook = web.Application()
+            hook.add_routes(self.webhook_routes)
+            self._webhook = web.AppRunner(hook, access_log=None)
+            await self._webhook.setup()
+            await web.TCPSite(self._webhook, self.address, self.webhook_port,
+                              ssl_context=pem_server_context(cert_pem, key_pem)).start()
         for watched in WATCHED:
             w = self.api.store.watch(watched)
             self._tasks.append(asyncio.ensure_future(self._pump(w)))
@@ -213,8 +239,9 @@ class Istiod:
         for server in (self._server, self._tls_server):
             if server is not None:
                 await server.stop(0.2)
-        if self._debug is not None:
-            await self._debug.cleanup()
+        for runner in (self._debug, self._webhook):
+            if runner is not None:
+                await runner.cleanup()
 
     async def _pump(self, w) -> None:
         while True:
@@ -228,9 +255,11 @@ class Istiod:
                 continue  # the Gateway API controllers' status writes
             if ev.key == CONFIGMAPS and (ev.obj["metadata"].get("namespace"),
                                          ev.obj["metadata"]["name"]) != (
-                                             ISTIO_NAMESPACE, meshconfig.NAME):
-                continue  # only the mesh config (ConfigMap istio) matters to istiod
+                                             ISTIO_NAMESPACE, self.mesh_config_name):
+                continue  # only its mesh config (ConfigMap istio[-<rev>]) matters to istiod
             self._state_stale = True
+            if self._changed_at is None:
+                self._changed_at = time.monotonic()
             self._dirty.set()
 
     async def _pusher(self) -> None:
@@ -238,10 +267,11 @@ class Istiod:
             await self._dirty.wait()
             await asyncio.sleep(0.005)  # coalesce a burst of changes into one push
             self._dirty.clear()
+            changed, self._changed_at = self._changed_at, None
             state = self.state()
             for conn in list(self.connections.values()):
                 self._refresh_proxy(conn)
-                conn.queue.put_nowait(("push", state))
+                conn.queue.put_nowait(("push", (state, changed)))
 
     # -- state ---------------------------------------------------------------------------
     def state(self) -> xds.MeshState:
@@ -253,8 +283,17 @@ class Istiod:
 
     def _build_state(self) -> xds.MeshState:
         store = self.api.store
+        mesh_config = meshconfig.parse(store.get(CONFIGMAPS, ISTIO_NAMESPACE,
+                                                  self.mesh_config_name))
+        # discoverySelectors: istiod sees only the selected namespaces' objects.
+        seen = {n["metadata"]["name"] for n in store.scan(gatewayapi_model.NAMESPACES)
+                if mesh_config.discovers(n["metadata"].get("labels") or {})}
+
+        def scan(key: tuple[str, str]) -> list[dict]:
+            return [o for o in store.scan(key) if o["metadata"].get("namespace") in seen]
+
         services = []
-        for s in store.scan(("", "services")):
+        for s in scan(("", "services")):
             spec = s.get("spec") or {}
             ports = [xds.ServicePort(p.get("name", ""), p["port"],
                                      p.get("targetPort", p["port"]),
@@ -265,7 +304,7 @@ class Istiod:
                                         s["metadata"].get("labels") or {}))
         pods_by_ip = {p.get("status", {}).get("podIP"): p for p in store.scan(("", "pods"))}
         endpoints: dict[tuple[str, str], list[dict]] = {}
-        for ep in store.scan(("", "endpoints")):
+        for ep in scan(("", "endpoints")):
             subsets = []
             for sub in ep.get("subsets") or []:
                 sub = dict(sub)
@@ -281,15 +320,14 @@ class Istiod:
                    for c in store.scan(("networking.k8s.io", "ingressclasses"))}
         return xds.MeshState(
             services=services, endpoints=endpoints,
-            ingresses=store.scan(("networking.k8s.io", "ingresses")), ingress_classes=classes,
-            gateways=store.scan(("networking.istio.io", "gateways")),
-            virtual_services=store.scan(("networking.istio.io", "virtualservices")),
-            destination_rules=store.scan(("networking.istio.io", "destinationrules")),
+            ingresses=scan(("networking.k8s.io", "ingresses")), ingress_classes=classes,
+            gateways=scan(("networking.istio.io", "gateways")),
+            virtual_services=scan(("networking.istio.io", "virtualservices")),
+            destination_rules=scan(("networking.istio.io", "destinationrules")),
             gateway_api=gatewayapi.bind(gatewayapi_model.snapshot(store)),
-            peer_authentications=store.scan(("security.istio.io", "peerauthentications")),
-            authorization_policies=store.scan(("security.istio.io", "authorizationpolicies")),
-            mesh_config=meshconfig.parse(store.get(CONFIGMAPS, ISTIO_NAMESPACE,
-                                                   meshconfig.NAME)),
+            peer_authentications=scan(("security.istio.io", "peerauthentications")),
+            authorization_policies=scan(("security.istio.io", "authorizationpolicies")),
+            mesh_config=mesh_config,
             ambient=ambient_model.snapshot(store),
         )
 
@@ -304,7 +342,8 @@ class Istiod:
         labels = (pod or {}).get("metadata", {}).get("labels") or metadata.get("LABELS") or {}
         ports: list[dict] = []
         for c in ((pod or {}).get("spec") or {}).get("containers") or []:
-            ports.extend(c.get("ports") or [])
+            if c.get("name") != "istio-proxy":  # the proxy's own (a pre-1.27 sidecar's)
+                ports.extend(c.get("ports") or [])
         local = AddressPlan.local_address(ip)
         return xds.Proxy(kind=kind, ip=ip, local_ip=metadata.get("LOCAL_IP", local),
                          pod=pod_name, namespace=ns, labels=labels,
@@ -383,8 +422,8 @@ class Istiod:
             entry = {"cluster_id": "Kubernetes", "proxy": conn.proxy.id,
                      "proxy_type": conn.proxy.kind if conn.proxy.kind in (
                          "router", "ztunnel", "waypoint") else "sidecar",
-                     "proxy_version": conn.proxy_version or "1.28.0",
-                     "istio_version": "1.28.0-localmesh"}
+                     "proxy_version": conn.proxy_version or self.version,
+                     "istio_version": f"{self.version}-localmesh"}
             for t, short in SHORT.items():
                 ts = conn.types.get(t)
                 entry[f"{short}_sent"] = ts.sent_nonce if ts else ""
@@ -403,63 +442,24 @@ class Istiod:
             return web.Response(status=404, text=f"proxy not connected: {proxy_id}\n")
         # The generation the ADS stream sends (cached per proxy and state), not a new one.
         res = self.resources(conn, self.state()).types
-        ts_now = now_rfc3339()
-        version = lambda t: conn.types.get(t, TypeState()).sent_version  # noqa: E731
-        dump = {"configs": [
-            {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
-             "version_info": version(xds.T_CLUSTER),
-             "dynamic_active_clusters": [
-                 {"version_info": version(xds.T_CLUSTER),
-                  "cluster": {"@type": xds.T_CLUSTER, **c}, "last_updated": ts_now}
-                 for c in res.get(xds.T_CLUSTER, {}).values()]},
-            {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
-             "version_info": version(xds.T_LISTENER),
-             "dynamic_listeners": [
-                 {"name": n, "active_state": {"version_info": version(xds.T_LISTENER),
-                                              "listener": {"@type": xds.T_LISTENER, **lst},
-                                              "last_updated": ts_now}}
-                 for n, lst in res.get(xds.T_LISTENER, {}).items()]},
-            {"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
-             "dynamic_route_configs": [
-                 {"version_info": version(xds.T_ROUTE),
-                  "route_config": {"@type": xds.T_ROUTE, **r}, "last_updated": ts_now}
-                 for r in res.get(xds.T_ROUTE, {}).values()]},
-        ]}
-        if "include_eds" in request.query:
-            dump["configs"].append({
-                "@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",
-                "dynamic_endpoint_configs": [
-                    {"version_info": version(xds.T_ENDPOINT),
-                     "endpoint_config": {"@type": xds.T_ENDPOINT, **e}}
-                    for e in res.get(xds.T_ENDPOINT, {}).values()]})
-        return web.json_response(dump)
+        return web.json_response(debugz.config_dump(
+            res, lambda t: conn.types.get(t, TypeState()).sent_version,
+            include_eds="include_eds" in request.query))
 
     async def _metrics(self, request: web.Request) -> web.Response:
         # Istio's names: pilot_xds (connected proxies), pilot_xds_pushes{type} (responses
         # sent, by xDS type; istiod labels them cds/eds/lds/rds).
         istio_type = {"cluster": "cds", "endpoint": "eds", "listener": "lds", "route": "rds",
                       "scopedroute": "srds"}
-        lines = ["# TYPE pilot_xds gauge", f"pilot_xds {len(self.connections)}",
+        lines = ["# TYPE istio_build gauge",
+                 f'istio_build{{component="pilot",tag="{self.version}"}} 1',
+                 "# TYPE pilot_xds gauge", f"pilot_xds {len(self.connections)}",
                  "# TYPE pilot_xds_pushes counter"]
         lines += [f'pilot_xds_pushes{{type="{istio_type[t]}"}} {self.pushes[t]}'
                   for t in SHORT.values()]
+        lines += self.convergence.lines()
         lines += self.certificates.metrics()
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
-
-
-def generate(state: xds.MeshState, proxy: xds.Proxy) -> dict[str, dict[str, dict]]:
-    """A proxy's resources by type URL and name: the generator for its type (a gateway in
-    router mode, else a sidecar), as pilot's ConfigGenerator picks by node type."""
-    if proxy.kind == "router":
-        # Services opted in with istio.io/ingress-use-waypoint go through their waypoint;
-        # ambient pods are reached over HBONE (the ambient profile's ENABLE_HBONE).
-        return through_hbone(state, proxy, through_waypoints(state, proxy,
-                                                             gateway_resources(state, proxy)))
-    if proxy.kind == "ztunnel":
-        return {**ztunnel_resources(state, proxy), **wds_resources(state)}
-    if proxy.kind == "waypoint":
-        return {**waypoint_resources(state, proxy), **wds_resources(state)}
-    return through_hbone(state, proxy, sidecar_resources(state, proxy))
 
 
 def _pod_changed_for_xds(old: dict | None, new: dict) -> bool:
@@ -510,7 +510,7 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 if kind == "end":
                     return
                 if kind == "push":
-                    state = item
+                    state, changed = item
                     if conn is None:
                         continue
                     gen = istiod.resources(conn, state)
@@ -528,6 +528,8 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                                 t == xds.T_ENDPOINT and clusters_sent):
                             clusters_sent = clusters_sent or t == xds.T_CLUSTER
                             yield istiod.response(conn, t, gen, version)
+                    if changed is not None:
+                        istiod.convergence.observe(time.monotonic() - changed)
                     continue
                 req: discovery_pb2.DiscoveryRequest = item
                 if conn is None:

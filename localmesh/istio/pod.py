@@ -4,7 +4,8 @@ istiod's logic runs inside the localmesh process, where it watches the object st
 directly; this pod gives it the presence it has on a real cluster: a Deployment, a pod
 with an IP and readiness, and a Service (``istiod.istio-system.svc``) that sidecars dial.
 It forwards the pod's xDS (15010 plaintext; 15012, TLS with the certificate service, as on
-a real istiod) and monitoring (15014) ports to the in-process istiod given in
+a real istiod), monitoring (15014) and injection webhook (15017, HTTPS) ports to the
+in-process istiod given in
 ``ISTIOD_UPSTREAM``. Deleting or killing the pod
 drops every proxy's ADS stream, so the proxies reconnect and resync as they do when istiod
 restarts.
@@ -18,7 +19,7 @@ import signal
 import sys
 from functools import partial
 
-PORTS = {15010: 15010, 15012: 15012, 15014: 15014}
+PORTS = {15010: 15010, 15012: 15012, 15014: 15014, 15017: 15017}
 
 
 async def _pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:

@@ -67,6 +67,13 @@ def _catalogue() -> dict[str, Image]:
               tools={"install-cni": (PY, "-m", "localmesh.istio.ambient.cni_pod")}),
         Image("docker.io/istio/pilot", (PY, "-m", "localmesh.istio.pod"),
               "istiod's pod: serves the in-process istiod's xDS and debug ports"),
+        Image("docker.io/istio/mixer", (PY, "-m", "localmesh.mixer.server"),
+              "Istio 1.4's Mixer (istio-telemetry, istio-policy): sidecars' reports in, "
+              "the stdio and Prometheus adapters out"),
+        Image("quay.io/openshift/origin-haproxy-router",
+              (PY, "-m", "localmesh.openshift.router_pod"),
+              "OpenShift's router: Debian's haproxy, configured from the Routes as "
+              "openshift/router's template configures it"),
         # Like the real image: no ENTRYPOINT and CMD ["sh"], so `args` alone name the
         # program (`kubectl run bb --image=busybox -- sh -c ...`).
         Image("docker.io/library/busybox", (),
@@ -98,7 +105,10 @@ ALIASES = {
     "gcr.io/istio-release/proxyv2": "docker.io/istio/proxyv2",
     "registry.istio.io/release/proxyv2": "docker.io/istio/proxyv2",
     "gcr.io/istio-release/pilot": "docker.io/istio/pilot",
+    "gcr.io/istio-release/mixer": "docker.io/istio/mixer",
     "quay.io/prometheus/prometheus": "docker.io/prom/prometheus",
+    # OpenShift's own build of the router.
+    "registry.redhat.io/openshift4/ose-haproxy-router": "quay.io/openshift/origin-haproxy-router",
 }
 
 

@@ -28,7 +28,7 @@ from localmesh.kubelet.environment import (
     ConfigError,
     TokenIssuer,
     container_env,
-    expand,
+    expanded,
     materialise_volumes,
     mount_env,
 )
@@ -263,7 +263,7 @@ class PodWorker:
             self.kubelet.event(self.pod, "Warning", "Failed", f"Error: {exc}")
             self.publish()
             return
-        argv = catalogue.argv_for(_expanded(c.spec, env), image)
+        argv = catalogue.argv_for(expanded(c.spec, env), image)
         log_path = self.dir / "logs" / c.name / f"{c.instances}.log"
         try:
             proc = await spawn(argv, env, self.dir, log_path, now_rfc3339())
@@ -299,6 +299,8 @@ class PodWorker:
             "LOCALMESH_POD_LOCAL_IP": self.local_ip,
             "LOCALMESH_DNS_HOSTS": str(self.kubelet.hosts_file),
             "BIND_ADDRESS": self.bind_address(c),
+            # The image run (a binary knows its build: pilot-agent reports its tag).
+            "LOCALMESH_IMAGE": c.spec.get("image", ""),
         }
         if self.intercepted and not image.intercepts:
             # Outbound traffic leaves through the sidecar (an explicit proxy stands in for
@@ -448,22 +450,31 @@ class PodWorker:
 
     # -- termination ---------------------------------------------------------------------
     async def _terminate(self) -> None:
+        """SIGTERM to each container's main process (a runtime signals PID 1), the apps
+        first, native sidecars after they exited, in reverse order (KEP-753): a sidecar
+        proxy outlives its app. What runs when the grace period ends is SIGKILLed."""
         grace = self.pod["metadata"].get("deletionGracePeriodSeconds")
         if grace is None:
             grace = self.pod["spec"].get("terminationGracePeriodSeconds", 30)
-        procs = [c.process for c in self.containers + self.inits
-                 if c.process is not None and c.process.exit_code is None]
-        # Regular containers first, then native sidecars, as the kubelet orders them.
-        for p in procs:
-            p.signal(signal.SIGTERM)
-        if procs:
-            _, pending = await asyncio.wait([p.waiter for p in procs if p.waiter],
-                                               timeout=max(grace, 0.1))
+        deadline = time.monotonic() + max(grace, 0.1)
+        running = [c for c in self.containers + self.inits
+                   if c.process is not None and c.process.exit_code is None]
+        first = [c for c in running if not c.sidecar]
+        later = [c for c in reversed(self.inits) if c in running and c.sidecar]
+        for group in [first, *([c] for c in later)]:
+            procs = [c.process for c in group if c.process is not None]
             for p in procs:
-                if p.exit_code is None:
-                    p.signal(signal.SIGKILL)
-            if pending:
-                await asyncio.wait(pending, timeout=5)
+                p.signal_main(signal.SIGTERM)
+            waiters = [p.waiter for p in procs if p.waiter]
+            if waiters:
+                await asyncio.wait(waiters, timeout=max(deadline - time.monotonic(), 0.0))
+        left = [c.process for c in running
+                if c.process is not None and c.process.exit_code is None]
+        for p in left:
+            p.signal(signal.SIGKILL)
+        pending = [p.waiter for p in left if p.waiter and not p.waiter.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
         for c in self.containers + self.inits:
             for t in c.probe_tasks:
                 t.cancel()
@@ -585,10 +596,3 @@ class PodWorker:
             name = default or (self.containers[0].name if self.containers else None)
         return next((c for c in everyone if c.name == name), None)
 
-
-def _expanded(spec: dict, env: dict[str, str]) -> dict:
-    out = dict(spec)
-    for k in ("command", "args"):
-        if out.get(k):
-            out[k] = [expand(str(a), env) for a in out[k]]
-    return out

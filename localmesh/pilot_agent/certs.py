@@ -62,8 +62,8 @@ def parse_duration(value: str, default: float) -> float:
 
 def container_path(path: str, env: Mapping[str, str] | None = None) -> Path:
     """A path of the container, on the host: under the mount holding it, else as is."""
-    source: Mapping[str, str] = os.environ if env is None else env
-    mounts = json.loads(source.get("LOCALMESH_MOUNTS") or "{}")
+    environ = os.environ if env is None else env
+    mounts = json.loads(environ.get("LOCALMESH_MOUNTS") or "{}")
     for mount in sorted(mounts, key=len, reverse=True):
         if path == mount or path.startswith(mount.rstrip("/") + "/"):
             return Path(mounts[mount]) / path[len(mount):].lstrip("/")
@@ -98,6 +98,9 @@ class AgentSettings:
     # ztunnel asks for its pods' identities, not its own: the request's metadata names
     # the identity (Istio's ``ImpersonatedIdentity``), istiod checks the node (ca_server.py).
     impersonate: bool = False
+    # The name istiod's certificate is checked against: CA_ADDR's host
+    # (``istiod-<rev>.istio-system.svc`` for a revision), resolved to an address above.
+    ca_host: str = "istiod.istio-system.svc"
 
     @classmethod
     def from_env(cls, env: dict[str, str], ca_address: tuple[str, int]) -> AgentSettings:
@@ -112,7 +115,9 @@ class AgentSettings:
                    ttl=parse_duration(env.get("SECRET_TTL", ""), DEFAULT_TTL),
                    grace_ratio=min(max(ratio, 0.0), 1.0),
                    ecdsa=(env.get("ECC_SIGNATURE_ALGORITHM") or "").upper() == "ECDSA",
-                   cluster_id=env.get("ISTIO_META_CLUSTER_ID") or "Kubernetes")
+                   cluster_id=env.get("ISTIO_META_CLUSTER_ID") or "Kubernetes",
+                   ca_host=(env.get("CA_ADDR") or "istiod.istio-system.svc:15012").rpartition(
+                       ":")[0] or "istiod.istio-system.svc")
 
 
 def new_csr(identity: str, ecdsa: bool) -> tuple[bytes, bytes]:
@@ -146,7 +151,7 @@ class SecretManager:
         csr_pem, key_pem = await asyncio.to_thread(new_csr, self.settings.identity,
                                                    self.settings.ecdsa)
         host, port = self.settings.ca_address
-        options = [("grpc.ssl_target_name_override", "istiod.istio-system.svc"),
+        options = [("grpc.ssl_target_name_override", self.settings.ca_host),
                    ("grpc.use_local_subchannel_pool", 1)]
         async with grpc.aio.secure_channel(f"{host}:{port}", grpc.ssl_channel_credentials(
                 root_certificates=root), options=options) as channel:

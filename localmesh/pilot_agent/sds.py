@@ -98,9 +98,8 @@ class SecretDiscovery(sds_pb2_grpc.SecretDiscoveryServiceServicer):
         return None
 
     def _response(self, names: list[str]) -> tuple[str, discovery_pb2.DiscoveryResponse] | None:
-        found = [self._secret(n) for n in names]
-        secrets = [s for s in found if s is not None]
-        if len(secrets) < len(found):
+        secrets = [s for s in (self._secret(n) for n in names) if s is not None]
+        if len(secrets) != len(names):
             return None
         packed = []
         digest = hashlib.sha256()

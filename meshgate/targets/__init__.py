@@ -26,7 +26,8 @@ def make(name: str, *, kubeconfig: str | None, context: str | None, state_dir: P
         from meshgate.targets.local import LocalTarget
 
         mesh = "ambient" if data_plane in ("ambient", "waypoint", "mixed") else "sidecar"
-        return LocalTarget(state_dir=state_dir, kubeconfig=kubeconfig, mesh=mesh)
+        return LocalTarget(state_dir=state_dir, kubeconfig=kubeconfig,
+                           shape={"mesh": mesh} if mesh != "sidecar" else {})
     if name == "kubeconfig":
         from meshgate.targets.kubeconfig import KubeconfigTarget
 

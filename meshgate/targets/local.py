@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from meshgate.targets.base import Provided, TargetError
 
@@ -19,9 +20,10 @@ class LocalTarget:
     state_dir: Path
     kubeconfig: str | None = None
     name: str = "local"
-    # The mesh localmesh boots: sidecar (Istio's demo profile) or ambient (its ambient
-    # profile: ztunnel, istio-cni, waypoints; sidecar injection still available).
-    mesh: str = "sidecar"
+    # The localmesh shape to boot (localmesh.shape.Shape's fields), e.g.
+    # {"synthetic_services": 2000} for ``meshgate bench --mesh-sizes``, {"mesh": "ambient"}
+    # for Istio's ambient profile (ztunnel, istio-cni, waypoints; injection still there).
+    shape: dict[str, Any] = field(default_factory=dict)
     _handle: object | None = field(default=None, repr=False)
     _tmp: Path | None = field(default=None, repr=False)
 
@@ -40,20 +42,24 @@ class LocalTarget:
                                   "--kubeconfig to boot one")
             return Provided(path, None, f"localmesh (reused, {path})")
         from localmesh.cli import LaunchError, launch
-        from localmesh.shape import Shape
+        from localmesh.shape import Shape, ShapeError
 
         # The instance's state (kubeconfig, keys, pod directories) lives in a temporary
         # folder removed at stop; failure bundles copy what a reviewer needs first.
         self._tmp = Path(tempfile.mkdtemp(prefix="meshgate-localmesh-"))
         try:
-            handle = launch(self._tmp, tied=True, shape=Shape(mesh=self.mesh))
-        except LaunchError as exc:
+            # A large mesh takes longer to boot: 30 ms more per synthetic Service.
+            services = int(self.shape.get("synthetic_services") or 0)
+            handle = launch(self._tmp, tied=True, shape=Shape(**self.shape),
+                            timeout=60.0 + 0.03 * services)
+        except (LaunchError, ShapeError) as exc:
             shutil.rmtree(self._tmp, ignore_errors=True)
             raise TargetError(f"cannot boot localmesh: {exc}") from exc
         self._handle = handle
-        return Provided(handle.kubeconfig, None,
-                        f"localmesh{' --mesh ambient' if self.mesh == 'ambient' else ''} "
-                        f"(booted in {handle.boot_seconds:.2f}s, {handle.server})")
+        # Its shape's flags, as ``localmesh serve`` would take them (none for the default).
+        flags = "".join(f" {a}" for a in Shape(**self.shape).argv())
+        return Provided(handle.kubeconfig, None, f"localmesh{flags} (booted in "
+                                                 f"{handle.boot_seconds:.2f}s, {handle.server})")
 
     def stop(self) -> None:
         if self._handle is not None:
@@ -66,6 +72,11 @@ class LocalTarget:
     @property
     def boot_seconds(self) -> float | None:
         return getattr(self._handle, "boot_seconds", None)
+
+    @property
+    def pid(self) -> int | None:
+        """The booted localmesh's PID (its process tree is the cluster's memory)."""
+        return getattr(self._handle, "pid", None)
 
 
 def boot_detached(state_dir: Path) -> Provided:

@@ -314,7 +314,7 @@ def test_a_proxy_with_hbone_tunnels_to_ambient_pods_and_keeps_mtls_to_sidecars()
     """The ambient profile's ENABLE_HBONE: a sidecar (or gateway) reaches ambient pods
     through ``connect_originate`` (HBONE to their port 15008); an injected pod behind the
     same Service keeps its auto-mTLS match; without ENABLE_HBONE nothing changes."""
-    from localmesh.istio.istiod import generate
+    from localmesh.istio.generator import generate
 
     st = state()
     assert st.ambient is not None

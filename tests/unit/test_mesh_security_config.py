@@ -362,6 +362,14 @@ def test_injector_reads_default_config_from_the_mesh_config() -> None:
     mesh = meshconfig.default_mesh({"discoveryAddress": "istiod.istio-system.svc:15010",
                                     "proxyMetadata": {"ECC_SIGNATURE_ALGORITHM": "ECDSA"}})
     api.store.create(("", "configmaps"), meshconfig.configmap(mesh))
+    # The default revision's webhook configuration and a reachable istiod select the pod.
+    from localmesh.istio import webhooks
+    api.store.create(webhooks.MWC, webhooks.revision_configuration("default"))
+    api.store.create(("", "services"), {"metadata": {
+        "name": "istiod", "namespace": "istio-system", "labels": {"istio.io/rev": "default"}}})
+    api.store.create(("", "endpoints"), {"metadata": {"name": "istiod",
+                                                      "namespace": "istio-system"},
+                                         "subsets": [{"addresses": [{"ip": "127.0.0.9"}]}]})
 
     def injected(annotations: dict) -> dict:
         pod = {"metadata": {"name": "p", "namespace": NS, "annotations": annotations},

@@ -34,15 +34,26 @@ def test_ambient_is_built() -> None:
 
 
 @pytest.mark.parametrize(("argv", "says"), [
-    (("--mesh", "mixer"), "--mesh mixer is not built into this localmesh yet"),
-    (("--flavor", "openshift"), "--flavor openshift is not built"),
+    (("--flavor", "openshift", "--mesh", "mixer"),
+     "--flavor openshift with --mesh mixer is not built"),
+    (("--flavor", "openshift", "--mesh", "ambient"),
+     "--flavor openshift with --mesh ambient is not built"),
     (("--runtime", "podman"), "--runtime podman is not built"),
     (("--synthetic-services", "-1"), "negative"),
 ])
 def test_a_shape_not_built_yet_is_refused_with_one_message(argv: tuple[str, ...],
                                                          says: str) -> None:
     flag = argv[0].lstrip("-").replace("-", "_")
-    if flag in IMPLEMENTED and argv[1] in IMPLEMENTED[flag]:
+    if len(argv) == 2 and flag in IMPLEMENTED and argv[1] in IMPLEMENTED[flag]:
         pytest.skip(f"{argv[0]} {argv[1]} is built now")
     with pytest.raises(ShapeError, match=says):
         from_arguments(_parse(*argv))
+
+
+@pytest.mark.parametrize("argv", [("--flavor", "openshift"),
+                                  ("--flavor", "openshift", "--ossm", "2"),
+                                  ("--flavor", "openshift", "--no-mesh"),
+                                  ("--mesh", "mixer")])
+def test_the_openshift_and_mixer_shapes_boot(argv: tuple[str, ...]) -> None:
+    shape = from_arguments(_parse(*argv))
+    assert from_arguments(_parse(*shape.argv())) == shape

@@ -131,9 +131,7 @@ class AmbientMesh(Mesh):
         self.cni.start()
         # Waypoints: their class, and their deployments from the gateway's pod template.
         self._create(waypoint_class())
-        ingress = self.api.store.get(("apps", "deployments"), NS, "istio-ingressgateway")
-        assert ingress is not None, "the sidecar mesh's install creates the ingress gateway"
-        self.waypoints = WaypointDeployments(self.api, ingress["spec"]["template"])
+        self.waypoints = WaypointDeployments(self.api, self.gateway_pod_template)
         self.waypoints.start()
 
     async def wait_ready(self, timeout: float = 30.0) -> list[str]:

@@ -19,6 +19,7 @@ After istio/istio ``pilot/pkg/config/kube/gateway`` (``deploymentcontroller.go``
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from localmesh.api.objects import ObjectAPI
@@ -77,7 +78,7 @@ class WaypointDeployments(Reconciler):
     name = "waypoint-deployment-controller"
     keys = (GATEWAYS, GATEWAY_CLASSES, SERVICES, DEPLOYMENTS, SERVICE_ACCOUNTS, PODS)
 
-    def __init__(self, api: ObjectAPI, template: dict) -> None:
+    def __init__(self, api: ObjectAPI, template: dict | Callable[[], dict]) -> None:
         super().__init__(api)
         self.rendering = GatewayDeployments(api, template)
         self.template = self.rendering.template
@@ -107,12 +108,16 @@ class WaypointDeployments(Reconciler):
 
     def waypoint_deployment(self, wp: _Waypoint) -> dict:
         meta = self._meta(wp, (enrolment.DATAPLANE_MODE, enrolment.NONE))  # type: ignore[arg-type]
-        pod = copy.deepcopy(self.template)
+        # The gateway's pod as the revision that controls Gateways renders it now (mesh.py's
+        # ``gateway_pod_template``), or a fixed template (tests).
+        pod = copy.deepcopy(self.template() if callable(self.template) else self.template)
+        revision = ((pod.get("metadata") or {}).get("annotations") or {}).get(
+            "istio.io/rev") or "default"
         labels = {"sidecar.istio.io/inject": "false",
                   "service.istio.io/canonical-name": wp.name,
                   "service.istio.io/canonical-revision": "latest", **meta["labels"]}
         pod["metadata"] = {"labels": labels, "annotations": {
-            "istio.io/rev": "default", "prometheus.io/path": "/stats/prometheus",
+            "istio.io/rev": revision, "prometheus.io/path": "/stats/prometheus",
             "prometheus.io/port": "15020", "prometheus.io/scrape": "true"}}
         spec = pod["spec"]
         spec["serviceAccountName"] = wp.name

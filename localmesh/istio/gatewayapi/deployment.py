@@ -85,16 +85,18 @@ class GatewayDeployments(Reconciler):
 
     ``template`` is the installer's ingress gateway pod template, whose container (the
     proxy image, pilot-agent in router mode, its environment and volumes) each Gateway's
-    pod reuses; ``bindable`` says whether a pod may bind a port (tests pass their own).
+    pod reuses — or a function returning it as the revision that controls Gateways renders
+    it now (mesh.py), whose ``istio.io/rev`` annotation the pods carry;
+    ``bindable`` says whether a pod may bind a port (tests pass their own).
     """
 
     name = "gateway-deployment-controller"
     keys = (GATEWAYS, GATEWAY_CLASSES, SERVICES, DEPLOYMENTS, SERVICE_ACCOUNTS)
 
-    def __init__(self, api: ObjectAPI, template: dict,
+    def __init__(self, api: ObjectAPI, template: dict | Callable[[], dict],
                  bindable: Callable[[int], bool] = low_port_bindable) -> None:
         super().__init__(api)
-        self.template = copy.deepcopy(template)
+        self.template = template if callable(template) else copy.deepcopy(template)
         self.bindable = bindable
 
     def reconcile(self) -> None:
@@ -149,9 +151,11 @@ class GatewayDeployments(Reconciler):
         pod_labels = {"sidecar.istio.io/inject": "false",
                       "service.istio.io/canonical-name": gw.deployment_name,
                       "service.istio.io/canonical-revision": "latest", **meta["labels"]}
-        pod = copy.deepcopy(self.template)
+        pod = copy.deepcopy(self.template() if callable(self.template) else self.template)
+        revision = ((pod.get("metadata") or {}).get("annotations") or {}).get(
+            "istio.io/rev") or "default"
         pod["metadata"] = {"labels": pod_labels, "annotations": {
-            **meta.get("annotations", {}), "istio.io/rev": "default",
+            **meta.get("annotations", {}), "istio.io/rev": revision,
             "prometheus.io/path": "/stats/prometheus", "prometheus.io/port": "15020",
             "prometheus.io/scrape": "true"}}
         spec = pod["spec"]

@@ -175,7 +175,8 @@ def _key_matchers(key: str, values: list, not_values: list, principal: bool, for
                     raise
                 # a wider DENY/AUDIT: the value is ignored
         if ors:
-            group: dict = {"or_ids": {"ids": ors}} if principal else {"or_rules": {"rules": ors}}
+            group: dict = {"or_ids": {"ids": ors}} if principal else \
+                {"or_rules": {"rules": ors}}
             if negate:
                 group = {"not_id": group} if principal else {"not_rule": group}
             out.append(group)

@@ -83,7 +83,7 @@ def subset_clusters(state: MeshState) -> list[dict]:
     out = []
     for dr in state.destination_rules:
         host = names.resolve_host(dr["spec"].get("host", ""), dr["metadata"]["namespace"])
-        svc = next((s for s in state.services if s.host == host), None)
+        svc = state.service(host)
         if svc is None:
             continue
         for subset in dr["spec"].get("subsets") or []:

@@ -14,7 +14,7 @@ from localmesh.istio.xds.tls import endpoint_metadata
 def endpoints_for(state: MeshState, cluster: str) -> dict:
     """The ClusterLoadAssignment of an outbound cluster from the Service's Endpoints."""
     _, port_s, subset, host = cluster.split("|")
-    svc = next((s for s in state.services if s.host == host), None)
+    svc = state.service(host)
     lb: list[dict] = []
     if svc is not None:
         sp = next((p for p in svc.ports if str(p.port) == port_s), None)

@@ -7,6 +7,8 @@ of the Gateway the proxy was deployed for (localmesh/istio/xds/gatewayapi.py).
 
 from __future__ import annotations
 
+import copy
+
 from localmesh.istio import names
 from localmesh.istio.xds import gatewayapi
 from localmesh.istio.xds.authz import http_filters as authz_filters
@@ -22,7 +24,7 @@ from localmesh.istio.xds.model import (
     MeshState,
     Proxy,
 )
-from localmesh.istio.xds.routes import http_routes, resolve_gateway
+from localmesh.istio.xds.routes import DEFAULT_RETRY_POLICY, http_routes, resolve_gateway
 
 
 def gateway_resources(state: MeshState, proxy: Proxy) -> dict[str, dict[str, dict]]:
@@ -101,7 +103,8 @@ def gateway_servers(state: MeshState, proxy: Proxy) -> dict[int, list[dict]]:
                     cluster = names.outbound_cluster(port, names.fqdn(svc_name, ns))
                     vh["routes"].append({
                         "match": ingress_match(path), "route": {
-                            "cluster": cluster, "timeout": "0s"},
+                            "cluster": cluster, "timeout": "0s",
+                            "retry_policy": copy.deepcopy(DEFAULT_RETRY_POLICY)},
                         "metadata": {"filter_metadata": {"istio": {"config": config}}},
                         "decorator": {"operation": f"{names.fqdn(svc_name, ns)}:{port}"
                                                    f"{path.get('path', '/')}"},

@@ -96,7 +96,7 @@ def clusters(state: MeshState, proxy: Proxy) -> dict[str, dict]:
         for rule in route.rules:
             for b in rule.backends:
                 if b.cluster and b.cluster not in have and b.service and b.service.port(b.port):
-                    svc = next((s for s in state.services if s.host == b.service.host), None)
+                    svc = state.service(b.service.host)
                     out[b.cluster] = cluster(b.cluster, "http", service=svc, port=b.port)
                     if svc is not None:  # auto mTLS / DestinationRule TLS, as every cluster
                         apply_upstream_tls(out[b.cluster], state, svc, b.port, "", h2=False)

@@ -7,6 +7,7 @@ generation reads only this, so the generators are pure functions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from localmesh.istio import names
@@ -46,7 +47,7 @@ class Service:
     selector: dict
     labels: dict
 
-    @property
+    @cached_property
     def host(self) -> str:
         return names.fqdn(self.name, self.namespace)
 
@@ -91,3 +92,12 @@ class MeshState:
     mesh_config: MeshConfig = field(default_factory=MeshConfig)
     # Ambient mode: pods as workloads, waypoints (localmesh/istio/ambient/model.py).
     ambient: AmbientState | None = None
+
+    @cached_property
+    def _by_host(self) -> dict[str, Service]:
+        return {s.host: s for s in self.services}
+
+    def service(self, host: str) -> Service | None:
+        """The Service of a host name; an index, since every cluster of every proxy asks
+        (a mesh of thousands of Services: localmesh/synthetic.py)."""
+        return self._by_host.get(host)

@@ -15,7 +15,6 @@ refer to.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from localmesh.istio import names
 from localmesh.istio.xds import authz, peerauth, tls
@@ -132,7 +131,7 @@ def _inbound_chains(state: MeshState, proxy: Proxy, port: int,
 def _virtual_inbound(state: MeshState, proxy: Proxy, inbound: dict[int, InboundPort]) -> dict:
     chains = [c for port, ip in sorted(inbound.items())
               for c in _inbound_chains(state, proxy, port, ip)]
-    listener: dict[str, Any] = {
+    listener: dict = {
         "name": "virtualInbound",
         "address": {"socket_address": {"address": proxy.ip, "port_value": 15006}},
         "additional_addresses": [

@@ -161,7 +161,8 @@ def user_tls(dr: dict | None, port: int, subset: str) -> dict | None:
     spec = dr.get("spec") or {}
     tls = _port_tls(spec.get("trafficPolicy") or {}, port, None)
     if subset:
-        sub: dict = next((s for s in spec.get("subsets") or [] if s.get("name") == subset), {})
+        sub: dict = next((s for s in spec.get("subsets") or [] if s.get("name") == subset),
+                         {})
         tls = _port_tls(sub.get("trafficPolicy") or {}, port, tls)
     return tls
 
