@@ -144,7 +144,7 @@ class Instance:
         # localmesh's own discovery endpoint for Prometheus (plain HTTP on the instance's
         # loopback address; see serviceproxy.py).
         self.sd_address = f"{self.addresses.server_address(3)}:8080"
-        sd_url = f"http://{self.sd_address}{SD_PATH}"
+        sd_url = f"http://{self.sd_address}/localmesh/v1/prometheus-targets"
         self.mesh: Mesh | MixerMesh | None = None
         if self.shape.mesh == "sidecar":
             self.mesh = Mesh(self.api, self.addresses.server_address(2), sd_url,
@@ -153,7 +153,7 @@ class Instance:
         elif self.shape.mesh == "mixer":
             # Istio 1.4 with Mixer (localmesh/mixer/install.py).
             self.mesh = MixerMesh(self.api, self.addresses.server_address(2),
-                                  sd_url, self.authn.review)
+                                  f"http://{self.sd_address}{SD_PATH}", self.authn.review)
         elif self.cni is not None:
             # Istio's ambient profile (localmesh/istio/ambient/install.py).
             self.mesh = AmbientMesh(self.api, self.addresses.server_address(2), sd_url,
