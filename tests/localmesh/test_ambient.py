@@ -283,6 +283,41 @@ def test_removing_the_label_takes_the_pods_out_and_back(ambient: Handle,
          what="the pods back in the mesh", timeout=20)
 
 
+def test_under_strict_mtls_ingress_goes_over_hbone_and_plaintext_is_refused(
+        ambient: Handle) -> None:
+    """The ambient profile's gateway speaks HBONE (``ENABLE_HBONE``): with a STRICT
+    PeerAuthentication, /login through the ingress still answers, composer's ztunnel counts
+    the hop as mutual TLS from the gateway's identity, and a plaintext client is cut."""
+    ns = deploy(ambient, {"istio.io/dataplane-mode": "ambient"})
+    strict = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+              "metadata": {"name": "default", "namespace": ns},
+              "spec": {"mtls": {"mode": "STRICT"}}}
+    subprocess.run([require_kubectl(), "--kubeconfig", str(ambient.kubeconfig), "apply", "-f",
+                    "-"], input=json.dumps(strict), text=True, check=True,
+                   capture_output=True, timeout=60)
+    composer = next(p for p in pods(ambient, ns) if p["metadata"]["labels"]["app"] == "composer")
+    ip = composer["status"]["podIP"]
+
+    def plaintext_answered() -> bool:
+        try:
+            with socket.create_connection((ip, 8080), timeout=5) as plain:
+                plain.sendall(b"GET /login HTTP/1.1\r\nHost: composer\r\n"
+                              b"Connection: close\r\n\r\n")
+                return plain.recv(1024).startswith(b"HTTP/1.1")
+        except OSError:  # refused, reset or timed out: no answer
+            return False
+
+    poll(lambda: not plaintext_answered(), what="ztunnel refuses plaintext to composer",
+         timeout=20, interval=0.5)
+    send(ambient, ns, "/login", 3)
+    gateway = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+    query = (f'istio_tcp_connections_opened_total{{reporter="destination",'
+             f'destination_workload="composer",destination_workload_namespace="{ns}",'
+             f'source_principal="{gateway}"}}')
+    series = poll(lambda: prometheus(ambient, query), what="the gateway's HBONE hop to "
+                  "composer in ztunnel's metrics", timeout=30, interval=0.5)
+    assert {s["metric"]["connection_security_policy"] for s in series} == {"mutual_tls"}
+
 
 def test_ztunnel_enforces_an_l4_policy_on_the_callers_identity(ambient: Handle) -> None:
     """An ALLOW policy for membersrvc naming only composer's identity: vp0's enrolments are
