@@ -5,8 +5,10 @@ Feature: Traffic between the workloads is mutually authenticated
   ID), and the receiving sidecar knows who called. A platform team upgrading a mesh wants
   to know that this still holds, and that with STRICT mutual TLS a client outside the mesh
   is refused while mesh traffic and ingress keep working. In ambient mode ztunnel carries
-  every hop in mutual TLS (HBONE), and refuses plaintext under STRICT: the sidecar checks
-  are skipped there, saying so, and the STRICT scenario holds as it is.
+  every hop in mutual TLS (HBONE) and refuses plaintext under STRICT: the checks of a
+  sidecar's clusters are skipped there, saying so; the callers' identities are read from
+  ztunnel's metrics (a waypoint's, where one carries the requests), and the STRICT scenario
+  holds as it is.
 
   Background:
     Given the blockchain workloads are deployed in the mesh

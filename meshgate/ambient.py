@@ -227,21 +227,50 @@ def tcp_total(prom: QueryBackend, metric: str, labels: dict[str, str]) -> float:
     return float(result[0]["value"][1]) if result else 0.0
 
 
-def tcp_baselines(prom: QueryBackend, namespace: str) -> dict[str, float]:
-    """Bytes received per destination service in ``namespace``, before traffic."""
-    scope = (f'{TCP_RECEIVED}{{reporter="destination",destination_service_namespace='
-             f'{quote(namespace)}}}')
-    return {str((s.get("metric") or {}).get("destination_service_name", "")):
-            float(s["value"][1])
-            for s in prom.query(f"sum by (destination_service_name) "
-                                f"(max without ({TARGET_LABELS}) ({scope}))")}
+# What mutual TLS proves about a caller, in a series (security.mtls_labels): the
+# baselines are kept per destination service and these, so a check of one caller's
+# requests compares with that caller's series before them.
+PEER_LABELS = ("source_principal", "connection_security_policy")
+PeerBaselines = dict[tuple[str, str, str], float]
+
+
+def _by_service_and_peer(prom: QueryBackend, scope: str) -> PeerBaselines:
+    group = ", ".join(("destination_service_name", *PEER_LABELS))
+    out: PeerBaselines = {}
+    for s in prom.query(f"sum by ({group}) (max without ({TARGET_LABELS}) ({scope}))"):
+        m = s.get("metric") or {}
+        key = (str(m.get("destination_service_name", "")), str(m.get(PEER_LABELS[0], "")),
+               str(m.get(PEER_LABELS[1], "")))
+        out[key] = float(s["value"][1])
+    return out
+
+
+def peer_of(labels: dict[str, str] | None) -> dict[str, str]:
+    """The caller's identity and security policy among a check's labels."""
+    return {k: v for k, v in (labels or {}).items() if k in PEER_LABELS}
+
+
+def baseline(baselines: PeerBaselines, service: str, peer: dict[str, str]) -> float:
+    """A service's count before traffic, from the callers ``peer`` matches (all without)."""
+    return sum(v for (svc, principal, policy), v in baselines.items()
+               if svc == service and peer.get(PEER_LABELS[0], principal) == principal
+               and peer.get(PEER_LABELS[1], policy) == policy)
+
+
+def tcp_baselines(prom: QueryBackend, namespace: str) -> PeerBaselines:
+    """Bytes received per destination service (and caller) in ``namespace``, before
+    traffic."""
+    return _by_service_and_peer(prom, f'{TCP_RECEIVED}{{reporter="destination",'
+                                      f'destination_service_namespace={quote(namespace)}}}')
 
 
 def expect_connections_counted(prom: QueryBackend, namespace: str, service: str,
-                               baseline: float, waits: Waits, sent_to: str) -> float:
-    """The destination ztunnel's bytes received for ``service`` grew past ``baseline``
-    (connections it counted carried the traffic); returns the bytes seen."""
-    wanted = destination_tcp(service, namespace)
+                               baseline: float, waits: Waits, sent_to: str,
+                               peer: dict[str, str] | None = None) -> float:
+    """The destination ztunnel's bytes received for ``service`` (from the caller ``peer``
+    names, over its security policy) grew past ``baseline`` (connections it counted carried
+    the traffic); returns the bytes seen."""
+    wanted = {**destination_tcp(service, namespace), **(peer or {})}
     seen = [0.0, 0.0]
 
     def counted() -> float:
@@ -295,20 +324,20 @@ def waypoint_labels(service: str, namespace: str, code: int) -> dict[str, str]:
             "destination_service_namespace": namespace, "response_code": str(code)}
 
 
-def waypoint_baselines(prom: QueryBackend, namespace: str) -> dict[str, float]:
-    """Requests the waypoints counted per destination service, before traffic."""
-    scope = (f'istio_requests_total{{reporter="waypoint",destination_service_namespace='
-             f'{quote(namespace)},response_code="200"}}')
-    return {str((s.get("metric") or {}).get("destination_service_name", "")):
-            float(s["value"][1])
-            for s in prom.query(f"sum by (destination_service_name) "
-                                f"(max without ({TARGET_LABELS}) ({scope}))")}
+def waypoint_baselines(prom: QueryBackend, namespace: str) -> PeerBaselines:
+    """Requests the waypoints counted per destination service (and caller), before
+    traffic."""
+    return _by_service_and_peer(prom, f'istio_requests_total{{reporter="waypoint",'
+                                      f'destination_service_namespace={quote(namespace)},'
+                                      f'response_code="200"}}')
 
 
 def expect_waypoint_requests(prom: QueryBackend, namespace: str, service: str, *, code: int,
-                             count: int, baseline: float, waits: Waits, sent_to: str) -> float:
-    """``istio_requests_total{reporter="waypoint"}`` for ``service`` grew by ``count``."""
-    wanted = waypoint_labels(service, namespace, code)
+                             count: int, baseline: float, waits: Waits, sent_to: str,
+                             peer: dict[str, str] | None = None) -> float:
+    """``istio_requests_total{reporter="waypoint"}`` for ``service`` (from the caller
+    ``peer`` names) grew by ``count``."""
+    wanted = {**waypoint_labels(service, namespace, code), **(peer or {})}
     target = baseline + count
     seen = [0.0]
 

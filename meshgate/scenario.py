@@ -63,8 +63,8 @@ class Sent:
     baselines: Baselines
     # Bytes the destination ztunnels had received per service (ambient namespaces), and
     # the requests the namespace's waypoint had counted.
-    tcp: dict[str, float] = field(default_factory=dict)
-    waypoint: dict[str, float] = field(default_factory=dict)
+    tcp: ambient.PeerBaselines = field(default_factory=dict)
+    waypoint: ambient.PeerBaselines = field(default_factory=dict)
 
 
 @dataclass
@@ -257,18 +257,22 @@ class Scenario:
         plane = self.data_plane
         if plane.ambient:
             telemetry = self.telemetry
+            # The caller's identity is where its HBONE ends: at the destination's ztunnel,
+            # or at the waypoint (the destination's ztunnel then sees the waypoint's).
+            peer = ambient.peer_of(labels)
+            direct = {} if plane.waypoint else peer
             got = ambient.expect_connections_counted(
-                telemetry.prometheus, self.namespace, service, sent.tcp.get(service, 0.0),
-                self.waits, sent.path)
-            self.checked.append(f"the destination ztunnel counts connections to {service} "
-                                f"({got:g} bytes received)")
+                telemetry.prometheus, self.namespace, service,
+                ambient.baseline(sent.tcp, service, direct), self.waits, sent.path, direct)
+            self.checked.append(f"the destination ztunnel counts connections to {service}"
+                                f"{_from(direct)} ({got:g} bytes received)")
             if plane.waypoint:
                 counted = ambient.expect_waypoint_requests(
                     telemetry.prometheus, self.namespace, service, code=code, count=count,
-                    baseline=sent.waypoint.get(service, 0.0), waits=self.waits,
-                    sent_to=sent.path)
+                    baseline=ambient.baseline(sent.waypoint, service, peer), waits=self.waits,
+                    sent_to=sent.path, peer=peer)
                 self.checked.append(f"the waypoint {plane.waypoint} counts {counted:g} "
-                                    f"requests to {service}")
+                                    f"requests to {service}{_from(peer)}")
             return got
         return self.telemetry.expect_requests_counted(
             service, code=code, count=count, baselines=sent.baselines, sent_to=sent.path,
@@ -460,3 +464,11 @@ class Scenario:
         if self._graph is not None and self._graph.observed is not None:
             out["graph_source"] = self._graph.observed.note or self._graph.observed.source_name
         return out
+
+
+def _from(peer: dict[str, str]) -> str:
+    """`` from <principal> over <policy>`` for a check that named its caller."""
+    if not peer:
+        return ""
+    return (f" from {peer.get('source_principal', 'any caller')} over "
+            f"{peer.get('connection_security_policy', 'any security policy')}")

@@ -121,3 +121,38 @@ def test_a_dump_listing_workloads_reads_the_same() -> None:
 def test_a_waypoints_route_config_is_named_as_istios() -> None:
     assert ambient.waypoint_route_config("vp0", "shop", 7050) == \
         "inbound-vip|7050|http|vp0.shop.svc.cluster.local"
+
+
+class _Prometheus:
+    """Answers a ``sum by`` query with the series it was given (the backend's shape)."""
+
+    def __init__(self, series: list[tuple[dict[str, str], float]]) -> None:
+        self.series = series
+        self.queries: list[str] = []
+
+    def query(self, promql: str) -> list[dict]:
+        self.queries.append(promql)
+        return [{"metric": m, "value": [0, str(v)]} for m, v in self.series]
+
+
+GATEWAY = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+
+
+def test_ambient_baselines_are_kept_per_caller_so_one_callers_count_compares_with_its_own() -> None:
+    prom = _Prometheus([
+        ({"destination_service_name": "composer", "source_principal": GATEWAY,
+          "connection_security_policy": "mutual_tls"}, 100.0),
+        ({"destination_service_name": "composer", "source_principal": "unknown",
+          "connection_security_policy": "unknown"}, 40.0),
+        ({"destination_service_name": "vp0", "source_principal": GATEWAY,
+          "connection_security_policy": "mutual_tls"}, 7.0)])
+    base = ambient.tcp_baselines(prom, "ns")  # type: ignore[arg-type]
+    assert "sum by (destination_service_name, source_principal, connection_security_policy)" \
+        in prom.queries[0] and 'destination_service_namespace="ns"' in prom.queries[0]
+    labels = {"source_workload": "istio-ingressgateway", "source_principal": GATEWAY,
+              "connection_security_policy": "mutual_tls"}
+    peer = ambient.peer_of(labels)
+    assert peer == {"source_principal": GATEWAY, "connection_security_policy": "mutual_tls"}
+    assert ambient.baseline(base, "composer", peer) == 100.0
+    assert ambient.baseline(base, "composer", {}) == 140.0  # every caller
+    assert ambient.baseline(base, "membersrvc", peer) == 0.0
