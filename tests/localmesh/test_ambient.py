@@ -319,6 +319,44 @@ def test_under_strict_mtls_ingress_goes_over_hbone_and_plaintext_is_refused(
     assert {s["metric"]["connection_security_policy"] for s in series} == {"mutual_tls"}
 
 
+def test_a_sidecar_beside_reaches_an_ambient_service_over_hbone_under_strict(
+        ambient: Handle) -> None:
+    """The ambient profile keeps injection: an injected composer in a sidecar namespace
+    calls vp0 in a STRICT ambient namespace; its sidecar tunnels over HBONE (a plaintext
+    hop would be cut), and vp0's ztunnel counts it as mutual TLS from composer's identity."""
+    amb = deploy(ambient, {"istio.io/dataplane-mode": "ambient"})
+    strict = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+              "metadata": {"name": "default", "namespace": amb},
+              "spec": {"mtls": {"mode": "STRICT"}}}
+    subprocess.run([require_kubectl(), "--kubeconfig", str(ambient.kubeconfig), "apply", "-f",
+                    "-"], input=json.dumps(strict), text=True, check=True,
+                   capture_output=True, timeout=60)
+    side = f"side-{uuid.uuid4().hex[:6]}"
+    kubectl(ambient, "create", "namespace", side)
+    kubectl(ambient, "label", "namespace", side, "istio-injection=enabled")
+    kubectl(ambient, "apply", "-n", side, "-f", str(REPO / "manifests" / "composer.yaml"))
+    kubectl(ambient, "wait", "-n", side, "--for=condition=Available", "deployment/composer",
+            "--timeout=60s")
+    (pod,) = pods(ambient, side)
+    assert "istio-proxy" in [c["name"] for c in pod["spec"]["containers"] +
+                             (pod["spec"].get("initContainers") or [])]
+    fetch = ("import urllib.request\n"
+             f"r = urllib.request.urlopen('http://vp0.{amb}:7050/chain/blocks/0', timeout=5)\n"
+             "print(r.status)")
+
+    def answered() -> bool:
+        return kubectl(ambient, "exec", "-n", side, pod["metadata"]["name"], "-c", "composer",
+                       "--", "python3", "-c", fetch, check=False).strip() == "200"
+
+    poll(answered, what="the sidecar's request to vp0 answered", timeout=30, interval=0.5)
+    query = (f'istio_tcp_connections_opened_total{{reporter="destination",'
+             f'destination_workload="vp0",destination_workload_namespace="{amb}",'
+             f'source_principal="spiffe://cluster.local/ns/{side}/sa/composer"}}')
+    series = poll(lambda: prometheus(ambient, query), what="the sidecar's HBONE hop in "
+                  "ztunnel's metrics", timeout=30, interval=0.5)
+    assert {s["metric"]["connection_security_policy"] for s in series} == {"mutual_tls"}
+
+
 def test_ztunnel_enforces_an_l4_policy_on_the_callers_identity(ambient: Handle) -> None:
     """An ALLOW policy for membersrvc naming only composer's identity: vp0's enrolments are
     refused at membersrvc's ztunnel (connections cut, no HTTP answer), composer's pass."""
