@@ -467,3 +467,17 @@ def test_k3s_container_import_is_lazy_and_names_the_extra(
     monkeypatch.setitem(sys.modules, "testcontainers.community.k3s", None)
     with pytest.raises(TargetUnavailable, match=r"pip install -e '\.\[containers\]'"):
         k3s_target.build_container(k3s_target.container_spec({}))
+
+
+@pytest.mark.parametrize(("data_plane", "shape"), [
+    ("auto", {}), ("sidecar", {}), ("ambient", {"mesh": "ambient"}),
+    ("waypoint", {"mesh": "ambient"}), ("mixed", {"mesh": "ambient"}),
+])
+def test_the_local_target_boots_the_mesh_the_data_plane_needs(tmp_path: Path, data_plane: str,
+                                                               shape: dict) -> None:
+    from meshgate.targets import make
+    from meshgate.targets.local import LocalTarget
+
+    target = make("local", kubeconfig=None, context=None, state_dir=tmp_path,
+                  data_plane=data_plane)
+    assert isinstance(target, LocalTarget) and target.shape == shape
