@@ -196,6 +196,18 @@ class Run:
             return ("sidecar", "ambient")[index % 2] if mesh.ambient else "sidecar"
         return chosen
 
+    def data_plane_refusal(self, mesh: MeshInfo) -> str | None:
+        """Why the run cannot have the data plane ``--data-plane`` asks for on this mesh
+        (ambient or a waypoint where no ztunnel runs: nothing would capture the pods, and
+        every scenario would wait for them), else None."""
+        chosen = self.settings.data_plane
+        if chosen not in ("ambient", "waypoint") or mesh.ambient:
+            return None
+        return (f"--data-plane {chosen} needs Istio's ambient mode, and this mesh runs no "
+                f"ztunnel (no DaemonSet ztunnel in {mesh.namespace}): install Istio with the "
+                "ambient profile (istioctl install --set profile=ambient), or run with "
+                "--data-plane sidecar or auto")
+
     @property
     def cluster_writes(self) -> bool:
         """Whether the run may write outside its own namespaces: not in the gate profile."""
@@ -231,8 +243,8 @@ class Run:
                 mesh = discover(cluster)
             except Exception:  # noqa: BLE001 - the session reports it with its own message
                 return
-            if mesh.istio_version is None:
-                return  # no mesh: the session stops with its own message
+            if mesh.istio_version is None or self.data_plane_refusal(mesh):
+                return  # the session stops with its own message
             threads = [threading.Thread(target=deploy, args=(ns, w, mesh), daemon=True)
                        for ns, w in zip(warm.namespaces, workers, strict=True)]
             for t in threads:

@@ -62,6 +62,21 @@ def test_the_data_plane_of_each_workers_namespace(chosen: str, ambient_mesh: boo
     assert _run(chosen).data_plane_for(worker, mesh) == want
 
 
+@pytest.mark.parametrize("chosen", ["ambient", "waypoint"])
+def test_an_ambient_data_plane_on_a_mesh_without_ztunnel_is_refused(chosen: str) -> None:
+    """Nothing would capture the pods: one message at once, not every scenario waiting."""
+    refusal = _run(chosen).data_plane_refusal(MeshInfo("1.28.0", ambient=False))
+    assert refusal is not None and f"--data-plane {chosen} needs Istio's ambient mode" in \
+        refusal and "no DaemonSet ztunnel in istio-system" in refusal and \
+        "--set profile=ambient" in refusal
+    assert _run(chosen).data_plane_refusal(MeshInfo("1.28.0", ambient=True)) is None
+
+
+@pytest.mark.parametrize("chosen", ["auto", "sidecar", "mixed"])
+def test_the_other_data_planes_run_on_any_mesh(chosen: str) -> None:
+    assert _run(chosen).data_plane_refusal(MeshInfo("1.28.0", ambient=False)) is None
+
+
 def _pod(annotations: dict, containers: tuple[str, ...] = ("composer",),
          ready: str = "True") -> dict:
     return {"metadata": {"name": "composer-1", "annotations": annotations},
