@@ -50,6 +50,7 @@ from localmesh.istio.ambient.cni import IstioCNI
 from localmesh.istio.ambient.install import AmbientMesh
 from localmesh.istio.mesh import Mesh
 from localmesh.kubelet import streams
+from localmesh.kubelet.containers import ContainerRuntime
 from localmesh.kubelet.node import Kubelet
 from localmesh.mixer.install import SD_PATH, MixerMesh
 from localmesh.network import AddressPlan, NodePorts
@@ -117,8 +118,11 @@ class Instance:
             self.api.admission.add_validator(key, escalation)
         # Ambient mode: istio-cni's node agent is the kubelet's chained network plugin.
         self.cni = IstioCNI(self.api) if self.shape.mesh == "ambient" else None
+        containers = ContainerRuntime(state_dir, self.addresses.block) \
+            if self.shape.runtime == "podman" else None
         self.kubelet = Kubelet(self.api, self.addresses, state_dir, tokens=self.authn.issue,
-                               network=[self.cni] if self.cni is not None else [])
+                               network=[self.cni] if self.cni is not None else [],
+                               containers=containers)
         self.proxy = ServiceProxy(self.api, self.addresses, state_dir)
         # The OpenShift flavor's rooms (localmesh/openshift/platform.py); its router's
         # reconciler serves the router pod its config on the instance's fourth address.

@@ -23,7 +23,7 @@ RUNTIMES = ("process", "podman")
 # The shapes localmesh can boot today; the others are refused with IMPLEMENTED's message.
 IMPLEMENTED = {"mesh": ("sidecar", "ambient", "mixer", "none"),
                "flavor": ("kubernetes", "openshift"), "api_faults": ("none",),
-               "runtime": ("process",)}
+               "runtime": ("process", "podman")}
 
 
 class ShapeError(ValueError):
@@ -57,6 +57,12 @@ class Shape:
             raise ShapeError(f"--flavor openshift with --mesh {self.mesh} is not built into "
                              f"this localmesh yet ({which}); it boots --flavor openshift with "
                              "--mesh sidecar or none")
+        if self.runtime == "podman":
+            from localmesh.kubelet.podman import unusable
+
+            problem = unusable()
+            if problem is not None:
+                raise ShapeError(f"--runtime podman cannot run containers here: {problem}")
         if self.synthetic_services < 0:
             raise ShapeError(f"--synthetic-services {self.synthetic_services} is negative")
         return self

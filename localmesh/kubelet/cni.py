@@ -13,7 +13,10 @@ pod IP is ready, as istio-cni returns from ADD only after ztunnel has the pod.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
+
+from localmesh.kubelet import catalogue
 
 
 class NetworkPlugin(Protocol):
@@ -24,3 +27,17 @@ class NetworkPlugin(Protocol):
         programs must then listen on ``local_ip`` and send through the pod's outbound
         proxy there)."""
         ...
+
+
+async def intercepted(plugins: Sequence[NetworkPlugin], pod: dict, ip: str,
+                      local_ip: str) -> bool:
+    """Whether the pod's programs sit behind a proxy: an injected sidecar that intercepts
+    (its image does, and it is not the ``istio-iptables`` init), or a chained plugin that
+    redirects the pod (each plugin's ADD runs, as the chain does at sandbox creation)."""
+    spec = pod.get("spec") or {}
+    sidecar = any(
+        (img := catalogue.lookup(c.get("image", ""))) is not None and img.intercepts
+        and (c.get("args") or [""])[:1] != ["istio-iptables"]
+        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []))
+    redirected = [await plugin.add(pod, ip, local_ip) for plugin in plugins]
+    return sidecar or any(redirected)

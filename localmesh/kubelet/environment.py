@@ -113,9 +113,9 @@ def expand(value: str, env: dict[str, str]) -> str:
     return _EXPAND.sub(sub, value)
 
 
-def expanded(spec: dict, env: dict[str, str]) -> dict:
-    """A container's spec with ``$(VAR)`` expanded in its command and args, as the kubelet
-    expands them from the container's environment."""
+def expanded_command(spec: dict, env: dict[str, str]) -> dict:
+    """The container spec with ``$(VAR)`` expanded in its ``command`` and ``args``, as the
+    kubelet does before it starts the container (either runtime)."""
     out = dict(spec)
     for k in ("command", "args"):
         if out.get(k):

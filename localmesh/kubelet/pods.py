@@ -22,13 +22,12 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from localmesh.kubelet import catalogue
-from localmesh.kubelet.cni import NetworkPlugin
+from localmesh.kubelet import catalogue, cni
 from localmesh.kubelet.environment import (
     ConfigError,
     TokenIssuer,
     container_env,
-    expanded,
+    expanded_command,
     materialise_volumes,
     mount_env,
 )
@@ -90,7 +89,7 @@ class PodHost(Protocol):
     pods_dir: Path
     hosts_file: Path
     tokens: TokenIssuer | None
-    network: Sequence[NetworkPlugin]
+    network: Sequence[cni.NetworkPlugin]
 
     def event(self, pod: dict, type_: str, reason: str, message: str) -> None: ...
 
@@ -146,14 +145,9 @@ class PodWorker:
                                              sidecar=c.get("restartPolicy") == "Always"))
         for c in spec.get("containers") or []:
             self.containers.append(ContainerState(c))
-        self.intercepted = any(
-            (img := catalogue.lookup(c.spec.get("image", ""))) is not None and img.intercepts
-            and c.spec.get("args", [""])[:1] != ["istio-iptables"]
-            for c in self.inits + self.containers)
-        self.publish()
-        for plugin in self.kubelet.network:  # the CNI chain's ADD (localmesh/kubelet/cni.py)
-            if await plugin.add(self.pod, self.ip, self.local_ip):
-                self.intercepted = True
+        self.publish()  # the pod's IP first: a chained plugin waits for what holds it
+        self.intercepted = await cni.intercepted(self.kubelet.network, self.pod, self.ip,
+                                                 self.local_ip)
         try:
             await self._mount_volumes()
             await self._run_inits()
@@ -241,37 +235,8 @@ class PodWorker:
 
     async def _start(self, c: ContainerState) -> None:
         """Pull (look up), configure and start one container."""
-        image = catalogue.lookup(c.spec.get("image", ""))
-        if image is None:
-            first = c.waiting is None or c.waiting[0] not in ("ErrImagePull", "ImagePullBackOff")
-            reason = "ErrImagePull" if first else "ImagePullBackOff"
-            msg = (f'Failed to pull image "{c.spec.get("image")}": localmesh cannot run this '
-                   "image: it is not in the image catalogue (see docs/images.md); use an image "
-                   "listed there or run the suite against a real cluster"
-                   if first else f'Back-off pulling image "{c.spec.get("image")}"')
-            c.waiting = (reason, msg)
-            self.kubelet.event(self.pod, "Warning", "Failed" if first else "BackOff", msg)
-            c.next_start = time.monotonic() + c.backoff
-            c.backoff = min(c.backoff * 2, BACKOFF_MAX)
-            self.publish()
-            return
-        try:
-            env = self.env_for(c, image)
-        except ConfigError as exc:
-            c.waiting = ("CreateContainerConfigError", str(exc))
-            c.next_start = time.monotonic() + c.backoff
-            self.kubelet.event(self.pod, "Warning", "Failed", f"Error: {exc}")
-            self.publish()
-            return
-        argv = catalogue.argv_for(expanded(c.spec, env), image)
-        log_path = self.dir / "logs" / c.name / f"{c.instances}.log"
-        try:
-            proc = await spawn(argv, env, self.dir, log_path, now_rfc3339())
-        except OSError as exc:
-            c.waiting = ("RunContainerError", f"failed to start {argv[0]}: {exc}")
-            c.next_start = time.monotonic() + c.backoff
-            c.backoff = min(c.backoff * 2, BACKOFF_MAX)
-            self.publish()
+        proc = await self._create(c)
+        if proc is None:
             return
         self.kubelet.pids.add(proc.pgid)
         c.instances += 1
@@ -285,6 +250,42 @@ class PodWorker:
         self._start_probes(c)
         self.kubelet.event(self.pod, "Normal", "Started", f"Started container {c.name}")
         self.publish()
+
+    async def _create(self, c: ContainerState) -> Process | None:
+        """The container's process, from the image catalogue; None, with the container's
+        waiting reason set, when it cannot start (a container runtime overrides this)."""
+        image = catalogue.lookup(c.spec.get("image", ""))
+        if image is None:
+            first = c.waiting is None or c.waiting[0] not in ("ErrImagePull", "ImagePullBackOff")
+            reason = "ErrImagePull" if first else "ImagePullBackOff"
+            msg = (f'Failed to pull image "{c.spec.get("image")}": localmesh cannot run this '
+                   "image: it is not in the image catalogue (see docs/images.md); use an image "
+                   "listed there or run the suite against a real cluster"
+                   if first else f'Back-off pulling image "{c.spec.get("image")}"')
+            c.waiting = (reason, msg)
+            self.kubelet.event(self.pod, "Warning", "Failed" if first else "BackOff", msg)
+            c.next_start = time.monotonic() + c.backoff
+            c.backoff = min(c.backoff * 2, BACKOFF_MAX)
+            self.publish()
+            return None
+        try:
+            env = self.env_for(c, image)
+        except ConfigError as exc:
+            c.waiting = ("CreateContainerConfigError", str(exc))
+            c.next_start = time.monotonic() + c.backoff
+            self.kubelet.event(self.pod, "Warning", "Failed", f"Error: {exc}")
+            self.publish()
+            return None
+        argv = catalogue.argv_for(expanded_command(c.spec, env), image)
+        log_path = self.dir / "logs" / c.name / f"{c.instances}.log"
+        try:
+            return await spawn(argv, env, self.dir, log_path, now_rfc3339())
+        except OSError as exc:
+            c.waiting = ("RunContainerError", f"failed to start {argv[0]}: {exc}")
+            c.next_start = time.monotonic() + c.backoff
+            c.backoff = min(c.backoff * 2, BACKOFF_MAX)
+            self.publish()
+            return None
 
     def env_for(self, c: ContainerState, image: catalogue.Image) -> dict[str, str]:
         base = {
@@ -338,7 +339,7 @@ class PodWorker:
             reason = "Error"
         c.terminated = {"exitCode": proc.exit_code, "reason": reason,
                         "startedAt": proc.started_at, "finishedAt": proc.finished_at,
-                        "containerID": f"localmesh://{proc.pgid}"}
+                        "containerID": proc.container_id}
         self.changed.set()
         self.publish()
 
@@ -585,7 +586,7 @@ class PodWorker:
             "lastState": {"terminated": c.last_terminated} if c.last_terminated else {},
         }
         if c.process is not None:
-            out["containerID"] = f"localmesh://{c.process.pgid}"
+            out["containerID"] = c.process.container_id
         return out
 
     def container(self, name: str | None) -> ContainerState | None:

@@ -38,7 +38,6 @@ def test_ambient_is_built() -> None:
      "--flavor openshift with --mesh mixer is not built"),
     (("--flavor", "openshift", "--mesh", "ambient"),
      "--flavor openshift with --mesh ambient is not built"),
-    (("--runtime", "podman"), "--runtime podman is not built"),
     (("--synthetic-services", "-1"), "negative"),
 ])
 def test_a_shape_not_built_yet_is_refused_with_one_message(argv: tuple[str, ...],

@@ -89,9 +89,10 @@ def through_waypoints(state: MeshState, proxy: Proxy,
             continue
         for p in s.ports:
             name = names.outbound_cluster(p.port, s.host)
-            c = clusters.get(name)
-            if c is None:
+            if name not in clusters:
                 continue
+            # A copy: the cluster is shared with every proxy and push (xds/memo.py).
+            c = clusters[name] = dict(clusters[name])
             listener, tunnel = _tunnel(state, proxy, wp)
             resources.setdefault(T_LISTENER, {})[listener["name"]] = listener
             clusters[tunnel["name"]] = tunnel
@@ -129,18 +130,19 @@ def _originate(state: MeshState, proxy: Proxy) -> tuple[dict, dict]:
     return listener, cluster
 
 
-def _tunnelled(ambient: AmbientState, lb: dict) -> bool:
-    """An endpoint of an ambient pod (ztunnel takes HBONE for it) becomes ``connect_originate``
-    with its address as the original destination, as Istio's EDS writes it."""
+def _tunnelled(ambient: AmbientState, lb: dict) -> dict | None:
+    """An endpoint of an ambient pod (ztunnel takes HBONE for it) as ``connect_originate``
+    with its address as the original destination, as Istio's EDS writes it; None for
+    another endpoint."""
     address = lb["endpoint"]["address"].get("socket_address") or {}
     w = ambient.pods.get(str(address.get("address", "")))
     if w is None or not w.hbone:
-        return False
-    lb["endpoint"]["address"] = {"envoy_internal_address": {"server_listener_name": ORIGINATE}}
-    lb["metadata"] = {"filter_metadata": {
-        ORIGINAL_DST: {"local": f"{address['address']}:{address['port_value']}"},
-        "envoy.transport_socket_match": {"tunnel": "H2"}}}
-    return True
+        return None
+    return {**lb, "endpoint": {**lb["endpoint"], "address": {
+        "envoy_internal_address": {"server_listener_name": ORIGINATE}}},
+        "metadata": {"filter_metadata": {
+            ORIGINAL_DST: {"local": f"{address['address']}:{address['port_value']}"},
+            "envoy.transport_socket_match": {"tunnel": "H2"}}}}
 
 
 def through_hbone(state: MeshState, proxy: Proxy,
@@ -148,22 +150,34 @@ def through_hbone(state: MeshState, proxy: Proxy,
     """A proxy's resources, its EDS clusters' ambient endpoints reached over HBONE, where
     the proxy says ``ENABLE_HBONE`` (the ambient profile's proxy metadata). The other
     endpoints keep their own transport (auto mTLS to sidecars, plaintext elsewhere): the
-    tunnel's match comes first in the cluster's ``transport_socket_matches``."""
+    tunnel's match comes first in the cluster's ``transport_socket_matches``.
+
+    The clusters and endpoints it changes are new objects: the others are shared with every
+    proxy and push (localmesh/istio/xds/memo.py) and never changed after they are built."""
     ambient = state.ambient
     if ambient is None or str(proxy.metadata.get(ENABLE_HBONE, "")).lower() != "true":
         return resources
     clusters = resources.get(T_CLUSTER, {})
+    endpoints = resources.get(T_ENDPOINT, {})
     tunnelled = False
-    for name, assignment in resources.get(T_ENDPOINT, {}).items():
+    for name, assignment in list(endpoints.items()):
         c = clusters.get(name)
         if c is None:
             continue
-        hits = [_tunnelled(ambient, lb) for group in assignment.get("endpoints") or []
-                for lb in group.get("lb_endpoints") or []]
-        if any(hits):
-            tunnelled = True
-            c["transport_socket_matches"] = [TUNNEL_MATCH,
-                                             *(c.get("transport_socket_matches") or [])]
+        groups, hit = [], False
+        for group in assignment.get("endpoints") or []:
+            lbs = []
+            for lb in group.get("lb_endpoints") or []:
+                via = _tunnelled(ambient, lb)
+                hit = hit or via is not None
+                lbs.append(via or lb)
+            groups.append({**group, "lb_endpoints": lbs})
+        if not hit:
+            continue
+        tunnelled = True
+        endpoints[name] = {**assignment, "endpoints": groups}
+        clusters[name] = {**c, "transport_socket_matches": [
+            TUNNEL_MATCH, *(c.get("transport_socket_matches") or [])]}
     if tunnelled:
         listener, cluster = _originate(state, proxy)
         resources.setdefault(T_LISTENER, {})[listener["name"]] = listener
