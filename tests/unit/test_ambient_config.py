@@ -304,7 +304,9 @@ def test_the_ingress_gateway_goes_through_the_waypoint_only_when_asked() -> None
         cluster_name]["type"] == "EDS"
     assert st.ambient is not None
     st.ambient.namespace_labels[NS]["istio.io/ingress-use-waypoint"] = "true"
-    out = through_waypoints(st, router, json.loads(json.dumps(resources)))
+    shared = {"name": cluster_name, "type": "EDS"}  # memoized: every proxy's (xds/memo.py)
+    out = through_waypoints(st, router, {T_CLUSTER: {cluster_name: shared}, T_LISTENER: {}})
+    assert shared == {"name": cluster_name, "type": "EDS"}, "the shared cluster was changed"
     assert out[T_CLUSTER][cluster_name]["type"] == "STATIC"
     assert "connect_waypoint/shop/waypoint" in out[T_LISTENER]
     as_protobuf(out)
@@ -323,7 +325,7 @@ def test_a_proxy_with_hbone_tunnels_to_ambient_pods_and_keeps_mtls_to_sidecars()
     caller = Proxy("sidecar", "127.9.1.8", "127.9.65.8", "client-1", "other",
                    {"app": "client"}, "client", [])
     cluster_name = "outbound|7050||vp0.shop.svc.cluster.local"
-    plain = generate(st, caller)
+    plain = json.loads(json.dumps(generate(st, caller)))  # a copy: shared parts inside
     assert ORIGINATE not in plain[T_LISTENER]
     assert [e["endpoint"]["address"]["socket_address"]["address"] for e in
             plain[T_ENDPOINT][cluster_name]["endpoints"][0]["lb_endpoints"]] == \
@@ -350,6 +352,12 @@ def test_a_proxy_with_hbone_tunnels_to_ambient_pods_and_keeps_mtls_to_sidecars()
     assert out[T_LISTENER][ORIGINATE]["internal_listener"] == {}
     for assignment in out[T_ENDPOINT].values():
         json_format.ParseDict(assignment, endpoint_pb2.ClusterLoadAssignment())
+    # The memoized resources every proxy shares were not changed (xds/memo.py): a proxy
+    # without HBONE, generated after, still dials the pods.
+    plain_after = generate(st, Proxy("sidecar", "127.9.1.6", "127.9.65.6", "other-1", "other",
+                                     {"app": "other"}, "other", []))
+    assert plain_after[T_ENDPOINT][cluster_name] == plain[T_ENDPOINT][cluster_name]
+    assert plain_after[T_CLUSTER][cluster_name] == plain[T_CLUSTER][cluster_name]
 
 
 # -- ztunnel's view and metrics ---------------------------------------------------------
