@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from localmesh.api import status
 from localmesh.api.objects import ObjectAPI
 from localmesh.api.rbac import RBAC_KEYS
 from localmesh.api.rbac.validation import default_rbac, validate_rbac
@@ -194,7 +195,8 @@ def validate_objects(api: ObjectAPI, rt: ResourceType, obj: dict, old: dict | No
         tmpl_labels = (spec.get("template", {}).get("metadata") or {}).get("labels") or {}
         if sel and any(tmpl_labels.get(k) != v for k, v in sel.items()):
             causes.append(("spec.template.metadata.labels", "FieldValueInvalid",
-                           f"Invalid value: {tmpl_labels}: `selector` does not match template "
+                           f"Invalid value: {status.go_value(tmpl_labels)}: `selector` does not "
+                           "match template "
                            "`labels`"))
         if isinstance(spec.get("replicas"), int) and spec["replicas"] < 0:
             causes.append(("spec.replicas", "FieldValueInvalid",

@@ -14,7 +14,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from localmesh.api import status
+from localmesh.api import fieldmanager, status
+from localmesh.api.schema import DEFINITIONS, Schema
 from localmesh.api.status import ApiError
 from localmesh.resources import Registry, ResourceType
 from localmesh.store import Store, StoreError, now_rfc3339
@@ -52,6 +53,34 @@ class ObjectAPI:
         self.on_delete_hooks: list[Callable[[ResourceType, dict], None]] = []
 
     # -- helpers -------------------------------------------------------------------------
+    def schema(self, rt: ResourceType) -> Schema | None:
+        """The kind's schema: Kubernetes' for a built-in kind, the CRD version's for a
+        custom resource (localmesh/api/schema.py)."""
+        if not rt.custom:
+            return DEFINITIONS.kind(rt.group, rt.version, rt.kind)
+        crd = self.store.get(("apiextensions.k8s.io", "customresourcedefinitions"), "",
+                             f"{rt.plural}.{rt.group}")
+        version = next((v for v in ((crd or {}).get("spec") or {}).get("versions") or []
+                        if v.get("name") == rt.version), None)
+        return DEFINITIONS.custom(version) if version else None
+
+    def _track(self, rt: ResourceType, old: dict | None, obj: dict, managed_by: str | None,
+               keep: bool, subresource: str = "") -> None:
+        """managedFields: an update by ``managed_by`` is recorded; ``keep`` stores what an
+        apply computed; a write by localmesh's own controllers keeps the live ones."""
+        meta = obj.setdefault("metadata", {})
+        if keep:
+            return
+        if managed_by:
+            fieldmanager.record_update(self.schema(rt), old, obj, managed_by, rt.api_version,
+                                       now_rfc3339(), subresource)
+            return
+        live = ((old or {}).get("metadata") or {}).get("managedFields")
+        if live:
+            meta["managedFields"] = live
+        else:
+            meta.pop("managedFields", None)
+
     def _check_namespace(self, rt: ResourceType, namespace: str, creating: bool) -> None:
         if not rt.namespaced:
             return
@@ -105,7 +134,8 @@ class ObjectAPI:
         return obj
 
     def create(self, rt: ResourceType, namespace: str, obj: dict, *,
-               dry_run: bool = False) -> dict:
+               dry_run: bool = False, managed_by: str | None = None,
+               keep_managed_fields: bool = False) -> dict:
         if not isinstance(obj, dict):
             raise status.bad_request("the body of the request was not a JSON object")
         obj = copy.deepcopy(obj)
@@ -144,6 +174,7 @@ class ObjectAPI:
             meta.pop(drop, None)
         self._check_namespace(rt, meta.get("namespace", ""), creating=True)
         self._admit(rt, obj, None)
+        self._track(rt, None, obj, managed_by, keep_managed_fields)
         if dry_run:
             existing = self.store.get(rt.key, meta.get("namespace", ""), meta["name"])
             if existing is not None:
@@ -157,7 +188,8 @@ class ObjectAPI:
 
     def update(self, rt: ResourceType, namespace: str, name: str, obj: dict, *,
                subresource: str = "", dry_run: bool = False, check_version: bool = True,
-               allow_create: bool = False) -> dict:
+               allow_create: bool = False, managed_by: str | None = None,
+               keep_managed_fields: bool = False) -> dict:
         if not isinstance(obj, dict):
             raise status.bad_request("the body of the request was not a JSON object")
         ns = namespace if rt.namespaced else ""
@@ -171,7 +203,8 @@ class ObjectAPI:
         meta["name"] = name
         if old is None:
             if allow_create and not subresource:
-                return self.create(rt, namespace, obj, dry_run=dry_run)
+                return self.create(rt, namespace, obj, dry_run=dry_run, managed_by=managed_by,
+                                   keep_managed_fields=keep_managed_fields)
             raise status.not_found(rt.plural, name, rt.group)
         obj = copy.deepcopy(obj)
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
@@ -182,7 +215,10 @@ class ObjectAPI:
             new = copy.deepcopy(old)
             new["status"] = obj.get("status", {})
             new["metadata"]["resourceVersion"] = meta.get("resourceVersion")
+            if keep_managed_fields:
+                new["metadata"]["managedFields"] = meta.get("managedFields")
             obj = new
+            self._track(rt, old, obj, managed_by, keep_managed_fields, "status")
         elif subresource == "":
             # The main resource ignores status changes, as for every built-in kind with a
             # status subresource.
@@ -200,6 +236,7 @@ class ObjectAPI:
                 if keep in old["metadata"]:
                     meta[keep] = old["metadata"][keep]
             self._admit(rt, obj, old)
+            self._track(rt, old, obj, managed_by, keep_managed_fields)
         if dry_run:
             return obj
         try:
