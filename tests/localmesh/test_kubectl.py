@@ -14,6 +14,7 @@ from kubernetes import client
 
 from tests.localmesh.conftest import (
     NEWEST,
+    SPDY_EXEC,
     WEBSOCKET_EXEC,
     Kubectl,
     container_status,
@@ -255,9 +256,10 @@ def test_error_messages(kubectl: Kubectl, ns: str) -> None:
     assert 'the server doesn\'t have a resource type "widgets"' in wrong.stderr
 
 
-@pytest.mark.parametrize("version", [WEBSOCKET_EXEC, NEWEST])
-def test_exec_over_websocket(version: str, kubeconfig, tmp_path, ns: str,
-                             core: client.CoreV1Api) -> None:
+@pytest.mark.parametrize("version", [SPDY_EXEC, "1.29", WEBSOCKET_EXEC, NEWEST])
+def test_exec_over_spdy_and_websocket(version: str, kubeconfig, tmp_path, ns: str,
+                                      core: client.CoreV1Api) -> None:
+    """kubectl <= 1.29 execs over SPDY/3.1, 1.30 and later over WebSocket (v5)."""
     k = make_kubectl(version, kubeconfig, tmp_path / "cache")
     k("run", "sh", "-n", ns, "--image=busybox", "--restart=Never", "--",
       "sh", "-c", "sleep 60")
@@ -270,12 +272,6 @@ def test_exec_over_websocket(version: str, kubeconfig, tmp_path, ns: str,
     assert piped == "HELLO\n"
     env = k("exec", "sh", "-n", ns, "--", "sh", "-c", "echo $HOSTNAME")
     assert env == "sh\n"
-
-
-def test_kubectl_port_forward_needs_spdy(kubectl_new: Kubectl) -> None:
-    pytest.skip("kubectl port-forward tunnels over SPDY (even 1.30+ wraps SPDY in its "
-                "WebSocket upgrade); localmesh serves port-forward over WebSocket only — "
-                "see test_kubelet.py::test_port_forward_with_python_client")
 
 
 def test_create_subcommands_post_protobuf(kubectl_new: Kubectl, ns: str, tmp_path) -> None:
