@@ -95,7 +95,10 @@ def _default_object(rt: ResourceType, obj: dict, old: dict | None,
     meta = obj.setdefault("metadata", {})
     spec = obj.setdefault("spec", {}) if rt.kind not in (
         "ConfigMap", "Secret", "Endpoints", "Event", "ServiceAccount", "EndpointSlice",
-        "ClusterRole", "Role", "RoleBinding", "ClusterRoleBinding") and not rt.custom else None
+        "ClusterRole", "Role", "RoleBinding", "ClusterRoleBinding", "StorageClass",
+        "PriorityClass", "RuntimeClass", "ControllerRevision", "PodTemplate",
+        "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration") \
+        and not rt.custom else None
     if rt.key == ("", "secrets"):
         # The API server folds write-only stringData into data (base64), as upstream.
         string_data = obj.pop("stringData", None) or {}

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from localmesh.api import status
+from localmesh.api.objects import admission_warnings
 from localmesh.api.schema import Schema, prune, unknown_fields
 from localmesh.api.status import go_quote
 
@@ -128,9 +129,10 @@ def check_patched(schema: Schema | None, patched: Any, mode: str,
 
 
 def add_warnings(resp: R, warnings: list[str]) -> R:
-    """Each warning once, as its own ``Warning`` header (the order they were found)."""
+    """Each warning once, as its own ``Warning`` header (the order they were found), with
+    what admission added (``admission_warnings``)."""
     seen: list[str] = []
-    for w in warnings:
+    for w in [*warnings, *(admission_warnings.get() or [])]:
         if w not in seen:
             seen.append(w)
             resp.headers.add("Warning", warning_header(w))

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from localmesh.api import fieldvalidation, protobuf, status, tables, wire
+from localmesh.api import fieldvalidation, printers, protobuf, status, tables, wire
 from localmesh.api.status import ApiError
 from localmesh.resources import ResourceType
 from localmesh.store import Store
@@ -80,7 +80,7 @@ def printer_for(store: Store, rt: ResourceType) -> tables.Printer:
                         f"{rt.plural}.{rt.group}")
         version = next((v for v in ((crd or {}).get("spec") or {}).get("versions") or []
                         if v.get("name") == rt.version), {})
-    return tables.Printer(rt.key, version)
+    return tables.Printer(rt.key, version, printers.PRINTERS)
 
 
 def render(request: web.Request, store: Store, rt: ResourceType, obj: dict,

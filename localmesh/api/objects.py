@@ -9,6 +9,7 @@ process call it directly, so they get exactly the same semantics as remote clien
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import random
 from collections.abc import Callable
@@ -22,6 +23,14 @@ from localmesh.store import Store, StoreError, now_rfc3339
 
 Mutator = Callable[["ObjectAPI", ResourceType, dict, dict | None], None]
 Validator = Callable[["ObjectAPI", ResourceType, dict, dict | None], list[tuple[str, str, str]]]
+# A policy sees the operation (CREATE, UPDATE, DELETE), the object (None on DELETE) and the
+# old object, after the validators: ValidatingAdmissionPolicy, validating webhooks.
+Policy = Callable[["ObjectAPI", ResourceType, str, dict | None, dict | None], None]
+
+# Warnings admission produced for the request being served (a policy's Warn action, a
+# webhook's warnings); the REST layer sends them back as Warning headers.
+admission_warnings: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "admission_warnings", default=None)
 
 
 @dataclass
@@ -30,6 +39,10 @@ class Admission:
 
     mutators: dict[tuple[str, str] | str, list[Mutator]] = field(default_factory=dict)
     validators: dict[tuple[str, str] | str, list[Validator]] = field(default_factory=dict)
+    policies: list[Policy] = field(default_factory=list)
+
+    def add_policy(self, fn: Policy) -> None:
+        self.policies.append(fn)
 
     def add_mutator(self, key: tuple[str, str] | str, fn: Mutator) -> None:
         self.mutators.setdefault(key, []).append(fn)
@@ -107,6 +120,8 @@ class ObjectAPI:
         if causes:
             raise status.invalid(rt.kind, obj.get("metadata", {}).get("name", ""), causes,
                                  rt.group)
+        for policy in self.admission.policies:
+            policy(self, rt, "CREATE" if old is None else "UPDATE", obj, old)
 
     def _wrap(self, rt: ResourceType, exc: StoreError, name: str) -> ApiError:
         if exc.reason == "AlreadyExists":
@@ -277,6 +292,9 @@ class ObjectAPI:
             rv = preconditions.get("resourceVersion")
             if rv and rv != meta.get("resourceVersion"):
                 raise status.conflict(rt.plural, name, rt.group)
+        if not meta.get("deletionTimestamp"):
+            for policy in self.admission.policies:
+                policy(self, rt, "DELETE", None, obj)
         if dry_run:
             return self._present(rt, obj)
         if propagation is None:

@@ -32,9 +32,9 @@ from localmesh.resources import ResourceType
 
 # Served resources whose DELETE answers with the deleted object instead of a Status: those
 # whose registry sets ReturnDeletedObject (k8s.io/kubernetes pkg/registry/core/{pod,service,
-# serviceaccount}/storage/storage.go). storageclasses set it too, but localmesh does not
-# serve them.
-RETURN_DELETED_OBJECT = frozenset({("", "pods"), ("", "services"), ("", "serviceaccounts")})
+# serviceaccount}/storage/storage.go, pkg/registry/storage/storageclass).
+RETURN_DELETED_OBJECT = frozenset({("", "pods"), ("", "services"), ("", "serviceaccounts"),
+                                   ("storage.k8s.io", "storageclasses")})
 
 
 class RestHandlers:
@@ -246,6 +246,9 @@ class RestHandlers:
 
     async def status_like(self, request: web.Request, rt: ResourceType, namespace: str,
                            name: str, sub: str) -> web.Response:
+        if sub == "approval":
+            # A CertificateSigningRequest's conditions, written like its status.
+            sub = "status"
         if sub == "scale":
             return await self._scale(request, rt, namespace, name)
         if request.method == "GET":
@@ -279,9 +282,8 @@ class RestHandlers:
                               "creationTimestamp")},
                 "spec": {"replicas": o.get("spec", {}).get("replicas", 1)},
                 "status": {"replicas": o.get("status", {}).get("replicas", 0),
-                           "selector": ",".join(
-                               f"{k}={v}" for k, v in (o.get("spec", {}).get("selector", {})
-                                                       .get("matchLabels") or {}).items())},
+                           "selector": ",".join(f"{k}={v}" for k, v in _selector_map(
+                               o.get("spec", {}).get("selector")).items())},
             }
 
         if request.method == "GET":
@@ -301,6 +303,15 @@ class RestHandlers:
             out = self.objects.update(rt, namespace, name, obj, check_version=False)
             return json_response(scale_of(out))
         raise status.method_not_allowed()
+
+
+def _selector_map(selector: Any) -> dict:
+    """matchLabels of a LabelSelector, or a ReplicationController's plain map."""
+    if not isinstance(selector, dict):
+        return {}
+    if "matchLabels" in selector or "matchExpressions" in selector:
+        return dict(selector.get("matchLabels") or {})
+    return dict(selector)
 
 
 def _manager(request: web.Request) -> str:

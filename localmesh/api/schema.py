@@ -195,6 +195,26 @@ class Schema:
         return str(self.node.get("description") or self.raw.get("description") or "")
 
 
+def required_zeros(schema: Schema | None) -> dict:
+    """The zero values of a struct's required scalar fields: what Go writes for fields
+    without ``omitempty`` (an int32 is ``0`` even before anyone set it), and what strict
+    clients — lightkube's models — insist on finding."""
+    if schema is None or schema.shape != "struct":
+        return {}
+    zeros = {"integer": 0, "number": 0, "string": "", "boolean": False}
+    out: dict = {}
+    for name in schema.node.get("required") or []:
+        field = schema.field(name)
+        if field is None or field.shape != "scalar":
+            continue
+        kinds = field._types()
+        for t, zero in zeros.items():
+            if t in kinds:
+                out[name] = zero
+                break
+    return out
+
+
 def unknown_fields(schema: Schema | None, value: Any, path: str = "") -> list[str]:
     """Paths of the fields ``value`` has that ``schema`` does not declare, in the form of
     sigs.k8s.io/json's strict errors (``spec.containers[0].foo``)."""

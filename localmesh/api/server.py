@@ -20,7 +20,7 @@ from aiohttp import web
 from localmesh.api import authn, discovery, status, wire
 from localmesh.api.authn import Authenticator
 from localmesh.api.negotiation import error_response, json_response, page_not_found
-from localmesh.api.objects import ObjectAPI
+from localmesh.api.objects import ObjectAPI, admission_warnings
 from localmesh.api.openapi import OpenAPI
 from localmesh.api.rbac.filters import RequestAuthorization
 from localmesh.api.rest import RestHandlers
@@ -41,7 +41,7 @@ Route = tuple[str, str, Handler]
 _COLLECTION_VERBS = {"GET": "list", "POST": "create", "DELETE": "deletecollection"}
 _OBJECT_VERBS = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 # Subresources served by the REST handlers themselves; the rest come from their providers.
-_OWN_SUBRESOURCES = ("status", "scale", "finalize")
+_OWN_SUBRESOURCES = ("status", "scale", "finalize", "approval")
 
 
 class APIServer:
@@ -90,6 +90,7 @@ class APIServer:
             except ApiError as err:
                 return error_response(err)
         current = authn.current_user.set(user)
+        admission_warnings.set([])
         try:
             return await handler(request)
         except ApiError as err:

@@ -71,16 +71,29 @@ def _condition(type_: str, status: str, reason: str, message: str, prev: list[di
             "lastTransitionTime": transition, "reason": reason, "message": message}
 
 
+RC = ("", "replicationcontrollers")
+
+
 class ReplicaSetController(Reconciler):
+    """ReplicaSets, and ReplicationControllers (the same controller upstream in effect:
+    pkg/controller/replication wraps the ReplicaSet one)."""
+
     name = "replicaset-controller"
-    keys = (RS, PODS)
+    keys = (RS, RC, PODS)
 
     def reconcile(self) -> None:
         api: ObjectAPI = self.api
-        rs_rt = api.rt("apps/v1", "ReplicaSet")
-        pod_rt = api.rt("v1", "Pod")
         pods = api.store.scan(PODS)
-        for rs in api.store.scan(RS):
+        for key, api_version, kind in ((RS, "apps/v1", "ReplicaSet"),
+                                       (RC, "v1", "ReplicationController")):
+            if api.registry.by_key(key) is not None:
+                self._sync_kind(api, pods, key, api_version, kind)
+
+    def _sync_kind(self, api: ObjectAPI, pods: list[dict], key: tuple[str, str],
+                   api_version: str, kind: str) -> None:
+        rs_rt = api.rt(api_version, kind)
+        pod_rt = api.rt("v1", "Pod")
+        for rs in api.store.scan(key):
             if not alive(rs):
                 continue
             uid = rs["metadata"]["uid"]
@@ -98,8 +111,8 @@ class ReplicaSetController(Reconciler):
                             **(tmpl.get("metadata") or {}),
                             "generateName": rs["metadata"]["name"] + "-",
                             "namespace": ns,
-                            "ownerReferences": [owner_ref({**rs, "apiVersion": "apps/v1",
-                                                           "kind": "ReplicaSet"})],
+                            "ownerReferences": [owner_ref({**rs, "apiVersion": api_version,
+                                                           "kind": kind})],
                         },
                         "spec": tmpl.get("spec", {}),
                     }
