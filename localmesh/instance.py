@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
-from localmesh import admission, admission_kinds, admissionpolicy, pki, quota
+from localmesh import admission, admission_kinds, admissionpolicy, pki, quota, webhooks
 from localmesh.admission import ServiceAllocation
 from localmesh.api.authn import Authenticator
 from localmesh.api.objects import ObjectAPI
@@ -115,6 +115,7 @@ class Instance:
         self.api.admission.add_mutator(("certificates.k8s.io", "certificatesigningrequests"),
                                        record_requester)
         admissionpolicy.install(self.api)
+        webhooks.install(self.api)
         # Authentication (the admin token, ServiceAccount tokens) and RBAC authorization;
         # RBAC objects also pass the escalation check on their way into the store.
         self.token = secrets.token_urlsafe(32)
