@@ -97,7 +97,6 @@ class JobController(Reconciler):
         api = self.api
         job_rt, pod_rt = api.rt("batch/v1", "Job"), api.rt("v1", "Pod")
         spec, status = job.get("spec") or {}, copy.deepcopy(job.get("status") or {})
-        meta = job["metadata"]
         now_dt = self.clock()
         now = _rfc3339(now_dt)
         done = finished(job)
