@@ -54,7 +54,7 @@ class NetExec(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+    def do_GET(self) -> None:
         url = urlsplit(self.path)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         path = url.path
@@ -137,7 +137,7 @@ def serve_hostname(flags: dict[str, str]) -> int:
                     s.sendto(name.encode(), peer)
 
     class Hostname(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+        def do_GET(self) -> None:
             data = name.encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
