@@ -25,10 +25,9 @@ policy's status stays empty), and CEL libraries beyond cel-python's standard one
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any
-
-import celpy
 
 from localmesh.api import status
 from localmesh.api.authn import current_user
@@ -49,12 +48,24 @@ class CelError(Exception):
     """A CEL expression that did not compile or evaluate."""
 
 
+def _celpy() -> Any:
+    """cel-python, imported on first use: most instances never evaluate a policy, and the
+    import costs a tenth of localmesh's boot."""
+    return importlib.import_module("celpy")
+
+
 class Evaluator:
     """cel-python programs, compiled once per expression."""
 
     def __init__(self) -> None:
-        self.env = celpy.Environment()
+        self._env: Any = None
         self.programs: dict[str, Any] = {}
+
+    @property
+    def env(self) -> Any:
+        if self._env is None:
+            self._env = _celpy().Environment()
+        return self._env
 
     def run(self, expression: str, activation: dict[str, Any]) -> Any:
         program = self.programs.get(expression)
@@ -65,13 +76,18 @@ class Evaluator:
             result = program.evaluate(activation)
         except Exception as exc:
             raise CelError(str(exc)) from exc
-        if isinstance(result, celpy.CELEvalError):
+        if isinstance(result, _celpy().CELEvalError):
             raise CelError(str(result))
         return result
 
 
 def _cel(value: Any) -> Any:
-    return celpy.json_to_cel(value)
+    return _celpy().json_to_cel(value)
+
+
+def _cel_map(values: dict[str, Any]) -> Any:
+    types = _celpy().celtypes
+    return types.MapType({types.StringType(k): v for k, v in values.items()})
 
 
 def _rule_matches(rule: dict, rt: ResourceType, operation: str, namespaced: bool) -> bool:
@@ -166,13 +182,10 @@ class PolicyAdmission:
                     return
             variables: dict[str, Any] = {}
             for var in pspec.get("variables") or []:
-                activation["variables"] = _cel(variables) if not variables else \
-                    celpy.celtypes.MapType({celpy.celtypes.StringType(k): v
-                                            for k, v in variables.items()})
+                activation["variables"] = _cel_map(variables)
                 variables[var["name"]] = self.cel.run(var.get("expression", "null"),
                                                       activation)
-            activation["variables"] = celpy.celtypes.MapType(
-                {celpy.celtypes.StringType(k): v for k, v in variables.items()})
+            activation["variables"] = _cel_map(variables)
             for v in pspec.get("validations") or []:
                 expression = v.get("expression", "false")
                 if bool(self.cel.run(expression, activation)):

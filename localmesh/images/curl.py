@@ -16,7 +16,6 @@ def main(argv: list[str]) -> int:
         print(f"exec: {argv[0]}: not found", file=sys.stderr)
         return 127
     os.execv(program, argv)
-    return 0  # not reached
 
 
 if __name__ == "__main__":

@@ -130,7 +130,6 @@ def main(argv: list[str]) -> int:
     conf.write_text(configuration(workdir, host, table, can_bind(host, 80)))
     extra = argv[1:]
     os.execv(binary, [binary, "-c", str(conf), "-p", str(workdir), *extra])
-    return 0  # not reached
 
 
 if __name__ == "__main__":
