@@ -109,9 +109,11 @@ def test_kubectl_cp_both_ways(version: str, kubeconfig: Path, tmp_path: Path, ns
     assert out.read_bytes() == src.read_bytes()
 
 
-def test_attach_shows_new_output(kubeconfig: Path, tmp_path: Path, ns: str,
+@pytest.mark.parametrize("version", ["1.27", "1.33"])
+def test_attach_shows_new_output(version: str, kubeconfig: Path, tmp_path: Path, ns: str,
                                  core: client.CoreV1Api) -> None:
-    k = make_kubectl("1.27", kubeconfig, tmp_path / "cache")
+    """Attach is SPDY; kubectl 1.30+ tries a WebSocket first and falls back to it."""
+    k = make_kubectl(version, kubeconfig, tmp_path / "cache")
     core.create_namespaced_pod(ns, busybox_pod(
         "talker", "sleep 1; for i in 1 2 3; do echo tick $i; sleep 0.2; done"))
     poll(lambda: pod_ready(core, ns, "talker"), what="pod ready")
