@@ -29,6 +29,7 @@ from aiohttp import web
 
 from localmesh import admission, admission_kinds, admissionpolicy, pki, quota, webhooks
 from localmesh.admission import ServiceAllocation
+from localmesh.api import eviction
 from localmesh.api.authn import Authenticator
 from localmesh.api.objects import ObjectAPI
 from localmesh.api.openapi import OpenAPI
@@ -139,6 +140,7 @@ class Instance:
                         for sub, handler in streams.handlers(self.kubelet).items()}
         subresources[(("", "services"), "proxy")] = self.proxy.proxy_handler
         subresources[(("", "serviceaccounts"), "token")] = self.authn.token_request
+        subresources[(("", "pods"), "eviction")] = eviction.handler(self.api)
         self.server = APIServer(
             self.api, self.authn, RequestAuthorization(self.authz, self.registry),
             subresources=subresources,

@@ -87,6 +87,8 @@ def _subresource_shape(rt: ResourceType, sub: str) -> tuple[list[str], str, str 
         return ["update"], rt.kind, None, ""
     if sub == "approval":
         return ["get", "patch", "update"], rt.kind, None, ""
+    if sub == "eviction":
+        return ["create"], "Eviction", "policy", "v1"
     if sub == "token":
         return ["create"], "TokenRequest", "authentication.k8s.io", "v1"
     return ["get"], rt.kind, None, ""
@@ -98,7 +100,8 @@ BUILTIN: list[ResourceType] = [
     ResourceType("", "v1", "namespaces", "Namespace", False, ("ns",), ("status", "finalize"),
                  verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
     ResourceType("", "v1", "pods", "Pod", True, ("po",),
-                 ("status", "log", "exec", "portforward", "proxy", "attach"), categories=("all",)),
+                 ("status", "log", "exec", "portforward", "proxy", "attach", "eviction"),
+                 categories=("all",)),
     ResourceType("", "v1", "services", "Service", True, ("svc",), ("status", "proxy"),
                  verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update",
                         "watch"),

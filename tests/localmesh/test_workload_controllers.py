@@ -11,6 +11,7 @@ import base64
 import json
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -249,3 +250,24 @@ def test_pdb_hpa_and_csr_status(kubectl_new: Kubectl, ns: str, core: client.Core
     assert cert.subject.rfc4514_string() == "CN=alice"
     assert "Approved,Issued" in kubectl_new("get", "csr", csr)
     assert kubectl_new.json("get", "csr", csr)["spec"]["username"] == "localmesh-admin"
+
+
+def test_eviction_honours_the_disruption_budget(kubectl_new: Kubectl, ns: str,
+                                                core: client.CoreV1Api) -> None:
+    for name in ("e1", "e2"):
+        core.create_namespaced_pod(ns, busybox_pod(name, "sleep 600", labels={"app": "ev"}))
+    _apply(kubectl_new, ns, {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "keep1"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "ev"}}}})
+    poll(lambda: kubectl_new.json("get", "pdb", "keep1", "-n", ns).get("status", {}).get(
+        "disruptionsAllowed") == 1, what="one disruption allowed", timeout=20)
+    eviction = {"apiVersion": "policy/v1", "kind": "Eviction"}
+    core.create_namespaced_pod_eviction("e1", ns, {**eviction, "metadata": {"name": "e1"}})
+    with pytest.raises(client.ApiException) as refused:
+        core.create_namespaced_pod_eviction("e2", ns, {**eviction, "metadata": {"name": "e2"}})
+    assert refused.value.status == 429
+    body = json.loads(refused.value.body)
+    assert body["message"] == ("Cannot evict pod as it would violate the pod's disruption "
+                               "budget.")
+    assert body["details"]["causes"][0]["reason"] == "DisruptionBudget"
+    assert not core.read_namespaced_pod("e2", ns).metadata.deletion_timestamp
