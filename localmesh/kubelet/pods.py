@@ -217,12 +217,16 @@ class PodWorker:
         if image is None:
             first = c.waiting is None or c.waiting[0] not in ("ErrImagePull", "ImagePullBackOff")
             reason = "ErrImagePull" if first else "ImagePullBackOff"
-            msg = (f'Failed to pull image "{c.spec.get("image")}": localmesh cannot run this '
-                   "image: it is not in the image catalogue (see docs/images.md); use an image "
-                   "listed there or run the suite against a real cluster"
-                   if first else f'Back-off pulling image "{c.spec.get("image")}"')
+            pull_error = (f'Failed to pull image "{c.spec.get("image")}": localmesh cannot run '
+                          "this image: it is not in the image catalogue (see docs/images.md); "
+                          "use an image listed there or run the suite against a real cluster")
+            # In back-off the kubelet keeps the pull's error in the message (image_manager.go
+            # wraps it: 'Back-off pulling image "x": ErrImagePull: <error>').
+            msg = pull_error if first else \
+                f'Back-off pulling image "{c.spec.get("image")}": ErrImagePull: {pull_error}'
             c.waiting = (reason, msg)
-            self.kubelet.event(self.pod, "Warning", "Failed" if first else "BackOff", msg)
+            self.kubelet.event(self.pod, "Warning", "Failed" if first else "BackOff",
+                               msg if first else f'Back-off pulling image "{c.spec.get("image")}"')
             c.next_start = time.monotonic() + c.backoff
             c.backoff = min(c.backoff * 2, BACKOFF_MAX)
             self.publish()
