@@ -21,4 +21,5 @@ pytest_plugins = [
     "steps.ingress",
     "steps.security",
     "steps.chaos",
+    "steps.upgrade",
 ]

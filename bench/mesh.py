@@ -38,6 +38,7 @@ from meshgate.bench import process_tree, pss_mib
 from meshgate.cluster import Cluster
 from meshgate.config_dump import load_config_dump, route_entries
 from meshgate.namespaces import create
+from meshgate.waiting import DEFAULT_TIMEOUTS, Timeouts, Waits
 
 
 def until(fn, timeout: float = 30.0, interval: float = 0.01):  # type: ignore[no-untyped-def]
@@ -65,9 +66,10 @@ def one_run() -> dict[str, float]:
             ns = "bench"
             create(cluster, ns, "bench")
             t0 = time.monotonic()
-            rollout.deploy_blockchain(cluster, ns, timeout=60)
+            rollout.deploy_blockchain(cluster, ns,
+                                      Waits(Timeouts({**DEFAULT_TIMEOUTS, "deploy": 60.0})))
             out["workloads + ingress applied → Ready with sidecars"] = time.monotonic() - t0
-            entry = ingress.entry_point(cluster)
+            entry = ingress.entry_point(cluster, info.ingress_gateway)
             host = ingress.scenario_host(ns)
             prom = telemetry.Prometheus(cluster, info.prometheus)  # type: ignore[arg-type]
             labels = telemetry.destination_labels("vp0", ns, 200)
@@ -97,7 +99,7 @@ def one_run() -> dict[str, float]:
             assert ingress.get(entry, "/login", host).status == 200
             out["request → new edge in Kiali's graph (warm targets)"] = \
                 time.monotonic() - t0 + until(lambda: edge("istio-ingressgateway", "composer"))
-            pod = next(iter(rollout.deploy_blockchain(cluster, ns, timeout=30)["composer"].pods))
+            pod = next(iter(rollout.deploy_blockchain(cluster, ns, Waits())["composer"].pods))
             vs = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
                   "metadata": {"name": "bench"},
                   "spec": {"hosts": ["vp0"], "http": [

@@ -29,4 +29,8 @@ Feature: Ingress paths work
       | kind                                |
       | a Kubernetes Ingress                |
       | an Istio Gateway and VirtualService |
+
+    @gateway-api
+    Examples:
+      | kind                                |
       | a Gateway API Gateway and HTTPRoute |

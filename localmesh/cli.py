@@ -29,6 +29,8 @@ from pathlib import Path
 
 from localmesh.istio.names import ISTIO_NAMESPACE
 from localmesh.kubelet.runtime import PidRegistry, die_with_parent, pid_alive
+from localmesh.shape import Shape, ShapeError, from_arguments
+from localmesh.shape import add_arguments as add_shape_arguments
 from localmesh.signals import SignalLatch, exit_status
 
 DEFAULT_STATE = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) \
@@ -144,7 +146,8 @@ def clean_up(state_dir: Path) -> tuple[list[int], list[str]]:
 
 def launch(state_dir: Path, kubeconfig: Path | None = None, *, mesh: bool = True,
            port: int = 0, timeout: float = 60.0, tied: bool = False,
-           stop_requested: Callable[[], int | None] = lambda: None) -> Handle:
+           stop_requested: Callable[[], int | None] = lambda: None,
+           shape: Shape | None = None) -> Handle:
     """Start ``localmesh serve`` in the background and wait until it is ready.
 
     ``tied`` (for a test run's own instance): localmesh gets SIGTERM when the launching
@@ -162,10 +165,9 @@ def launch(state_dir: Path, kubeconfig: Path | None = None, *, mesh: bool = True
             f"`localmesh down --state-dir {state_dir}` first or choose another --state-dir")
     kubeconfig = (kubeconfig or state_dir / "kubeconfig").resolve()
     (state_dir / "ready").unlink(missing_ok=True)
+    shape = (shape or Shape(mesh="sidecar" if mesh else "none")).check()
     cmd = [sys.executable, "-m", "localmesh", "serve", "--state-dir", str(state_dir),
-           "--kubeconfig", str(kubeconfig), "--port", str(port)]
-    if not mesh:
-        cmd.append("--no-mesh")
+           "--kubeconfig", str(kubeconfig), "--port", str(port), *shape.argv()]
     log = open(state_dir / "localmesh.log", "ab")
     t0 = time.monotonic()
     env = dict(os.environ)
@@ -209,6 +211,11 @@ def _wait_ready(proc: subprocess.Popen, state_dir: Path, kubeconfig: Path, t0: f
 
 # -- subcommands -------------------------------------------------------------------------
 def _serve(args: argparse.Namespace) -> int:
+    try:
+        from_arguments(args)
+    except ShapeError as exc:
+        print(f"localmesh serve: {exc}", file=sys.stderr)
+        return 1
     with SignalLatch() as latch:
         return _serve_latched(args, latch)
 
@@ -235,7 +242,7 @@ def _serve_latched(args: argparse.Namespace, latch: SignalLatch) -> int:
                 "reaped %d process group(s) left by a previous localmesh", len(reaped))
         kubeconfig = Path(args.kubeconfig).resolve() if args.kubeconfig \
             else state / "kubeconfig"
-        inst = Instance(state, kubeconfig, port=args.port, mesh=not args.no_mesh)
+        inst = Instance(state, kubeconfig, port=args.port, shape=from_arguments(args))
         signum = asyncio.run(inst.run(latch))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
@@ -255,12 +262,12 @@ def _up(args: argparse.Namespace) -> int:
     with SignalLatch() as latch:
         try:
             h = launch(state, Path(args.kubeconfig) if args.kubeconfig else None,
-                       mesh=not args.no_mesh, port=args.port,
-                       stop_requested=lambda: latch.signum)
+                       port=args.port, stop_requested=lambda: latch.signum,
+                       shape=from_arguments(args))
         except Interrupted as exc:
             print(f"localmesh up: {exc}", file=sys.stderr)
             return exit_status(exc.signum)
-        except LaunchError as exc:
+        except (LaunchError, ShapeError) as exc:
             print(f"localmesh up: {exc}", file=sys.stderr)
             return 1
         if latch.signum is not None:
@@ -341,8 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where to write the kubeconfig (default: STATE_DIR/kubeconfig)")
         s.add_argument("--port", type=int, default=0,
                        help="the API server's port on 127.0.0.1 (default: a free one)")
-        s.add_argument("--no-mesh", action="store_true",
-                       help="Kubernetes only: no Istio control plane, gateway or addons")
+        add_shape_arguments(s)
     down = sub.add_parser(
         "down", help="stop localmesh and remove what it left",
         description="Stop the localmesh of a state directory by the PID it recorded "

@@ -22,12 +22,14 @@ import secrets
 import signal
 import socket
 import time
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
 from aiohttp import web
 
-from localmesh import admission, admission_kinds, admissionpolicy, pki, quota, webhooks
+from localmesh import admission, admission_kinds, admissionpolicy, pki, quota, synthetic, webhooks
 from localmesh.admission import ServiceAllocation
 from localmesh.api import eviction
 from localmesh.api.authn import Authenticator
@@ -57,8 +59,11 @@ from localmesh.controllers.workloads import DeploymentController, ReplicaSetCont
 from localmesh.istio.mesh import Mesh
 from localmesh.kubelet import streams
 from localmesh.kubelet.node import Kubelet
+from localmesh.mixer.install import SD_PATH, MixerMesh
 from localmesh.network import AddressPlan, NodePorts
+from localmesh.openshift.platform import OpenShift
 from localmesh.resources import Registry
+from localmesh.shape import Shape
 from localmesh.signals import STOP_SIGNALS, SignalLatch
 from localmesh.store import Store
 
@@ -95,11 +100,12 @@ class Instance:
     """Everything one localmesh runs, in one asyncio loop."""
 
     def __init__(self, state_dir: Path, kubeconfig: Path, port: int = 0,
-                 mesh: bool = True) -> None:
+                 shape: Shape | None = None) -> None:
         self.state_dir = state_dir
         self.kubeconfig = kubeconfig
         self.port = port
-        self.with_mesh = mesh
+        self.shape = (shape or Shape()).check()
+        self.with_mesh = self.shape.with_mesh
         self.mesh_timeout = 30.0
         self.store = Store()
         self.registry = Registry()
@@ -125,8 +131,14 @@ class Instance:
         escalation = EscalationCheck(self.authz)
         for key in RBAC_KEYS:
             self.api.admission.add_validator(key, escalation)
-        self.kubelet = Kubelet(self.api, self.addresses, state_dir)
+        self.kubelet = Kubelet(self.api, self.addresses, state_dir, tokens=self.authn.issue)
         self.proxy = ServiceProxy(self.api, self.addresses, state_dir)
+        # The OpenShift flavor's rooms (localmesh/openshift/platform.py); its router's
+        # reconciler serves the router pod its config on the instance's fourth address.
+        self.openshift = OpenShift(
+            self.api, self.authz, self.shape.ossm if self.shape.mesh == "sidecar" else None,
+            f"{self.addresses.server_address(4)}:9080") \
+            if self.shape.flavor == "openshift" else None
         self.controllers = [DeploymentController(self.api), ReplicaSetController(self.api),
                             EndpointsController(self.api), NamespaceController(self.api),
                             GarbageCollector(self.api), CRDController(self.api), self.proxy,
@@ -135,7 +147,8 @@ class Instance:
                             VolumeController(self.api, state_dir / "volumes"),
                             quota.QuotaController(self.api), DisruptionController(self.api),
                             AutoscalerController(self.api), APIServiceController(self.api),
-                            SigningController(self.api)]
+                            SigningController(self.api),
+                            *(self.openshift.controllers if self.openshift else [])]
         subresources = {(("", "pods"), sub): handler
                         for sub, handler in streams.handlers(self.kubelet).items()}
         subresources[(("", "services"), "proxy")] = self.proxy.proxy_handler
@@ -144,14 +157,22 @@ class Instance:
         self.server = APIServer(
             self.api, self.authn, RequestAuthorization(self.authz, self.registry),
             subresources=subresources,
-            routes=[*self.authn.routes(), *Reviews(self.authz).routes()],
+            routes=[*self.authn.routes(), *Reviews(self.authz).routes(),
+                    *(self.openshift.routes() if self.openshift else [])],
             openapi=OpenAPI(self.registry))
         # localmesh's own discovery endpoint for Prometheus (plain HTTP on the instance's
         # loopback address; see serviceproxy.py).
         self.sd_address = f"{self.addresses.server_address(3)}:8080"
-        self.mesh = Mesh(self.api, self.addresses.server_address(2),
-                         f"http://{self.sd_address}/localmesh/v1/prometheus-targets") \
-            if mesh else None
+        self.mesh: Mesh | MixerMesh | None = None
+        if self.shape.mesh == "sidecar":
+            self.mesh = Mesh(self.api, self.addresses.server_address(2),
+                             f"http://{self.sd_address}/localmesh/v1/prometheus-targets",
+                             self.authn.review,
+                             self.openshift.injection() if self.openshift else None)
+        elif self.shape.mesh == "mixer":
+            # Istio 1.4 with Mixer (localmesh/mixer/install.py).
+            self.mesh = MixerMesh(self.api, self.addresses.server_address(2),
+                                  f"http://{self.sd_address}{SD_PATH}", self.authn.review)
         self._runner: web.AppRunner | None = None
         self._sd_runner: web.AppRunner | None = None
 
@@ -159,19 +180,34 @@ class Instance:
         t0 = time.monotonic()
         self._bootstrap_objects()
         bootstrap_policy.ensure(self.api)
+        if self.openshift is not None:
+            self.openshift.install()
         for c in self.controllers:
             c.start()
         self.kubelet.start()
         sd_app = web.Application()
         sd_app.router.add_get("/localmesh/v1/prometheus-targets", self.proxy.prometheus_targets)
+        if isinstance(self.mesh, MixerMesh):
+            for method, path, handler in self.mesh.sd_routes():
+                sd_app.router.add_route(method, path, handler)
         self._sd_runner = web.AppRunner(sd_app, access_log=None)
         await self._sd_runner.setup()
-        host, port = self.sd_address.rsplit(":", 1)
-        await web.TCPSite(self._sd_runner, host, int(port)).start()
+        sd_host, sd_port = self.sd_address.rsplit(":", 1)
+        await web.TCPSite(self._sd_runner, sd_host, int(sd_port)).start()
         pending: list[str] = []
+        if self.openshift is not None:
+            await self.openshift.start()
         if self.mesh is not None:
             await self.mesh.install()
+        if self.openshift is not None:
+            # Nothing may yield between the mesh's install (which adds the injector) and
+            # this: every pod is injected first, then constrained by the SCCs.
+            self.openshift.admit_pods()
+            self.openshift.deploy()
+        if self.mesh is not None:
             pending = await self.mesh.wait_ready(self.mesh_timeout)
+        if self.openshift is not None:
+            pending += await self._wait_for(self.openshift.pending, self.mesh_timeout)
         self._runner = web.AppRunner(self.server.app(), access_log=None,
                                      handler_cancellation=True)
         await self._runner.setup()
@@ -186,9 +222,20 @@ class Instance:
         info = {"pid": os.getpid(), "server": f"https://127.0.0.1:{port}",
                 "kubeconfig": str(self.kubeconfig), "block": self.addresses.block,
                 "started": time.time(), "boot_seconds": round(time.monotonic() - t0, 3),
-                "mesh": self.with_mesh, "mesh_not_ready": pending,
+                "mesh": self.with_mesh, "shape": asdict(self.shape),
+                "mesh_not_ready": pending,
                 "load_balancer_ports": self.proxy.lb_notes}
         (self.state_dir / "instance.json").write_text(json.dumps(info, indent=2))
+
+    @staticmethod
+    async def _wait_for(pending: Callable[[], list[str]], timeout: float) -> list[str]:
+        """Wait until ``pending()`` names nothing; return what it still names at the end."""
+        deadline = time.monotonic() + timeout
+        left = pending()
+        while left and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            left = pending()
+        return left
 
     def _bootstrap_objects(self) -> None:
         ns_rt = self.api.rt("v1", "Namespace")
@@ -217,6 +264,7 @@ class Instance:
                                         "moved from their current node.",
                                         "preemptionPolicy": "PreemptLowerPriority"})
         ensure_local_apiservices(self.api)
+        synthetic.populate(self.api, self.addresses.block, self.shape.synthetic_services)
 
     async def stop(self) -> None:
         """Stop whatever has started, also after a start that was cancelled half-way."""

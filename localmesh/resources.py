@@ -207,13 +207,23 @@ class Registry:
         return None
 
     def group_versions(self) -> dict[str, list[str]]:
-        """Group → versions in preference order (first is preferred)."""
+        """Group → versions in preference order (first is preferred), groups in discovery
+        order: the built-in ones as registered, then the CRDs' groups as kube-aggregator
+        sorts their APIServices (all at priority 1000, then by the name
+        ``<version>.<group>``). kubectl resolves a resource name two groups share to the
+        first group: ``gateways`` is the Gateway API's before Istio's, as on a real
+        cluster (istio/istio#44354)."""
         out: dict[str, list[str]] = {}
+        custom: set[str] = set()
         for rt in self.types:
             versions = out.setdefault(rt.group, [])
             if rt.version not in versions:
                 versions.append(rt.version)
-        return out
+            if rt.custom:
+                custom.add(rt.group)
+        order = [g for g in out if g not in custom] + sorted(
+            custom, key=lambda g: min(f"{v}.{g}" for v in out[g]))
+        return {g: out[g] for g in order}
 
     def in_group_version(self, group: str, version: str) -> list[ResourceType]:
         return [rt for rt in self.types if rt.group == group and rt.version == version]

@@ -87,7 +87,8 @@ class Store:
         obj = self.objects.get(key, {}).get((namespace, name))
         return copy.deepcopy(obj) if obj is not None else None
 
-    def list(self, key: Key, namespace: str | None = None) -> list[dict]:
+    # `list` in this class's annotations from here on is this method, hence builtins.list.
+    def list(self, key: Key, namespace: str | None = None) -> builtins.list[dict]:
         return [copy.deepcopy(o) for o in self.scan(key, namespace)]
 
     def scan(self, key: Key, namespace: str | None = None) -> builtins.list[dict]:

@@ -13,10 +13,25 @@ upstream's message (``admission webhook "<name>" denied the request: <message>``
 400); a webhook that cannot be called is 500 ``failed calling webhook`` under
 ``failurePolicy: Fail`` and skipped under ``Ignore``; ``warnings`` become Warning headers.
 
-Difference (docs/localmesh.md): the call is made synchronously, so a slow webhook holds
+Configurations are called in name order, webhooks in their order, each seeing the object
+as the ones before left it (``sort.SliceStable`` by name in the generic webhook source).
+
+Istio's injection webhooks (``istio-sidecar-injector[-<rev>]``, ``istio-revision-tag-<tag>``:
+an istiod Service's ``/inject``) are not called over the network while a mesh is
+installed: the in-process injector (localmesh/istio/injector.py) answers for them, having
+chosen the revision by the very same configurations, selectors and ``failurePolicy``
+(localmesh/istio/webhooks.py), so a pod is injected once, by the right revision, and
+nobody calls istiod's own ``/inject`` server (localmesh/istio/inject_server.py) a second
+time. The mesh registers that in ``Admission.answered_in_process``. Why not call istiod
+over HTTPS: this call is synchronous on the event loop that also serves istiod, and an
+HTTPS round trip on every pod's creation would cost boot and rollout time for nothing a
+test could tell apart.
+
+Differences (docs/localmesh.md): the call is made synchronously, so a slow webhook holds
 localmesh's API for its duration (bounded by ``timeoutSeconds``); ``reinvocationPolicy``
-is not honoured (each mutating webhook is called once), and the API server's own
-admission steps (defaults, the sidecar injector) run before the webhooks.
+is not honoured (each mutating webhook is called once); the API server's own admission
+steps (defaults, LimitRanger) run before the webhooks, as upstream, and Istio's injection
+runs after the other mutating webhooks whatever the configurations' names.
 """
 
 from __future__ import annotations
@@ -30,6 +45,7 @@ import ssl
 import uuid
 from urllib.parse import urlsplit
 
+from localmesh import pki
 from localmesh.api import status
 from localmesh.api.authn import current_user
 from localmesh.api.json_patch import PatchError, apply_ops
@@ -91,7 +107,7 @@ def _endpoint(api: ObjectAPI, config: dict) -> tuple[str, int, str, str]:
     sport = next((p for p in (svc.get("spec") or {}).get("ports") or []
                   if p.get("port") == port), None)
     if sport is None:
-        raise CallError(f'service "{name}" has no port {port}')
+        raise CallError(f'no service port {port} found for service "{name}"')
     ep = api.store.get(("", "endpoints"), ns, name) or {}
     for sub in ep.get("subsets") or []:
         eport = next((p["port"] for p in sub.get("ports") or []
@@ -99,7 +115,7 @@ def _endpoint(api: ObjectAPI, config: dict) -> tuple[str, int, str, str]:
         for addr in sub.get("addresses") or []:
             if eport is not None:
                 return addr["ip"], eport, f"{name}.{ns}.svc", ref.get("path") or "/"
-    raise CallError(f'service "{name}" has no ready endpoints')
+    raise CallError(f'no endpoints available for service "{name}"')
 
 
 class _Connection(http.client.HTTPSConnection):
@@ -119,12 +135,21 @@ class _Connection(http.client.HTTPSConnection):
 def call(api: ObjectAPI, hook: dict, review: dict) -> dict:
     """POST the AdmissionReview; the review's ``response``."""
     config = hook.get("clientConfig") or {}
-    host, port, server_name, path = _endpoint(api, config)
-    ctx = ssl.create_default_context()
-    if config.get("caBundle"):
-        ctx.load_verify_locations(cadata=base64.b64decode(config["caBundle"]).decode())
-    timeout = float(hook.get("timeoutSeconds") or 10)
-    conn = _Connection(host, port, server_name, ctx, timeout)
+    seconds = int(hook.get("timeoutSeconds") or 10)
+    # The URL as the API server's errors show it (the service resolver runs inside its
+    # HTTP client's dial, so a missing endpoint is reported like a refused connection).
+    ref = config.get("service") or {}
+    shown = config.get("url") or (f"https://{ref.get('name', '')}."
+                                  f"{ref.get('namespace', '')}.svc:"
+                                  f"{int(ref.get('port') or 443)}{ref.get('path') or ''}")
+    shown += f"{'&' if '?' in shown else '?'}timeout={seconds}s"
+    try:
+        host, port, server_name, path = _endpoint(api, config)
+    except CallError as exc:
+        raise CallError(f'Post "{shown}": {exc}') from exc
+    ctx = pki.client_context(base64.b64decode(config["caBundle"])
+                             if config.get("caBundle") else None)
+    conn = _Connection(host, port, server_name, ctx, float(seconds))
     try:
         conn.request("POST", path or "/", body=json.dumps(review),
                      headers={"Content-Type": "application/json",
@@ -132,7 +157,7 @@ def call(api: ObjectAPI, hook: dict, review: dict) -> dict:
         resp = conn.getresponse()
         body = resp.read()
     except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
-        raise CallError(f'Post "https://{server_name}:{port}{path}": {exc}') from exc
+        raise CallError(f'Post "{shown}": {exc}') from exc
     finally:
         conn.close()
     if resp.status != 200:
@@ -186,9 +211,14 @@ class Webhooks:
                obj: dict | None, old: dict | None) -> list[dict]:
         if rt.key in (MUTATING, VALIDATING):
             return []  # webhooks are not called for webhook configurations
+        local = api.admission.answered_in_process
         out = []
-        for config in api.store.scan(key):
+        for config in sorted(api.store.scan(key), key=lambda c: c["metadata"]["name"]):
+            if (config.get("metadata") or {}).get("deletionTimestamp"):
+                continue
             for hook in config.get("webhooks") or []:
+                if any(answered(hook, rt, operation) for answered in local):
+                    continue  # answered by an admission step in process (Istio's injector)
                 if any(_rule_matches(r, rt, operation) for r in hook.get("rules") or []) and \
                         _selected(api, hook, rt, obj, old):
                     out.append(hook)

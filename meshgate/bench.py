@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -72,6 +73,11 @@ class BenchResult:
     peak_mib: float
     summary: str = ""
     bundles: list[str] = field(default_factory=list)
+    kept: str | None = None  # the artifacts folder of a failed run, left for reading
+
+    @property
+    def failed(self) -> list[str]:
+        return [name for name, _, status in self.scenarios if status == "failed"]
 
     @property
     def waits(self) -> float:
@@ -162,7 +168,8 @@ def result_json(r: BenchResult) -> dict:
         "returncode": r.returncode, "wall_seconds": round(r.wall, 3),
         "boot_seconds": r.boot, "peak_pss_mib": round(r.peak_mib, 1),
         "overhead_ratio": None if r.overhead_ratio is None else round(r.overhead_ratio, 3),
-        "summary": r.summary, "bundles": r.bundles,
+        "summary": r.summary, "bundles": r.bundles, "kept": r.kept,
+        "failed": r.failed,
         "scenarios": [{"name": n, "seconds": t, "status": st} for n, t, st in r.scenarios],
         "convergence": {a: {"count": len(v), "median": statistics.median(v), "max": max(v),
                             "sum": sum(v)} for a, v in sorted(areas.items())},
@@ -204,6 +211,12 @@ def format_comparison(results: dict[str, list[BenchResult]]) -> str:
             f"{max(walls):8.2f} {statistics.median(ratios) if ratios else float('nan'):6.2f} "
             f"{max(r.peak_mib for r in runs):9.0f} "
             f"{sum(1 for r in runs if r.returncode):7d}")
+    for workers, runs in results.items():
+        for i, r in enumerate(runs, 1):
+            if r.returncode:
+                lines.append(f"-n {workers} run {i} failed (exit {r.returncode}): "
+                             f"{', '.join(r.failed) or r.summary}"
+                             + (f"; artifacts kept in {r.kept}" if r.kept else ""))
     first, *others = list(results)
     for workers in others:
         diff = medians[workers] - medians[first]
@@ -220,8 +233,18 @@ def compare(pytest_args: list[str], workers: list[str], repeat: int
     results: dict[str, list[BenchResult]] = {w: [] for w in workers}
     for _ in range(repeat):
         for w in workers:
-            with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as tmp:
-                results[w].append(run_suite([*pytest_args, "-n", w], Path(tmp)))
+            tmp = Path(tempfile.mkdtemp(prefix="meshgate-bench-"))
+            try:
+                result = run_suite([*pytest_args, "-n", w], tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            results[w].append(result)
+            if result.returncode == 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                # A failed run's artifacts (junit, bundles, logs) are what explains it.
+                result.kept = str(tmp)
     return results
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -39,11 +38,11 @@ from typing import Any
 
 from meshgate import children, disruption, ingress, namespaces
 from meshgate.cluster import Cluster
+from meshgate.live_traffic import PATHS, LiveTraffic, TrafficError
 from meshgate.mesh import discover
 from meshgate.telemetry import backend
 
 REPO = Path(__file__).resolve().parents[1]
-PATHS = ("/login", "/chain/blocks/0")
 STATE_FILE = "state.json"
 RECORDER_STOP_SECONDS = 10.0
 
@@ -157,22 +156,19 @@ def before(options: Options, *, detached: bool) -> State:
         entry = ingress.entry_point(cluster, mesh.ingress_gateway)
         host = ingress.scenario_host(names[0])
         out = folder / "requests.jsonl"
-        out.unlink(missing_ok=True)
-        with (folder / "recorder.log").open("w") as log:
-            recorder = children.start(
-                [sys.executable, "-m", "meshgate.recorder", "--url", entry.base_url,
-                 "--host", host, *[a for p in PATHS for a in ("--path", p)], "--out",
-                 str(out), "--max-seconds", str(options.timeout + 600)],
-                stdout=log, stderr=subprocess.STDOUT, detached=detached)
-        _wait_for_traffic(out, recorder, len(PATHS) * 2)
+        traffic = LiveTraffic.start(entry.base_url, host, out, paths=PATHS, detached=detached,
+                                    max_seconds=options.timeout + 600)
+        recorder = traffic.child
         state = State(run_id, kubeconfig, context, names, entry.base_url, entry.how, host,
-                      recorder.process.pid, str(out), time.time(),
+                      recorder.process.pid, str(out), traffic.started,
                       [asdict(p) for p in disruption.proxies(cluster, mesh, names[0])],
                       local_state)
     except BaseException:
         if recorder is not None and recorder.process.poll() is None:
             recorder.process.terminate()
             recorder.process.wait(timeout=RECORDER_STOP_SECONDS)
+        if isinstance(sys.exc_info()[1], TrafficError):
+            raise ChangeError(str(sys.exc_info()[1])) from None
         if local_state is not None:
             from meshgate.targets.local import stop_detached
 
@@ -182,25 +178,6 @@ def before(options: Options, *, detached: bool) -> State:
     print(f"meshgate: traffic through {entry.how} (Host {host}) is recorded in {out}",
           file=sys.stderr)
     return state
-
-
-def _wait_for_traffic(out: Path, recorder: children.Child, flows: int,
-                      timeout: float = 30.0) -> None:
-    """Until every flow has sent a request: the change must not begin before the traffic
-    that is to show its effect flows."""
-    deadline = time.monotonic() + timeout
-    seen: set[str] = set()
-    while time.monotonic() < deadline:
-        if recorder.process.poll() is not None:
-            raise ChangeError(f"the traffic recorder exited with {recorder.process.returncode}"
-                              f"; see {out.parent / 'recorder.log'}")
-        text = out.read_text() if out.exists() else ""
-        seen = {r["flow"] for r in disruption.read_records(text)}
-        if len(seen) >= flows:
-            return
-        time.sleep(0.05)
-    raise ChangeError(f"the traffic recorder sent no request on {flows - len(seen)} of its "
-                      f"{flows} flows within {timeout:g}s; see {out.parent / 'recorder.log'}")
 
 
 def run_command(state: State, options: Options, command: list[str]) -> State:

@@ -69,10 +69,12 @@ def kill_envoy(cluster: Cluster, namespace: str, pod: str) -> None:
         pass
 
 
-def delete_pods(cluster: Cluster, namespace: str, selector: str) -> list[str]:
+def delete_pods(cluster: Cluster, namespace: str, selector: str, *,
+                grace_period: int | None = None) -> list[str]:
     pods = cluster.list("v1", "Pod", namespace, label_selector=selector)
     for p in pods:
-        cluster.delete("v1", "Pod", p["metadata"]["name"], namespace)
+        cluster.delete("v1", "Pod", p["metadata"]["name"], namespace,
+                       grace_period=grace_period)
     return [p["metadata"]["name"] for p in pods]
 
 
@@ -183,10 +185,16 @@ def replace_component(cluster: Cluster, mesh: MeshInfo, component: str,
     if component not in COMPONENTS:
         raise AssertionError(f"unknown component {component!r}: use one of "
                              f"{', '.join(COMPONENTS)}")
-    selector = COMPONENTS[component]
-    old = delete_pods(cluster, mesh.namespace, selector)
-    waits.until(lambda: replaced_and_ready(cluster, mesh.namespace, selector, old),
-                area="recovery", what=f"a new {component} pod is Ready")
+    return replace_pods(cluster, mesh.namespace, COMPONENTS[component], waits)
+
+
+def replace_pods(cluster: Cluster, namespace: str, selector: str, waits: Waits, *,
+                 grace_period: int | None = None) -> list[str]:
+    """Delete the pods ``selector`` selects (``grace_period=0``: at once, without a
+    graceful stop) and wait until their replacements are Ready; the deleted pods' names."""
+    old = delete_pods(cluster, namespace, selector, grace_period=grace_period)
+    waits.until(lambda: replaced_and_ready(cluster, namespace, selector, old),
+                area="recovery", what=f"new pods of {selector} Ready")
     return old
 
 

@@ -19,49 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from kubernetes.stream import stream
 
+from meshgate import apiserver
+from meshgate.apiserver import ApiServerRetry, ApiServerUnreachable, ClusterError
 
-class ApiServerRetry(urllib3.Retry):
-    """The retries Kubernetes' own clients make (client-go rest/with_retry.go, checkWait):
-    a response with a ``Retry-After`` header and status 429 (API Priority and Fairness
-    throttling) or 5xx is retried, for any verb (the server did not act on it), after the
-    time it asks for (capped), up to ten times; a connection that cannot be made is
-    retried a few times; a read that times out is not (the request may have been applied).
-    Without ``Retry-After`` a 5xx is the answer."""
-
-    RETRY_AFTER_STATUS_CODES = frozenset({429, 500, 502, 503, 504})
-    MAX_RETRY_AFTER = 10.0
-
-    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
-        return bool(self.total) and has_retry_after and \
-            status_code in self.RETRY_AFTER_STATUS_CODES
-
-    def get_retry_after(self, response: Any) -> float | None:
-        seconds = super().get_retry_after(response)
-        return None if seconds is None else min(seconds, self.MAX_RETRY_AFTER)
-
-    @classmethod
-    def policy(cls) -> ApiServerRetry:
-        # Where the server names no wait (Retry-After: 0), back off from 0.1 s doubling to
-        # at most 2 s: ten retries then take at most about 13 s.
-        return cls(total=10, connect=3, read=0, status=10, backoff_factor=0.1, backoff_max=2.0,
-                   allowed_methods=None, respect_retry_after_header=True,
-                   raise_on_status=False)
-
-
-class ClusterError(RuntimeError):
-    """A cluster-level failure with a message a user can act on (``status``: the API
-    server's HTTP status, when it answered)."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
+__all__ = ["ApiServerRetry", "ApiServerUnreachable", "Cluster", "ClusterError", "ExecResult"]
 
 
 @dataclass
@@ -85,6 +52,10 @@ class Cluster:
     api_client: client.ApiClient = field(init=False)
     _dynamic: DynamicClient | None = field(init=False, default=None)
     _identity: tuple[dict | None] | None = field(init=False, default=None)
+    availability: apiserver.Availability = field(init=False)
+    # Bytes this client has read from proxies and services (exec output, proxied GETs):
+    # what a check costs on the wire (``meshgate bench --mesh-sizes``).
+    received: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         cfg = client.Configuration()
@@ -108,6 +79,7 @@ class Cluster:
         cfg.proxy = None
         cfg.retries = ApiServerRetry.policy()
         self.api_client = client.ApiClient(cfg)
+        self.availability = apiserver.install(self.api_client)
         self.core = client.CoreV1Api(self.api_client)
 
     @property
@@ -126,9 +98,8 @@ class Cluster:
             cache = Path(tmp) / "discovery.json"
             try:
                 self._dynamic = DynamicClient(self.api_client, cache_file=str(cache))
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                raise ClusterError(f"cannot reach the API server at {self.host}: {exc}: is "
-                                   "the cluster running?") from exc
+            except OSError as exc:
+                raise ClusterError(f"cannot write the discovery cache {cache}: {exc}") from exc
             except ApiException as exc:
                 raise self._api_error(exc, "discover the API") from exc
         return self._dynamic
@@ -156,21 +127,17 @@ class Cluster:
             resp = self.api_client.call_api(method, url, header_params=headers, body=body,
                                             _request_timeout=timeout)
             resp.read()
+            self.received += len(resp.data or b"")
             return resp.status, resp.data or b""
         except ApiException as exc:
             data = exc.body if isinstance(exc.body, bytes) else (exc.body or "").encode()
             return exc.status, data
-        except urllib3.exceptions.HTTPError as exc:
-            raise ClusterError(f"cannot reach the API server at {self.host}: {exc}") from exc
 
     def server_version(self) -> str:
         try:
             info = client.VersionApi(self.api_client).get_code()
         except ApiException as exc:
             raise self._api_error(exc, "read the server version") from exc
-        except urllib3.exceptions.HTTPError as exc:
-            raise ClusterError(f"cannot reach the API server at {self.host}: {exc}: is the "
-                               "cluster running and the kubeconfig current?") from exc
         return info.git_version
 
     def _api_error(self, exc: ApiException, doing: str) -> ClusterError:
@@ -202,8 +169,6 @@ class Cluster:
             status, raw = resp.status, resp.data
         except ApiException as exc:
             status, raw = exc.status, exc.body
-        except urllib3.exceptions.HTTPError as exc:
-            raise ClusterError(f"cannot reach the API server at {self.host}: {exc}") from exc
         try:
             doc = json.loads(raw or b"{}")
         except ValueError:
@@ -271,11 +236,16 @@ class Cluster:
             raise self._api_error(exc, f"apply {obj['kind']} {meta.get('name')}") from exc
         return out.to_dict()
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None, *,
+               grace_period: int | None = None) -> bool:
+        """Delete an object (``grace_period=0``: at once, as ``kubectl delete --grace-period=0
+        --force`` does); False when it was already gone."""
         res = self.resource(api_version, kind)
+        body: dict[str, object] = {"propagationPolicy": "Background"}
+        if grace_period is not None:
+            body["gracePeriodSeconds"] = grace_period
         try:
-            res.delete(name=name, namespace=namespace if res.namespaced else None,
-                       body={"propagationPolicy": "Background"})
+            res.delete(name=name, namespace=namespace if res.namespaced else None, body=body)
             return True
         except ApiException as exc:
             if exc.status == 404:
@@ -337,7 +307,9 @@ class Cluster:
             code = ws.returncode
         finally:
             ws.close()
-        return ExecResult("".join(out), "".join(err), code if code is not None else 0)
+        result = ExecResult("".join(out), "".join(err), code if code is not None else 0)
+        self.received += len(result.stdout) + len(result.stderr)
+        return result
 
     def service_get(self, namespace: str, service: str, port: int | str, path: str,
                     params: dict | None = None, timeout: float = 15.0) -> tuple[int, bytes]:

@@ -126,7 +126,7 @@ class RouteEntry:
     )
 
     def to_json(self) -> dict[str, Any]:
-        """The entry as printed by ``meshgate routes --json`` (DESIGN.md's stable shape)."""
+        """The entry as printed by ``meshgate routes --json`` (README.md's stable shape)."""
         cluster = list(self.cluster) if isinstance(self.cluster, list) else self.cluster
         return {
             "route_config": self.route_config,

@@ -241,3 +241,22 @@ def as_json(flows: list[FlowStats], hops: list[HopStats], changes: list[str],
     return {"ok": verdict.ok, "reasons": verdict.reasons,
             "flows": [asdict(f) for f in flows], "hops": [asdict(h) for h in hops],
             "proxy_changes": changes}
+
+
+def expect_on_revision(cluster: Cluster, mesh: MeshInfo, namespace: str,
+                       workloads: tuple[str, ...], revision: str) -> list[Proxy]:
+    """Every sidecar of ``workloads`` was injected by ``revision`` and is connected to that
+    revision's control plane."""
+    found = [p for p in proxies(cluster, mesh, namespace) if p.key() in workloads]
+    wrong = [f"{p.pod}: revision {p.revision}, control plane {p.control_plane}"
+             for p in found if p.revision != revision or p.control_plane != revision]
+    missing = sorted(set(workloads) - {p.key() for p in found})
+    if wrong or missing:
+        raise AssertionError(
+            f"expected every sidecar of {', '.join(workloads)} in {namespace} on revision "
+            f"{revision} and connected to istiod-{revision}; "
+            + (f"not yet: {'; '.join(wrong)}" if wrong else "")
+            + (f"; no sidecar of {', '.join(missing)}" if missing else "")
+            + f". Look at `kubectl get pods -n {namespace} -L istio.io/rev` and istiod's "
+            "/debug/syncz")
+    return found

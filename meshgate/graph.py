@@ -69,7 +69,7 @@ class Edge:
     rate: float | None
 
     def to_json(self) -> dict[str, Any]:
-        """The edge as printed by ``meshgate edges --json`` (DESIGN.md's stable shape)."""
+        """The edge as printed by ``meshgate edges --json`` (README.md's stable shape)."""
         return {
             "source": self.source.to_json(),
             "target": self.target.to_json(),

@@ -15,6 +15,7 @@ removes it). ``--keep`` decides which namespaces survive; the run says which it 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -268,6 +269,13 @@ class Run:
             except Exception as exc:  # noqa: BLE001 - a cleanup must not keep the target up
                 print(f"meshgate: cleanup before stopping the target failed: {exc}",
                       file=sys.stderr)
+        if self.warmup is not None:
+            # The warm-up's waits are part of what the mesh needed: the bench's overhead
+            # ratio and the reports count them (convergence-*.json beside the workers').
+            out = self.settings.artifacts.resolve()
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "convergence-warmup.json").write_text(
+                json.dumps(self.warmup.log.as_dicts(), indent=1))
         if self.kept:
             print(f"meshgate: kept namespace{'s' if len(self.kept) > 1 else ''} "
                   f"{', '.join(self.kept)} (--keep={self.settings.keep})", file=sys.stderr)

@@ -10,12 +10,15 @@ bundle and the report show; nothing is passed between steps through untyped keys
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshgate import gateway_api, ingress, manifests, rollout, security
+from meshgate import children, disruption, gateway_api, ingress, manifests, rollout, security
 from meshgate.chaos import Fault
 from meshgate.cluster import Cluster
+from meshgate.live_traffic import LiveTraffic
 from meshgate.mesh import GATEWAY_API, MeshInfo, NotOnThisCluster
 from meshgate.rollout import Deployed
 from meshgate.servicegraph import Graph
@@ -68,6 +71,8 @@ class Scenario:
     # the namespace's later scenarios must not run under them.
     temporary: list[dict] = field(default_factory=list)
     callers: dict[str, security.Requests] = field(default_factory=dict)
+    traffic: LiveTraffic | None = None
+    change_output: str = ""
     _ingress: ingress.Ingress | None = field(default=None, repr=False)
     _prometheus: QueryBackend | None = field(default=None, repr=False)
     _graph: Graph | None = field(default=None, repr=False)
@@ -195,7 +200,9 @@ class Scenario:
         return [o["metadata"]["name"] for o in gone]
 
     def clean_up(self) -> None:
-        """Remove what the scenario applied for itself (newest first)."""
+        """Stop its traffic, remove what the scenario applied for itself (newest first)."""
+        if self.traffic is not None:
+            self.traffic.stop()
         while self.temporary:
             obj = self.temporary.pop()
             self.cluster.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"],
@@ -256,14 +263,25 @@ class Scenario:
             self._ingress = ingress.Ingress(self.ingress.entry, host, self.waits)
         return self._ingress.entry.how
 
+    def require_mtls(self) -> None:
+        """Mutual TLS checks need auto mTLS: without it the mesh's own hops are plaintext
+        (a STRICT policy would cut them), so those scenarios say so and are skipped."""
+        if not self.mesh.auto_mtls:
+            raise NotOnThisCluster(f"auto mTLS is off in this mesh (enableAutoMtls: false in "
+                                   f"the mesh config of {self.mesh.namespace}/istio): its "
+                                   "hops are plaintext unless a DestinationRule asks for mTLS")
+
+    def require_mutual_tls(self, mode: str) -> dict:
+        """A PeerAuthentication of ``mode`` for the namespace, until the scenario ends."""
+        if mode == "STRICT":
+            self.require_mtls()
+        return self.apply_for_scenario(security.peer_authentication(mode))
+
     def principal_labels(self, caller: str) -> dict[str, str]:
         """The labels the receiving sidecar reports for ``caller`` over mutual TLS:
         ``the ingress gateway``, or a workload of the namespace (its own service account,
         named after it, as the manifests give every workload)."""
-        if not self.mesh.auto_mtls:
-            raise NotOnThisCluster(f"auto mTLS is off in this mesh (enableAutoMtls: false in "
-                                 f"the mesh config of {self.mesh.namespace}/istio): its hops "
-                                 "are plaintext unless a DestinationRule asks for mTLS")
+        self.require_mtls()
         if caller == "the ingress gateway":
             gateway = self.mesh.ingress_gateway
             if gateway.service_account is None:
@@ -291,6 +309,36 @@ class Scenario:
                                    "/", by_address=not requests.caller.in_mesh)
         return requests.expect(url, outcome, check, self.waits)
 
+    def start_traffic(self, artifacts: Path) -> LiveTraffic:
+        """Requests through the ingress (new and kept connections to the workloads' paths)
+        from now until the scenario checks what they saw; recorded under ``artifacts``."""
+        if self.traffic is not None:
+            raise AssertionError("traffic already flows in this scenario")
+        out = artifacts / "traffic" / f"{self.namespace}-{time.time_ns()}.jsonl"
+        self.traffic = LiveTraffic.start(self.ingress.entry.base_url, self.host, out)
+        return self.traffic
+
+    def run_change(self, argv: list[str], timeout: float) -> str:
+        """Run a change command as ``meshgate change`` does (KUBECONFIG and
+        MESHGATE_NAMESPACE in its environment), bounded; its output; a failure is the
+        scenario's."""
+        kubeconfig = self.cluster.kubeconfig or os.environ.get("KUBECONFIG", "")
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig),
+               "MESHGATE_NAMESPACE": self.namespace, "MESHGATE_NAMESPACES": self.namespace}
+        status, self.change_output, timed_out = children.communicate(argv, env=env,
+                                                                     timeout=timeout)
+        if status != 0 or timed_out:
+            raise AssertionError(f"the change `{' '.join(argv)}` "
+                                 + (f"did not finish in {timeout:g}s" if timed_out
+                                    else f"exited with {status}")
+                                 + f"; its output ends: {self.change_output[-1500:]}")
+        return self.change_output
+
+    def traffic_flows(self) -> list[disruption.FlowStats]:
+        if self.traffic is None:
+            raise AssertionError("no traffic flowed in this scenario (a Given step is missing)")
+        return self.traffic.flows()
+
     def evidence(self) -> dict[str, object]:
         """What the scenario did and saw, for its failure bundle."""
         out: dict[str, object] = {"namespace": self.namespace, "host": self.host}
@@ -309,6 +357,10 @@ class Scenario:
                                                for o in self.temporary]
         for name, requests in self.callers.items():
             out[f"requests_from_{name}"] = [a.describe() for a in requests.answers]
+        if self.traffic is not None:
+            out["traffic_record"] = str(self.traffic.out)
+        if self.change_output:
+            out["change_output"] = self.change_output[-5000:]
         if self._graph is not None and self._graph.observed is not None:
             out["graph_source"] = self._graph.observed.note or self._graph.observed.source_name
         return out

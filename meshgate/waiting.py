@@ -136,8 +136,9 @@ def wait_until(probe: Callable[[], T | None], *, area: str, what: str, timeout: 
         except AssertionError as exc:
             last = exc
         except Exception as exc:
-            if getattr(exc, "status", None) == 403:
-                # Missing RBAC does not heal by waiting: say so now, not after the timeout.
+            if getattr(exc, "status", None) == 403 or getattr(exc, "final", False):
+                # Missing RBAC does not heal by waiting, nor does an API server that has not
+                # answered for its whole availability budget: say so now.
                 if log is not None:
                     log.add(Sample(area, what, time.monotonic() - start, False, polls))
                 raise Unrecoverable(str(exc)) from exc

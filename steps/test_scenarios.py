@@ -7,7 +7,7 @@ then the ones that need scraped telemetry, and the faults last.
 
 from pytest_bdd import scenarios
 
-ORDER = ("deploy", "routes", "ingress", "telemetry", "graph", "chaos")
+ORDER = ("deploy", "routes", "ingress", "mtls", "authz", "telemetry", "graph", "chaos", "upgrade")
 
 for _feature in ORDER:
     scenarios(f"../features/{_feature}.feature")

@@ -22,6 +22,7 @@ from typing import TypeVar
 import pytest
 
 from localmesh.cli import Handle, launch
+from localmesh.shape import Shape
 
 T = TypeVar("T")
 
@@ -44,6 +45,15 @@ needs_prometheus = pytest.mark.skipif(
     PROMETHEUS is None,
     reason="prometheus is not on the PATH: install Debian's package "
     "(apt-get install --no-install-recommends prometheus, or ./dev setup)")
+
+HAPROXY = shutil.which("haproxy") or (
+    "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+"""Debian's HAProxy, the OpenShift flavor's router."""
+
+needs_haproxy = pytest.mark.skipif(
+    HAPROXY is None,
+    reason="haproxy is not installed: the OpenShift flavor's router is Debian's HAProxy "
+    "(apt-get install --no-install-recommends haproxy, or ./dev setup)")
 
 
 # --------------------------------------------------------------------------- waiting
@@ -96,18 +106,23 @@ def poll(check: Callable[[], T], *, what: str, timeout: float = 10.0,
 
 
 @contextmanager
-def boot_localmesh(state_dir: Path, *, mesh: bool, timeout: float = 60.0) -> Iterator[Handle]:
+def boot_localmesh(state_dir: Path, *, mesh: bool, timeout: float = 60.0,
+                   shape: Shape | None = None) -> Iterator[Handle]:
     """A localmesh serving from ``state_dir`` for the ``with`` block; always stopped.
 
     ``mesh=True`` boots Istio, the addons and Prometheus, and skips the test (with the
-    reason) where Prometheus is not installed; ``mesh=False`` is the Kubernetes API only.
+    reason) where Prometheus is not installed; ``mesh=False`` is the Kubernetes API only;
+    ``shape`` another shape (localmesh/shape.py), which then decides the mesh.
     The instance is tied to this process: it gets SIGTERM when the test process dies,
     however it dies, so an interrupted test run leaves no localmesh behind.
     """
-    if mesh and PROMETHEUS is None:
+    if (shape.with_mesh if shape is not None else mesh) and PROMETHEUS is None:
         pytest.skip("localmesh's mesh needs prometheus on the PATH: install Debian's "
                     "package (apt-get install --no-install-recommends prometheus)")
-    handle = launch(state_dir, mesh=mesh, timeout=timeout, tied=True)
+    if shape is not None and shape.flavor == "openshift" and HAPROXY is None:
+        pytest.skip("the OpenShift flavor's router needs haproxy: install Debian's package "
+                    "(apt-get install --no-install-recommends haproxy)")
+    handle = launch(state_dir, mesh=mesh, timeout=timeout, tied=True, shape=shape)
     try:
         yield handle
     finally:

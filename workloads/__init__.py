@@ -1,8 +1,9 @@
 """The three demo programs the mesh carries: ``composer``, ``vp0`` and ``membersrvc``.
 
 They stand in for Hyperledger Composer Playground, a Fabric 0.6 validating peer and the
-Fabric 0.6 member service of the 2017 walkthrough. The originals cannot run today (see
-``research/istio-mapping.md`` §6), and the suite only needs what the mesh sees: the same
+Fabric 0.6 member service of the 2017 walkthrough. The originals cannot run today (their
+images need a Fabric 0.6 network and are no longer published for current platforms), and
+the suite only needs what the mesh sees: the same
 names, ports, protocols and call graph. One package serves all three so that the local
 emulator (processes) and a real cluster (one container image) run the same code::
 

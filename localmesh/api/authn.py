@@ -148,13 +148,20 @@ class Authenticator:
             return None
         if hmac.compare_digest(token.encode(), self.admin_token.encode()):
             return ADMIN
+        return self.review(token, (API_AUDIENCE,))
+
+    def review(self, token: str, audiences: tuple[str, ...]) -> UserInfo | None:
+        """A TokenReview: the user of a ServiceAccount token that is still valid and was
+        issued for one of ``audiences``, else None. istiod's CA asks this of the
+        ``istio-ca`` tokens the kubelet projects into a proxy (as Istio's CA sends a
+        TokenReview to kube-apiserver; localmesh does not serve that API)."""
         issued = self._tokens.get(token)
         if issued is None:
             return None
         if self.clock() >= issued.expires:
             self._tokens.pop(token, None)
             return None
-        if API_AUDIENCE not in issued.audiences:
+        if not set(audiences) & set(issued.audiences):
             return None
         if not self._still_valid(issued):
             return None

@@ -74,7 +74,7 @@ def dry_run(request: web.Request) -> bool:
 
 def printer_for(store: Store, rt: ResourceType) -> tables.Printer:
     """The Table printer of a kind; a custom resource's columns come from its CRD version."""
-    version = None
+    version: dict | None = None
     if rt.custom:
         crd = store.get(("apiextensions.k8s.io", "customresourcedefinitions"), "",
                         f"{rt.plural}.{rt.group}")

@@ -9,6 +9,7 @@ process call it directly, so they get exactly the same semantics as remote clien
 
 from __future__ import annotations
 
+import builtins
 import contextvars
 import copy
 import random
@@ -40,6 +41,12 @@ class Admission:
     mutators: dict[tuple[str, str] | str, list[Mutator]] = field(default_factory=dict)
     validators: dict[tuple[str, str] | str, list[Validator]] = field(default_factory=dict)
     policies: list[Policy] = field(default_factory=list)
+    # Webhooks that one of localmesh's own admission steps answers in process, given as
+    # predicates over (webhook, resource type, operation): the API server's webhook plugin
+    # (localmesh/webhooks.py) does not call them over the network, so each is answered
+    # exactly once. Istio's injection webhooks are the one case (localmesh/istio/mesh.py).
+    answered_in_process: list[Callable[[dict, ResourceType, str], bool]] = field(
+        default_factory=list)
 
     def add_policy(self, fn: Policy) -> None:
         self.policies.append(fn)
@@ -111,12 +118,12 @@ class ObjectAPI:
 
     def _admit(self, rt: ResourceType, obj: dict, old: dict | None) -> None:
         for key in ("*", rt.key):
-            for fn in self.admission.mutators.get(key, []):
-                fn(self, rt, obj, old)
+            for mutate in self.admission.mutators.get(key, []):
+                mutate(self, rt, obj, old)
         causes: list[tuple[str, str, str]] = []
         for key in ("*", rt.key):
-            for fn in self.admission.validators.get(key, []):
-                causes.extend(fn(self, rt, obj, old))
+            for validate in self.admission.validators.get(key, []):
+                causes.extend(validate(self, rt, obj, old))
         if causes:
             raise status.invalid(rt.kind, obj.get("metadata", {}).get("name", ""), causes,
                                  rt.group)
@@ -139,7 +146,8 @@ class ObjectAPI:
             raise status.not_found(rt.plural, name, rt.group)
         return self._present(rt, obj)
 
-    def list(self, rt: ResourceType, namespace: str | None) -> list[dict]:
+    # `list` in this class's annotations from here on is this method, hence builtins.list.
+    def list(self, rt: ResourceType, namespace: str | None) -> builtins.list[dict]:
         return [self._present(rt, o) for o in self.store.list(rt.key, namespace)]
 
     def _present(self, rt: ResourceType, obj: dict) -> dict:

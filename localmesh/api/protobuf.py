@@ -413,7 +413,8 @@ def _scalar(type_: str, wt: int, v: int | bytes) -> object:
 def _special(type_: str, buf: bytes) -> object:
     if type_ == "Time":
         f = {n: v for n, _, v in _fields(buf)}
-        secs = _signed(f.get(1, 0)) if isinstance(f.get(1, 0), int) else 0
+        raw = f.get(1, 0)
+        secs = _signed(raw) if isinstance(raw, int) else 0
         if not secs:
             return None
         return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -452,8 +453,8 @@ def decode_message(name: str, buf: bytes) -> dict:
         json_name, type_, flags = spec
         if type_.startswith("map<"):
             entry = {n: val for n, _, val in _fields(v if isinstance(v, bytes) else b"")}
-            key = entry.get(1, b"")
-            key = key.decode() if isinstance(key, bytes) else str(key)
+            raw_key = entry.get(1, b"")
+            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
             raw = entry.get(2, b"")
             inner = type_[4:-1]
             if inner == "string":

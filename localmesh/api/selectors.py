@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import partial
 
 from localmesh.api.status import bad_request
 
@@ -32,6 +33,31 @@ def _split_top(selector: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+# One requirement each, over a labels dict; the matchers bind the key and value(s).
+def _in(key: str, values: set[str], labels: dict) -> bool:
+    return labels.get(key) in values
+
+
+def _notin(key: str, values: set[str], labels: dict) -> bool:
+    return labels.get(key) not in values
+
+
+def _equals(key: str, value: str, labels: dict) -> bool:
+    return labels.get(key) == value
+
+
+def _not_equals(key: str, value: str, labels: dict) -> bool:
+    return labels.get(key) != value
+
+
+def _exists(key: str, labels: dict) -> bool:
+    return key in labels
+
+
+def _not_exists(key: str, labels: dict) -> bool:
+    return key not in labels
+
+
 def label_matcher(selector: str | None) -> Callable[[dict], bool]:
     """Return a predicate over a labels dict; raises 400 on a malformed selector."""
     if not selector:
@@ -42,9 +68,9 @@ def label_matcher(selector: str | None) -> Callable[[dict], bool]:
         if m:
             key, op, vals = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",")}
             if op == "in":
-                tests.append(lambda lb, k=key, vs=vals: lb.get(k) in vs)
+                tests.append(partial(_in, key, vals))
             else:
-                tests.append(lambda lb, k=key, vs=vals: lb.get(k) not in vs)
+                tests.append(partial(_notin, key, vals))
             continue
         for op in ("!=", "==", "="):
             if op in req:
@@ -53,15 +79,15 @@ def label_matcher(selector: str | None) -> Callable[[dict], bool]:
                 if not key:
                     raise bad_request(f"unable to parse requirement: {req!r}")
                 if op == "!=":
-                    tests.append(lambda lb, k=key, v=val: lb.get(k) != v)
+                    tests.append(partial(_not_equals, key, val))
                 else:
-                    tests.append(lambda lb, k=key, v=val: lb.get(k) == v)
+                    tests.append(partial(_equals, key, val))
                 break
         else:
             if req.startswith("!"):
-                tests.append(lambda lb, k=req[1:].strip(): k not in lb)
+                tests.append(partial(_not_exists, req[1:].strip()))
             elif re.fullmatch(r"[A-Za-z0-9_./-]+", req):
-                tests.append(lambda lb, k=req: k in lb)
+                tests.append(partial(_exists, req))
             else:
                 raise bad_request(f"unable to parse requirement: {req!r}")
     return lambda labels: all(t(labels or {}) for t in tests)
@@ -80,6 +106,14 @@ def _field(obj: dict, path: str) -> str:
     return str(cur)
 
 
+def _field_equals(path: str, value: str, obj: dict) -> bool:
+    return _field(obj, path) == value
+
+
+def _field_not_equals(path: str, value: str, obj: dict) -> bool:
+    return _field(obj, path) != value
+
+
 def field_matcher(selector: str | None) -> Callable[[dict], bool]:
     """Return a predicate over a whole object for a field selector."""
     if not selector:
@@ -91,9 +125,9 @@ def field_matcher(selector: str | None) -> Callable[[dict], bool]:
                 key, _, val = req.partition(op)
                 key, val = key.strip(), val.strip()
                 if op == "!=":
-                    tests.append(lambda o, k=key, v=val: _field(o, k) != v)
+                    tests.append(partial(_field_not_equals, key, val))
                 else:
-                    tests.append(lambda o, k=key, v=val: _field(o, k) == v)
+                    tests.append(partial(_field_equals, key, val))
                 break
         else:
             raise bad_request(f"invalid selector: '{selector}'; can't understand '{req}'")

@@ -16,6 +16,7 @@ SERVICES = ("", "services")
 PODS = ("", "pods")
 ENDPOINTS = ("", "endpoints")
 SLICES = ("discovery.k8s.io", "endpointslices")
+CONTROLLER = "endpointslice-controller.k8s.io"
 
 
 def _target_port(pod: dict, target: object) -> int | None:
@@ -63,19 +64,23 @@ class EndpointsController(Reconciler):
                 body.pop("subsets")
             self._put(api, ep_rt, ENDPOINTS, body)
             self._put(api, slice_rt, SLICES, self._slice(svc, members))
+        # A set, not a scan per object: a mesh of thousands of Services reconciles in
+        # milliseconds (localmesh/synthetic.py).
+        existing = {(s["metadata"]["namespace"], s["metadata"]["name"]) for s in services}
         for ep in api.store.scan(ENDPOINTS):
             key = (ep["metadata"]["namespace"], ep["metadata"]["name"])
-            if key not in wanted and any(s["metadata"]["namespace"] == key[0] and
-                                         s["metadata"]["name"] == key[1] for s in services):
-                continue
-            if key not in wanted and ep["metadata"].get("labels", {}).get(
-                    "endpoints.localmesh.io/managed") != "false":
-                svc_exists = any(s["metadata"]["namespace"] == key[0] and
-                                 s["metadata"]["name"] == key[1] for s in services)
-                if not svc_exists:
-                    self._delete(api, ep_rt, key)
+            if key in wanted or key in existing:
+                continue  # ours, or a selector-less Service's own (kept, as upstream)
+            if ep["metadata"].get("labels", {}).get("endpoints.localmesh.io/managed") != "false":
+                self._delete(api, ep_rt, key)
         for sl in api.store.scan(SLICES):
-            svc_name = sl["metadata"].get("labels", {}).get("kubernetes.io/service-name")
+            labels = sl["metadata"].get("labels", {})
+            svc_name = labels.get("kubernetes.io/service-name")
+            # Only the controller's own slices: a user's (a Service without a selector)
+            # carry another managed-by and are left alone, as the endpointslice controller
+            # does.
+            if labels.get("endpointslice.kubernetes.io/managed-by") != CONTROLLER:
+                continue
             if svc_name and (sl["metadata"]["namespace"], svc_name) not in wanted:
                 self._delete(api, slice_rt, (sl["metadata"]["namespace"], sl["metadata"]["name"]))
 
@@ -149,8 +154,7 @@ class EndpointsController(Reconciler):
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": f"{name}-{suffix}", "namespace": ns,
                          "labels": {"kubernetes.io/service-name": name,
-                                    "endpointslice.kubernetes.io/managed-by":
-                                        "endpointslice-controller.k8s.io"},
+                                    "endpointslice.kubernetes.io/managed-by": CONTROLLER},
                          "ownerReferences": [{"apiVersion": "v1", "kind": "Service",
                                               "name": name, "uid": svc["metadata"]["uid"],
                                               "controller": True,

@@ -196,7 +196,8 @@ class JobController(Reconciler):
             return self.api.create(pod_rt, meta["namespace"],  # type: ignore[arg-type]
                                    {"apiVersion": "v1", "kind": "Pod", **tmpl})
         except ApiError as exc:
-            if exc.code not in (403, 404, 409):
+            # 5xx: a webhook that could not be called; the 1 s resync tries again.
+            if exc.code not in (403, 404, 409) and exc.code < 500:
                 raise
             return None
 
@@ -341,7 +342,8 @@ class CronJobController(Reconciler):
             return self.api.create(job_rt, meta["namespace"],  # type: ignore[arg-type]
                                    {"apiVersion": "batch/v1", "kind": "Job", **tmpl})
         except ApiError as exc:
-            if exc.code not in (403, 404, 409):
+            # 5xx: a webhook that could not be called; the 1 s resync tries again.
+            if exc.code not in (403, 404, 409) and exc.code < 500:
                 raise
             return None
 

@@ -22,6 +22,7 @@ import itertools
 import json
 import logging
 import os
+from functools import partial
 from pathlib import Path
 
 from aiohttp import web
@@ -101,7 +102,7 @@ class ServiceProxy(Reconciler):
                 cur[0].close()
             try:
                 server = await asyncio.start_server(
-                    lambda r, w, k=key: self._forward(r, w, k), addr[0], addr[1])
+                    partial(self._forward, key=key), addr[0], addr[1])
             except OSError as exc:
                 log.warning("cannot listen on %s:%s for %s/%s: %s", *addr, key[0], key[1], exc)
                 continue

@@ -63,8 +63,12 @@ class _Sets(Reconciler):
         try:
             return self.api.create(rt, ns, body)  # type: ignore[arg-type]
         except ApiError as exc:
-            if exc.code not in (403, 404, 409):
+            # 403: admission (quota, a webhook's refusal); 5xx: a webhook that could not
+            # be called (failurePolicy Fail). Tried again shortly, as upstream requeues.
+            if exc.code not in (403, 404, 409) and exc.code < 500:
                 raise
+            if exc.code not in (404, 409):
+                self.retry_later()
             return None
 
     def _revision(self, owner: dict, revision_hash: str) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from typing import Any
 
 from localmesh.api.objects import ObjectAPI
 from localmesh.api.status import ApiError
@@ -80,6 +81,9 @@ class ReplicaSetController(Reconciler):
 
     name = "replicaset-controller"
     keys = (RS, RC, PODS)
+    _events = 0
+    # Seconds before a refused pod is tried again (upstream requeues with a backoff).
+    retry_seconds = 1.0
 
     def reconcile(self) -> None:
         api: ObjectAPI = self.api
@@ -102,6 +106,7 @@ class ReplicaSetController(Reconciler):
             live = [p for p in mine if alive(p) and p.get("status", {}).get("phase") not in
                     ("Succeeded", "Failed")]
             want = rs["spec"].get("replicas", 1)
+            failure: str | None = None
             if len(live) < want:
                 for _ in range(want - len(live)):
                     tmpl = copy.deepcopy(rs["spec"]["template"])
@@ -119,8 +124,12 @@ class ReplicaSetController(Reconciler):
                     try:
                         api.create(pod_rt, ns, pod)
                     except ApiError as exc:
-                        if exc.code not in (403, 404):
+                        # 403/404: an admission plugin, a terminating namespace; 5xx: a
+                        # webhook that cannot be called. The others are bugs.
+                        if exc.code not in (403, 404) and exc.code < 500:
                             raise
+                        failure = exc.message
+                        break
             elif len(live) > want:
                 surplus = sorted(live, key=lambda p: (pod_ready(p),
                                                       p["metadata"]["creationTimestamp"]))
@@ -141,7 +150,47 @@ class ReplicaSetController(Reconciler):
             if not ready:
                 status.pop("readyReplicas")
                 status.pop("availableReplicas")
+            if failure is not None:
+                status["conditions"] = self._failed_create(rs, api_version, kind, failure)
+                self.retry_later(self.retry_seconds)
             api.set_status(rs_rt, rs, status)
+
+    @staticmethod
+    def _component(kind: str) -> str:
+        """The controller's name as its events give it (replication-controller for RCs)."""
+        return "replication-controller" if kind == "ReplicationController" \
+            else "replicaset-controller"
+
+    def _failed_create(self, rs: dict, api_version: str, kind: str,
+                       message: str) -> list[dict]:
+        """A pod the API refused (an admission plugin's or webhook's 403, a terminating
+        namespace, a webhook that could not be called under failurePolicy Fail): the
+        ``ReplicaFailure`` condition, and a ``FailedCreate`` event when its message is new
+        (pkg/controller/replicaset ``manageReplicas``: "Error creating: …"). A
+        ReplicationController gets the same (pkg/controller/replication wraps it)."""
+        text = f"Error creating: {message}"
+        prev = [c for c in (rs.get("status") or {}).get("conditions") or []
+                if c.get("type") == "ReplicaFailure"]
+        if not prev or prev[0].get("message") != text:
+            meta = rs["metadata"]
+            self._events += 1
+            now = now_rfc3339()
+            try:
+                self.api.create(self.api.rt("v1", "Event"), meta["namespace"], {
+                    "metadata": {"name": f"{meta['name']}.{self._events:x}"},
+                    "involvedObject": {"kind": kind, "namespace": meta["namespace"],
+                                       "name": meta["name"], "uid": meta["uid"],
+                                       "apiVersion": api_version},
+                    "reason": "FailedCreate", "message": text, "type": "Warning",
+                    "source": {"component": self._component(kind)},
+                    "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+                    "reportingComponent": self._component(kind)})
+            except ApiError:
+                pass  # events are best effort, as upstream
+        return [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                 "message": text,
+                 "lastTransitionTime": prev[0].get("lastTransitionTime") if prev
+                 else now_rfc3339()}]
 
 
 class DeploymentController(Reconciler):
@@ -179,7 +228,7 @@ class DeploymentController(Reconciler):
             start = 0 if (strategy == "Recreate" and any(
                 r["spec"].get("replicas", 0) or r.get("status", {}).get("replicas", 0)
                 for r in old)) else desired
-            body = {
+            body: dict[str, Any] = {
                 "apiVersion": "apps/v1", "kind": "ReplicaSet",
                 "metadata": {
                     "name": f"{meta['name']}-{h}", "namespace": ns,

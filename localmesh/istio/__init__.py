@@ -1,1 +1,2 @@
-"""localmesh's Istio: the injector (admission), istiod (xDS) and the mesh installer."""
+"""localmesh's Istio: the injector (admission) and its webhook configurations, istiod (xDS)
+and its revisions, and the mesh installer."""

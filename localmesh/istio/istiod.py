@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import json
 import logging
+import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
@@ -28,22 +29,36 @@ import envoy.config.route.v3.scoped_route_pb2 as scoped_route_pb2
 import envoy.extensions.access_loggers.file.v3.file_pb2
 import envoy.extensions.access_loggers.grpc.v3.als_pb2
 import envoy.extensions.filters.http.header_mutation.v3.header_mutation_pb2
+import envoy.extensions.filters.http.rbac.v3.rbac_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
+import envoy.extensions.filters.listener.tls_inspector.v3.tls_inspector_pb2
 import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
+import envoy.extensions.filters.network.rbac.v3.rbac_pb2
 import envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2
 import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2
-import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2  # noqa: F401
+import envoy.extensions.transport_sockets.raw_buffer.v3.raw_buffer_pb2
+import envoy.extensions.transport_sockets.tls.v3.tls_pb2
+import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2
+import envoy.type.tracing.v3.custom_tag_pb2  # noqa: F401
 import grpc
 from aiohttp import web
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, json_format
 
 from localmesh.api.objects import ObjectAPI
-from localmesh.istio.names import port_protocol
+from localmesh.istio import debugz, histogram, meshconfig
+from localmesh.istio.gatewayapi import binding as gatewayapi
+from localmesh.istio.gatewayapi import model as gatewayapi_model
+from localmesh.istio.gatewayapi.crds import KEYS as GATEWAY_API_KEYS
+from localmesh.istio.names import ISTIO_NAMESPACE, ISTIOD_HOST, port_protocol
+from localmesh.istio.security.ca import MeshCA
+from localmesh.istio.security.ca_server import CertificateService, TokenReview
 from localmesh.istio.xds import model as xds
 from localmesh.istio.xds.gateway import gateway_resources
 from localmesh.istio.xds.sidecar import sidecar_resources
+from localmesh.mixer.xds import report_to_mixer
 from localmesh.network import AddressPlan
+from localmesh.pki import pem_server_context
 from localmesh.store import now_rfc3339
 
 log = logging.getLogger("localmesh.istiod")
@@ -60,8 +75,12 @@ SHORT = {xds.T_CLUSTER: "cluster", xds.T_ENDPOINT: "endpoint", xds.T_LISTENER: "
 WATCHED = [("", "services"), ("", "endpoints"), ("", "pods"), ("networking.k8s.io", "ingresses"),
            ("networking.k8s.io", "ingressclasses"), ("networking.istio.io", "gateways"),
            ("networking.istio.io", "virtualservices"),
-           ("networking.istio.io", "destinationrules")]
-
+           ("networking.istio.io", "destinationrules"), *GATEWAY_API_KEYS,
+           gatewayapi_model.NAMESPACES,
+           ("security.istio.io", "peerauthentications"),
+           ("security.istio.io", "authorizationpolicies"), ("", "configmaps")]
+ROUTING_ONLY = {*GATEWAY_API_KEYS, gatewayapi_model.NAMESPACES}
+CONFIGMAPS = ("", "configmaps")
 
 PACKED_CACHE_SIZE = 20_000
 
@@ -121,17 +140,38 @@ class Connection:
 class Istiod:
     """The control plane, in process, attached to the object API."""
 
-    def __init__(self, api: ObjectAPI, address: str, xds_port: int = 15010,
-                 debug_port: int = 15014) -> None:
+    def __init__(self, api: ObjectAPI, address: str, ca: MeshCA, token_review: TokenReview,
+                 xds_port: int = 15010, tls_port: int = 15012,
+                 debug_port: int = 15014, revision: str = "default",
+                 version: str = "1.28.0", webhook_port: int = 15017) -> None:
         self.api = api
         self.address = address
+        # A control plane revision (istio.io "Canary upgrades") is a whole istiod of its
+        # own: its Service ``istiod-<rev>``, its mesh config ConfigMap ``istio-<rev>`` (the
+        # chart's ``configmap.yaml``), the version it reports; see revisions.py.
+        self.revision = revision
+        self.version = version
+        self.mesh_config_name = meshconfig.NAME if revision == "default" else \
+            f"{meshconfig.NAME}-{revision}"
+        self.host = ISTIOD_HOST if revision == "default" else \
+            f"istiod-{revision}.{ISTIO_NAMESPACE}.svc"
         self.xds_port = xds_port
+        self.tls_port = tls_port
         self.debug_port = debug_port
+        # The mesh CA and its certificate service (security/pkg/server/ca), served with
+        # ADS on the TLS port, as istiod serves both on 15012.
+        self.ca = ca
+        self.certificates = CertificateService(ca, token_review)
+        self._tls_server: grpc.aio.Server | None = None
         self.connections: dict[str, Connection] = {}
         self._ids = itertools.count(1)
         self._nonce = itertools.count(1)
         self._server: grpc.aio.Server | None = None
         self._debug: web.AppRunner | None = None
+        # The injection webhook's routes (inject_server.py), served over TLS on 15017.
+        self.webhook_port = webhook_port
+        self.webhook_routes: list[web.RouteDef] = []
+        self._webhook: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self._dirty = asyncio.Event()
         self._cache: dict[str, tuple[tuple, Generated]] = {}
@@ -139,6 +179,9 @@ class Istiod:
         self._state: xds.MeshState | None = None
         self._state_stale = True
         self.pushes: Counter[str] = Counter()
+        # When the first change of the next push arrived (pilot_proxy_convergence_time).
+        self._changed_at: float | None = None
+        self.convergence = histogram.convergence_time()
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -151,27 +194,50 @@ class Istiod:
         # must still stop it.
         self._server = server
         await server.start()
+        # istiod's DNS certificate names its own Service (and the default one, which a
+        # ``default`` tag can send proxies through).
+        hosts = dict.fromkeys([self.host, ISTIOD_HOST])
+        cert_pem, key_pem = self.ca.serving_certificate(
+            [n for h in hosts for n in (h, f"{h}.cluster.local")])
+        tls_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self),
+                                                                       tls_server)
+        tls_server.add_generic_rpc_handlers((self.certificates.handler(),))
+        if not tls_server.add_secure_port(f"{self.address}:{self.tls_port}",
+                                          grpc.ssl_server_credentials([(key_pem, cert_pem)])):
+            raise OSError(f"istiod cannot listen on {self.address}:{self.tls_port}")
+        self._tls_server = tls_server
+        await tls_server.start()
         app = web.Application()
         app.router.add_get("/debug/syncz", self._syncz)
         app.router.add_get("/debug/config_dump", self._config_dump)
         app.router.add_get("/debug/connections", self._syncz)
-        app.router.add_get("/ready", lambda r: web.Response(text="ok"))
+        app.router.add_get("/ready", self._ready)
         app.router.add_get("/metrics", self._metrics)
         self._debug = web.AppRunner(app, access_log=None)
         await self._debug.setup()
         await web.TCPSite(self._debug, self.address, self.debug_port).start()
-        for key in WATCHED:
-            w = self.api.store.watch(key)
+        if self.webhook_routes:
+            hook = web.Application()
+            hook.add_routes(self.webhook_routes)
+            self._webhook = web.AppRunner(hook, access_log=None)
+            await self._webhook.setup()
+            await web.TCPSite(self._webhook, self.address, self.webhook_port,
+                              ssl_context=pem_server_context(cert_pem, key_pem)).start()
+        for watched in WATCHED:
+            w = self.api.store.watch(watched)
             self._tasks.append(asyncio.ensure_future(self._pump(w)))
         self._tasks.append(asyncio.ensure_future(self._pusher()))
 
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
-        if self._server is not None:
-            await self._server.stop(0.2)
-        if self._debug is not None:
-            await self._debug.cleanup()
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                await server.stop(0.2)
+        for runner in (self._debug, self._webhook):
+            if runner is not None:
+                await runner.cleanup()
 
     async def _pump(self, w) -> None:
         while True:
@@ -179,7 +245,17 @@ class Istiod:
             if ev.key == ("", "pods") and ev.type == "MODIFIED" and not _pod_changed_for_xds(
                     getattr(ev, "old", None), ev.obj):
                 continue  # container states and probe results do not change any proxy
+            if ev.key in ROUTING_ONLY and ev.type == "MODIFIED" and \
+                    not gatewayapi_model.changes_routing(ev.key, getattr(ev, "old", None),
+                                                         ev.obj):
+                continue  # the Gateway API controllers' status writes
+            if ev.key == CONFIGMAPS and (ev.obj["metadata"].get("namespace"),
+                                         ev.obj["metadata"]["name"]) != (
+                                             ISTIO_NAMESPACE, self.mesh_config_name):
+                continue  # only its mesh config (ConfigMap istio[-<rev>]) matters to istiod
             self._state_stale = True
+            if self._changed_at is None:
+                self._changed_at = time.monotonic()
             self._dirty.set()
 
     async def _pusher(self) -> None:
@@ -187,10 +263,11 @@ class Istiod:
             await self._dirty.wait()
             await asyncio.sleep(0.005)  # coalesce a burst of changes into one push
             self._dirty.clear()
+            changed, self._changed_at = self._changed_at, None
             state = self.state()
             for conn in list(self.connections.values()):
                 self._refresh_proxy(conn)
-                conn.queue.put_nowait(("push", state))
+                conn.queue.put_nowait(("push", (state, changed)))
 
     # -- state ---------------------------------------------------------------------------
     def state(self) -> xds.MeshState:
@@ -202,8 +279,17 @@ class Istiod:
 
     def _build_state(self) -> xds.MeshState:
         store = self.api.store
+        mesh_config = meshconfig.parse(store.get(CONFIGMAPS, ISTIO_NAMESPACE,
+                                                  self.mesh_config_name))
+        # discoverySelectors: istiod sees only the selected namespaces' objects.
+        seen = {n["metadata"]["name"] for n in store.scan(gatewayapi_model.NAMESPACES)
+                if mesh_config.discovers(n["metadata"].get("labels") or {})}
+
+        def scan(key: tuple[str, str]) -> list[dict]:
+            return [o for o in store.scan(key) if o["metadata"].get("namespace") in seen]
+
         services = []
-        for s in store.scan(("", "services")):
+        for s in scan(("", "services")):
             spec = s.get("spec") or {}
             ports = [xds.ServicePort(p.get("name", ""), p["port"],
                                      p.get("targetPort", p["port"]),
@@ -214,23 +300,30 @@ class Istiod:
                                         s["metadata"].get("labels") or {}))
         pods_by_ip = {p.get("status", {}).get("podIP"): p for p in store.scan(("", "pods"))}
         endpoints: dict[tuple[str, str], list[dict]] = {}
-        for ep in store.scan(("", "endpoints")):
+        for ep in scan(("", "endpoints")):
             subsets = []
             for sub in ep.get("subsets") or []:
                 sub = dict(sub)
                 sub["addresses"] = [
                     {**a, "_labels": (pods_by_ip.get(a["ip"]) or {}).get("metadata", {}).get(
-                        "labels") or {}} for a in sub.get("addresses") or []]
+                        "labels") or {},
+                     "_sa": ((pods_by_ip.get(a["ip"]) or {}).get("spec") or {}).get(
+                        "serviceAccountName") or "default"}
+                    for a in sub.get("addresses") or []]
                 subsets.append(sub)
             endpoints[(ep["metadata"]["namespace"], ep["metadata"]["name"])] = subsets
         classes = {c["metadata"]["name"]: c
                    for c in store.scan(("networking.k8s.io", "ingressclasses"))}
         return xds.MeshState(
             services=services, endpoints=endpoints,
-            ingresses=store.scan(("networking.k8s.io", "ingresses")), ingress_classes=classes,
-            gateways=store.scan(("networking.istio.io", "gateways")),
-            virtual_services=store.scan(("networking.istio.io", "virtualservices")),
-            destination_rules=store.scan(("networking.istio.io", "destinationrules")),
+            ingresses=scan(("networking.k8s.io", "ingresses")), ingress_classes=classes,
+            gateways=scan(("networking.istio.io", "gateways")),
+            virtual_services=scan(("networking.istio.io", "virtualservices")),
+            destination_rules=scan(("networking.istio.io", "destinationrules")),
+            gateway_api=gatewayapi.bind(gatewayapi_model.snapshot(store)),
+            peer_authentications=scan(("security.istio.io", "peerauthentications")),
+            authorization_policies=scan(("security.istio.io", "authorizationpolicies")),
+            mesh_config=mesh_config,
         )
 
     def proxy_for(self, node_id: str, metadata: dict) -> xds.Proxy | None:
@@ -242,9 +335,10 @@ class Istiod:
         pod_name, _, ns = pod_ns.rpartition(".")
         pod = self.api.store.get(("", "pods"), ns, pod_name)
         labels = (pod or {}).get("metadata", {}).get("labels") or metadata.get("LABELS") or {}
-        ports = []
+        ports: list[dict] = []
         for c in ((pod or {}).get("spec") or {}).get("containers") or []:
-            ports.extend(c.get("ports") or [])
+            if c.get("name") != "istio-proxy":  # the proxy's own (a pre-1.27 sidecar's)
+                ports.extend(c.get("ports") or [])
         local = AddressPlan.local_address(ip)
         return xds.Proxy(kind=kind, ip=ip, local_ip=metadata.get("LOCAL_IP", local),
                          pod=pod_name, namespace=ns, labels=labels,
@@ -312,6 +406,9 @@ class Istiod:
         return f"{now_rfc3339()}/{h.hexdigest()[:12]}"
 
     # -- debug ---------------------------------------------------------------------------
+    async def _ready(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
     async def _syncz(self, request: web.Request) -> web.Response:
         out = []
         for conn in self.connections.values():
@@ -319,8 +416,8 @@ class Istiod:
                 continue
             entry = {"cluster_id": "Kubernetes", "proxy": conn.proxy.id,
                      "proxy_type": "router" if conn.proxy.kind == "router" else "sidecar",
-                     "proxy_version": conn.proxy_version or "1.28.0",
-                     "istio_version": "1.28.0-localmesh"}
+                     "proxy_version": conn.proxy_version or self.version,
+                     "istio_version": f"{self.version}-localmesh"}
             for t, short in SHORT.items():
                 ts = conn.types.get(t)
                 entry[f"{short}_sent"] = ts.sent_nonce if ts else ""
@@ -339,55 +436,37 @@ class Istiod:
             return web.Response(status=404, text=f"proxy not connected: {proxy_id}\n")
         # The generation the ADS stream sends (cached per proxy and state), not a new one.
         res = self.resources(conn, self.state()).types
-        ts_now = now_rfc3339()
-        version = lambda t: conn.types.get(t, TypeState()).sent_version  # noqa: E731
-        dump = {"configs": [
-            {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
-             "version_info": version(xds.T_CLUSTER),
-             "dynamic_active_clusters": [
-                 {"version_info": version(xds.T_CLUSTER),
-                  "cluster": {"@type": xds.T_CLUSTER, **c}, "last_updated": ts_now}
-                 for c in res.get(xds.T_CLUSTER, {}).values()]},
-            {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
-             "version_info": version(xds.T_LISTENER),
-             "dynamic_listeners": [
-                 {"name": n, "active_state": {"version_info": version(xds.T_LISTENER),
-                                              "listener": {"@type": xds.T_LISTENER, **lst},
-                                              "last_updated": ts_now}}
-                 for n, lst in res.get(xds.T_LISTENER, {}).items()]},
-            {"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
-             "dynamic_route_configs": [
-                 {"version_info": version(xds.T_ROUTE),
-                  "route_config": {"@type": xds.T_ROUTE, **r}, "last_updated": ts_now}
-                 for r in res.get(xds.T_ROUTE, {}).values()]},
-        ]}
-        if "include_eds" in request.query:
-            dump["configs"].append({
-                "@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",
-                "dynamic_endpoint_configs": [
-                    {"version_info": version(xds.T_ENDPOINT),
-                     "endpoint_config": {"@type": xds.T_ENDPOINT, **e}}
-                    for e in res.get(xds.T_ENDPOINT, {}).values()]})
-        return web.json_response(dump)
+        return web.json_response(debugz.config_dump(
+            res, lambda t: conn.types.get(t, TypeState()).sent_version,
+            include_eds="include_eds" in request.query))
 
     async def _metrics(self, request: web.Request) -> web.Response:
         # Istio's names: pilot_xds (connected proxies), pilot_xds_pushes{type} (responses
         # sent, by xDS type; istiod labels them cds/eds/lds/rds).
         istio_type = {"cluster": "cds", "endpoint": "eds", "listener": "lds", "route": "rds",
                       "scopedroute": "srds"}
-        lines = ["# TYPE pilot_xds gauge", f"pilot_xds {len(self.connections)}",
+        lines = ["# TYPE istio_build gauge",
+                 f'istio_build{{component="pilot",tag="{self.version}"}} 1',
+                 "# TYPE pilot_xds gauge", f"pilot_xds {len(self.connections)}",
                  "# TYPE pilot_xds_pushes counter"]
         lines += [f'pilot_xds_pushes{{type="{istio_type[t]}"}} {self.pushes[t]}'
                   for t in SHORT.values()]
+        lines += self.convergence.lines()
+        lines += self.certificates.metrics()
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 
 def generate(state: xds.MeshState, proxy: xds.Proxy) -> dict[str, dict[str, dict]]:
     """A proxy's resources by type URL and name: the generator for its type (a gateway in
-    router mode, else a sidecar), as pilot's ConfigGenerator picks by node type."""
+    router mode, else a sidecar), as pilot's ConfigGenerator picks by node type; with a
+    ``mixerReportServer`` (an Istio 1.4 mesh) its requests are reported to Mixer."""
     if proxy.kind == "router":
-        return gateway_resources(state, proxy)
-    return sidecar_resources(state, proxy)
+        out = gateway_resources(state, proxy)
+    else:
+        out = sidecar_resources(state, proxy)
+    if state.mesh_config.mixer_report_server:
+        report_to_mixer(out, state, proxy)
+    return out
 
 
 def _pod_changed_for_xds(old: dict | None, new: dict) -> bool:
@@ -435,18 +514,26 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 if kind == "end":
                     return
                 if kind == "push":
-                    state = item
+                    state, changed = item
                     if conn is None:
                         continue
                     gen = istiod.resources(conn, state)
                     # Clusters before endpoints, listeners before routes (Envoy's order).
+                    # A changed cluster warms until it gets its endpoints, and Envoy asks
+                    # for unchanged names with the last nonce, which reads as an ACK: so
+                    # endpoints follow every CDS push, as in istiod's full pushes.
+                    clusters_sent = False
                     for t in xds.TYPES:
                         ts = conn.types.get(t)
                         if ts is None or not ts.subscribed:
                             continue
                         version = istiod.version_of(gen, t, ts)
-                        if version.split("/")[1] != ts.sent_version.split("/")[-1]:
+                        if version.split("/")[1] != ts.sent_version.split("/")[-1] or (
+                                t == xds.T_ENDPOINT and clusters_sent):
+                            clusters_sent = clusters_sent or t == xds.T_CLUSTER
                             yield istiod.response(conn, t, gen, version)
+                    if changed is not None:
+                        istiod.convergence.observe(time.monotonic() - changed)
                     continue
                 req: discovery_pb2.DiscoveryRequest = item
                 if conn is None:

@@ -3,8 +3,10 @@
 istiod's logic runs inside the localmesh process, where it watches the object store
 directly; this pod gives it the presence it has on a real cluster: a Deployment, a pod
 with an IP and readiness, and a Service (``istiod.istio-system.svc``) that sidecars dial.
-It forwards the pod's xDS (15010, and 15012 as on a real istiod) and monitoring (15014)
-ports to the in-process istiod given in ``ISTIOD_UPSTREAM``. Deleting or killing the pod
+It forwards the pod's xDS (15010 plaintext; 15012, TLS with the certificate service, as on
+a real istiod), monitoring (15014) and injection webhook (15017, HTTPS) ports to the
+in-process istiod given in
+``ISTIOD_UPSTREAM``. Deleting or killing the pod
 drops every proxy's ADS stream, so the proxies reconnect and resync as they do when istiod
 restarts.
 """
@@ -15,8 +17,9 @@ import asyncio
 import os
 import signal
 import sys
+from functools import partial
 
-PORTS = {15010: 15010, 15012: 15010, 15014: 15014}
+PORTS = {15010: 15010, 15012: 15012, 15014: 15014, 15017: 15017}
 
 
 async def _pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
@@ -42,8 +45,7 @@ async def _serve(bind: str, upstream: str) -> int:
 
     servers = []
     for listen, target in PORTS.items():
-        servers.append(await asyncio.start_server(
-            lambda r, w, t=target: handle(r, w, t), bind, listen))
+        servers.append(await asyncio.start_server(partial(handle, port=target), bind, listen))
     print(f"istiod pod: serving {', '.join(map(str, PORTS))} on {bind} for istiod at "
           f"{upstream}", flush=True)
     stop = asyncio.Event()

@@ -79,6 +79,13 @@ def _catalogue() -> dict[str, Image]:
               tools={"sh": ("/bin/sh",), "/agnhost": (PY, "-m", "localmesh.images.agnhost")}),
         Image("docker.io/mendhak/http-https-echo", (PY, "-m", "localmesh.images.echo"),
               "echoes each request as JSON on HTTP_PORT (8080) and HTTPS_PORT (8443)"),
+        Image("docker.io/istio/mixer", (PY, "-m", "localmesh.mixer.server"),
+              "Istio 1.4's Mixer (istio-telemetry, istio-policy): sidecars' reports in, "
+              "the stdio and Prometheus adapters out"),
+        Image("quay.io/openshift/origin-haproxy-router",
+              (PY, "-m", "localmesh.openshift.router_pod"),
+              "OpenShift's router: Debian's haproxy, configured from the Routes as "
+              "openshift/router's template configures it"),
         # Like the real image: no ENTRYPOINT and CMD ["sh"], so `args` alone name the
         # program (`kubectl run bb --image=busybox -- sh -c ...`).
         Image("docker.io/library/busybox", (),
@@ -110,11 +117,14 @@ ALIASES = {
     "gcr.io/istio-release/proxyv2": "docker.io/istio/proxyv2",
     "registry.istio.io/release/proxyv2": "docker.io/istio/proxyv2",
     "gcr.io/istio-release/pilot": "docker.io/istio/pilot",
+    "gcr.io/istio-release/mixer": "docker.io/istio/mixer",
     "quay.io/prometheus/prometheus": "docker.io/prom/prometheus",
     # The e2e images' older home, and the pause image's.
     "k8s.gcr.io/e2e-test-images/agnhost": "registry.k8s.io/e2e-test-images/agnhost",
     "k8s.gcr.io/pause": "registry.k8s.io/pause",
     "registry.k8s.io/e2e-test-images/echoserver": "docker.io/mendhak/http-https-echo",
+    # OpenShift's own build of the router.
+    "registry.redhat.io/openshift4/ose-haproxy-router": "quay.io/openshift/origin-haproxy-router",
 }
 
 

@@ -14,9 +14,14 @@ import base64
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from localmesh.store import Store
+
+# TokenRequest as the kubelet makes it for a projected token: (namespace, service
+# account, TokenRequest body) -> TokenRequest with status.token (localmesh/api/authn.py).
+TokenIssuer = Callable[[str, str, dict], dict]
 
 
 class ConfigError(Exception):
@@ -74,7 +79,8 @@ def _field_ref(pod: dict, path: str) -> str:
 
 def _key_ref(store: Store, ns: str, kind: str, ref: dict) -> str | None:
     name, key = ref.get("name"), ref.get("key")
-    obj = store.get(("", "secrets" if kind == "secret" else "configmaps"), ns, name)
+    obj = (store.get(("", "secrets" if kind == "secret" else "configmaps"), ns, name)
+           if name is not None else None)
     optional = ref.get("optional", False)
     if obj is None:
         if optional:
@@ -165,8 +171,30 @@ def _write(path: Path, content: bytes, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
-def materialise_volumes(store: Store, pod: dict, pod_dir: Path) -> dict[str, Path]:
-    """Write each volume's files; returns volume name → directory."""
+def _projected_token(tokens: TokenIssuer | None, pod: dict, source: dict) -> bytes:
+    """A projected ServiceAccount token: a TokenRequest bound to the pod, for the source's
+    audience and lifetime, as the kubelet requests it (no refresh at 80 % of its life:
+    the lifetimes asked for outlast localmesh's runs)."""
+    if tokens is None:
+        return b"localmesh-projected-token"
+    meta = pod["metadata"]
+    spec = {"expirationSeconds": int(source.get("expirationSeconds", 3600)),
+            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": meta["name"],
+                               "uid": meta.get("uid", "")}}
+    if source.get("audience"):
+        spec["audiences"] = [source["audience"]]
+    try:
+        issued = tokens(meta["namespace"], pod["spec"].get("serviceAccountName", "default"),
+                        {"spec": spec})
+    except Exception as exc:  # an ApiError: the ServiceAccount or the pod is gone
+        raise ConfigError(f"failed to fetch token: {exc}") from exc
+    return issued["status"]["token"].encode()
+
+
+def materialise_volumes(store: Store, pod: dict, pod_dir: Path,
+                        tokens: TokenIssuer | None = None) -> dict[str, Path]:
+    """Write each volume's files; returns volume name → directory. Projected
+    ServiceAccount tokens come from ``tokens`` (the API server's TokenRequest)."""
     ns = pod["metadata"]["namespace"]
     out: dict[str, Path] = {}
     for vol in pod["spec"].get("volumes") or []:
@@ -216,8 +244,9 @@ def materialise_volumes(store: Store, pod: dict, pod_dir: Path) -> dict[str, Pat
         elif "projected" in vol:
             for source in vol["projected"].get("sources") or []:
                 if "serviceAccountToken" in source:
-                    _write(d / source["serviceAccountToken"].get("path", "token"),
-                           b"localmesh-projected-token", 0o600)
+                    sat = source["serviceAccountToken"]
+                    _write(d / sat.get("path", "token"), _projected_token(tokens, pod, sat),
+                           0o600)
                 if "configMap" in source:
                     cm = store.get(("", "configmaps"), ns, source["configMap"].get("name"))
                     for k, v in ((cm or {}).get("data") or {}).items():
@@ -242,7 +271,7 @@ def claim_path(store: Store, ns: str, claim: str | None, volumes_dir: Path) -> P
 
 def mount_env(container: dict, volumes: dict[str, Path]) -> dict[str, str]:
     """Tell the program where its mounts are (no mount namespace on the host)."""
-    mounts = {}
+    mounts: dict[str, str] = {}
     for m in container.get("volumeMounts") or []:
         src = volumes.get(m["name"])
         if src is None:
@@ -250,6 +279,6 @@ def mount_env(container: dict, volumes: dict[str, Path]) -> dict[str, str]:
         path = src / m["subPath"] if m.get("subPath") else src
         mounts[m["mountPath"]] = str(path)
     env = {"LOCALMESH_MOUNTS": json.dumps(mounts)}
-    for mp, src in mounts.items():
-        env["LOCALMESH_MOUNT_" + re.sub(r"[^A-Za-z0-9]", "_", mp).strip("_").upper()] = src
+    for mp, where in mounts.items():
+        env["LOCALMESH_MOUNT_" + re.sub(r"[^A-Za-z0-9]", "_", mp).strip("_").upper()] = where
     return env

@@ -19,7 +19,7 @@ from pathlib import Path
 from localmesh.api.objects import ObjectAPI
 from localmesh.api.status import ApiError
 from localmesh.kubelet import catalogue, containerfs
-from localmesh.kubelet.environment import container_env, mount_env
+from localmesh.kubelet.environment import TokenIssuer, container_env, mount_env
 from localmesh.kubelet.pods import ContainerState, PodWorker
 from localmesh.kubelet.runtime import PidRegistry, start_watchdog
 from localmesh.network import AddressPlan
@@ -34,8 +34,11 @@ PODS = ("", "pods")
 class Kubelet:
     """Reconciles Pods on the node ``localmesh``."""
 
-    def __init__(self, api: ObjectAPI, addresses: AddressPlan, state_dir: Path) -> None:
+    def __init__(self, api: ObjectAPI, addresses: AddressPlan, state_dir: Path,
+                 tokens: TokenIssuer | None = None) -> None:
         self.api = api
+        # TokenRequest, for projected ServiceAccount token volumes.
+        self.tokens = tokens
         self.store: Store = api.store
         self.addresses = addresses
         self.pods_dir = state_dir / "pods"

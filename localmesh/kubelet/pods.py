@@ -11,18 +11,21 @@ CreateContainerConfigError, running, terminated), ``restartCount``, ``ready`` an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import os
 import signal
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
 from localmesh.kubelet import catalogue
 from localmesh.kubelet.environment import (
     ConfigError,
+    TokenIssuer,
     container_env,
     expand,
     materialise_volumes,
@@ -85,6 +88,7 @@ class PodHost(Protocol):
     pids: PidRegistry
     pods_dir: Path
     hosts_file: Path
+    tokens: TokenIssuer | None
 
     def event(self, pod: dict, type_: str, reason: str, message: str) -> None: ...
 
@@ -144,13 +148,9 @@ class PodWorker:
             (img := catalogue.lookup(c.spec.get("image", ""))) is not None and img.intercepts
             and c.spec.get("args", [""])[:1] != ["istio-iptables"]
             for c in self.inits + self.containers)
-        try:
-            self.volumes = materialise_volumes(self.kubelet.store, self.pod, self.dir)
-        except ConfigError as exc:
-            for c in self.inits + self.containers:
-                c.waiting = ("CreateContainerConfigError", str(exc))
         self.publish()
         try:
+            await self._mount_volumes()
             await self._run_inits()
             if not self.terminating.is_set():
                 self.initialized = True
@@ -160,6 +160,27 @@ class PodWorker:
                 await self._supervise(self.containers + [i for i in self.inits if i.sidecar])
         finally:
             await self._terminate()
+
+    async def _mount_volumes(self) -> None:
+        """Write the pod's volumes; while a source is missing (a ConfigMap not created
+        yet), wait and retry as the kubelet's volume manager does: the pod stays
+        ContainerCreating, with a FailedMount event."""
+        delay = 0.02
+        while not self.terminating.is_set():
+            try:
+                self.volumes = materialise_volumes(self.kubelet.store, self.pod, self.dir,
+                                                   self.kubelet.tokens)
+                return
+            except ConfigError as exc:
+                if delay == 0.02:
+                    self.kubelet.event(self.pod, "Warning", "FailedMount",
+                                       f"MountVolume.SetUp failed: {exc}")
+                for c in self.inits + self.containers:
+                    c.waiting = ("ContainerCreating", "")
+                self.publish()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.terminating.wait(), delay)
+            delay = min(delay * 2, 1.0)
 
     async def _run_inits(self) -> None:
         for c in self.inits:
@@ -198,7 +219,7 @@ class PodWorker:
         return c.started
 
     async def _wait_exit(self, c: ContainerState) -> int:
-        assert c.process is not None
+        assert c.process is not None and c.process.waiter is not None  # _start set them
         await asyncio.wait([c.process.waiter, asyncio.ensure_future(self.terminating.wait())],
                            return_when=asyncio.FIRST_COMPLETED)
         return c.process.exit_code if c.process.exit_code is not None else -1
@@ -206,10 +227,8 @@ class PodWorker:
     async def _wait_backoff(self, c: ContainerState) -> None:
         delay = max(0.0, c.next_start - time.monotonic())
         if delay:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.terminating.wait(), delay)
-            except TimeoutError:
-                pass
 
     async def _start(self, c: ContainerState) -> None:
         """Pull (look up), configure and start one container."""
@@ -217,16 +236,15 @@ class PodWorker:
         if image is None:
             first = c.waiting is None or c.waiting[0] not in ("ErrImagePull", "ImagePullBackOff")
             reason = "ErrImagePull" if first else "ImagePullBackOff"
-            pull_error = (f'Failed to pull image "{c.spec.get("image")}": localmesh cannot run '
-                          "this image: it is not in the image catalogue (see docs/images.md); "
-                          "use an image listed there or run the suite against a real cluster")
+            backoff = f'Back-off pulling image "{c.spec.get("image")}"'
+            msg = (f'Failed to pull image "{c.spec.get("image")}": localmesh cannot run this '
+                   "image: it is not in the image catalogue (see docs/images.md); use an image "
+                   "listed there or run the suite against a real cluster")
             # In back-off the kubelet keeps the pull's error in the message (image_manager.go
-            # wraps it: 'Back-off pulling image "x": ErrImagePull: <error>').
-            msg = pull_error if first else \
-                f'Back-off pulling image "{c.spec.get("image")}": ErrImagePull: {pull_error}'
-            c.waiting = (reason, msg)
+            # wraps it: 'Back-off pulling image "x": ErrImagePull: <error>'); not the event.
+            c.waiting = (reason, msg if first else f"{backoff}: ErrImagePull: {msg}")
             self.kubelet.event(self.pod, "Warning", "Failed" if first else "BackOff",
-                               msg if first else f'Back-off pulling image "{c.spec.get("image")}"')
+                               msg if first else backoff)
             c.next_start = time.monotonic() + c.backoff
             c.backoff = min(c.backoff * 2, BACKOFF_MAX)
             self.publish()
@@ -275,6 +293,8 @@ class PodWorker:
             "LOCALMESH_POD_LOCAL_IP": self.local_ip,
             "LOCALMESH_DNS_HOSTS": str(self.kubelet.hosts_file),
             "BIND_ADDRESS": self.bind_address(c),
+            # The image run (a binary knows its build: pilot-agent reports its tag).
+            "LOCALMESH_IMAGE": c.spec.get("image", ""),
         }
         if self.intercepted and not image.intercepts:
             # Outbound traffic leaves through the sidecar (an explicit proxy stands in for
@@ -355,10 +375,8 @@ class PodWorker:
             waits = [c.next_start - now for c in running
                      if c.process is None and c.next_start > now]
             timeout = min(waits) if waits else 1.0
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), max(0.05, timeout))
-            except TimeoutError:
-                pass
             if self.terminating.is_set():
                 return
 
@@ -381,8 +399,7 @@ class PodWorker:
                 await asyncio.sleep(0.05)
                 continue
             ok = await run_probe(probe, self.bind_address(c), c.spec,
-                                 lambda command, timeout, c=c: self._exec_status(c, command,
-                                                                                 timeout))
+                                 partial(self._exec_status, c))
             if ok:
                 successes, failures = successes + 1, 0
             else:
@@ -425,22 +442,31 @@ class PodWorker:
 
     # -- termination ---------------------------------------------------------------------
     async def _terminate(self) -> None:
+        """SIGTERM to each container's main process (a runtime signals PID 1), the apps
+        first, native sidecars after they exited, in reverse order (KEP-753): a sidecar
+        proxy outlives its app. What runs when the grace period ends is SIGKILLed."""
         grace = self.pod["metadata"].get("deletionGracePeriodSeconds")
         if grace is None:
             grace = self.pod["spec"].get("terminationGracePeriodSeconds", 30)
-        procs = [c.process for c in self.containers + self.inits
-                 if c.process is not None and c.process.exit_code is None]
-        # Regular containers first, then native sidecars, as the kubelet orders them.
-        for p in procs:
-            p.signal(signal.SIGTERM)
-        if procs:
-            _, pending = await asyncio.wait([p.waiter for p in procs if p.waiter],
-                                               timeout=max(grace, 0.1))
+        deadline = time.monotonic() + max(grace, 0.1)
+        running = [c for c in self.containers + self.inits
+                   if c.process is not None and c.process.exit_code is None]
+        first = [c for c in running if not c.sidecar]
+        later = [c for c in reversed(self.inits) if c in running and c.sidecar]
+        for group in [first, *([c] for c in later)]:
+            procs = [c.process for c in group if c.process is not None]
             for p in procs:
-                if p.exit_code is None:
-                    p.signal(signal.SIGKILL)
-            if pending:
-                await asyncio.wait(pending, timeout=5)
+                p.signal_main(signal.SIGTERM)
+            waiters = [p.waiter for p in procs if p.waiter]
+            if waiters:
+                await asyncio.wait(waiters, timeout=max(deadline - time.monotonic(), 0.0))
+        left = [c.process for c in running
+                if c.process is not None and c.process.exit_code is None]
+        for p in left:
+            p.signal(signal.SIGKILL)
+        pending = [p.waiter for p in left if p.waiter and not p.waiter.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
         for c in self.containers + self.inits:
             for t in c.probe_tasks:
                 t.cancel()

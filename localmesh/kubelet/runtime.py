@@ -46,8 +46,18 @@ class Process:
     signalled: set[int] = field(default_factory=set)
 
     def signal(self, sig: int) -> None:
+        """Signal the container's whole process group."""
         try:
             os.killpg(self.pgid, sig)
+            self.signalled.add(sig)
+        except ProcessLookupError:
+            pass
+
+    def signal_main(self, sig: int) -> None:
+        """Signal only the container's main process (its PID 1), as a runtime's stop does:
+        a process it started (pilot-agent's Envoy) gets only what that process decides."""
+        try:
+            os.kill(self.pgid, sig)
             self.signalled.add(sig)
         except ProcessLookupError:
             pass

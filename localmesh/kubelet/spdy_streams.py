@@ -134,7 +134,7 @@ async def upgrade(request: web.Request, supported: tuple[str, ...]) -> Upgraded 
         "X-Stream-Protocol-Version": chosen})
     resp.force_close()
     await resp.prepare(request)
-    request.protocol.set_parser(channel)  # type: ignore[arg-type]
+    request.protocol.set_parser(channel)  # type: ignore[arg-type,unused-ignore]
     return channel, chosen, resp
 
 

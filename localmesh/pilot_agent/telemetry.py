@@ -7,6 +7,15 @@ cannot, so pilot-agent receives every HTTP access-log entry over gRPC
 (istio.io/latest/docs/reference/config/metrics): ``reporter`` is ``destination`` for the
 inbound side and ``source`` for outbound and gateways; the peer's identity comes from the
 metadata-exchange headers; unknown values are the literal ``"unknown"``.
+
+Security labels follow the connection: on the inbound side (``reporter="destination"``)
+``connection_security_policy`` is ``mutual_tls`` when the downstream connection was TLS
+with a verified peer certificate (the entry's ``tls_properties``), ``none`` otherwise,
+and ``source_principal``/``destination_principal`` are the URI SANs of the peer's and
+this proxy's certificates. On the outbound side Istio reports the policy as ``unknown``
+("security policy cannot be properly populated" from the source), and so does this;
+Envoy's access log carries no upstream TLS properties, so the principals are ``unknown``
+there too (Istio reads them from the upstream connection).
 """
 
 from __future__ import annotations
@@ -69,6 +78,8 @@ class Request:
     grpc: bool
     grpc_status: str | None
     response_flags: str
+    peer_principal: str = ""  # URI SAN of the downstream peer's certificate, if mTLS
+    local_principal: str = ""  # URI SAN of this proxy's certificate on that connection
 
 
 class Metrics:
@@ -99,13 +110,15 @@ class Metrics:
         values = {
             "reporter": reporter,
             "source_workload": src.workload, "source_workload_namespace": src.namespace,
-            "source_principal": "unknown", "source_app": src.app,
+            "source_principal": (r.peer_principal if inbound else "") or "unknown",
+            "source_app": src.app,
             "source_version": src.version, "source_canonical_service": src.canonical_service,
             "source_canonical_revision": src.canonical_revision,
             "source_cluster": src.cluster,
             "destination_workload": dst.workload,
             "destination_workload_namespace": dst.namespace,
-            "destination_principal": "unknown", "destination_app": dst.app,
+            "destination_principal": (r.local_principal if inbound else "") or "unknown",
+            "destination_app": dst.app,
             "destination_version": dst.version, "destination_service": service or "unknown",
             "destination_service_name": svc_name, "destination_service_namespace": svc_ns,
             "destination_canonical_service": dst.canonical_service,
@@ -115,7 +128,8 @@ class Metrics:
             "response_code": str(r.response_code),
             "grpc_response_status": r.grpc_status if r.grpc and r.grpc_status else "",
             "response_flags": r.response_flags or "-",
-            "connection_security_policy": "none" if inbound else "unknown",
+            "connection_security_policy": ("mutual_tls" if r.peer_principal else "none")
+            if inbound else "unknown",
         }
         return tuple(values[k] for k in LABELS)
 
@@ -168,6 +182,23 @@ FLAG_NAMES = {
     "upstream_retry_limit_exceeded": "URX", "stream_idle_timeout": "SI",
     "no_cluster_found": "NC",
 }
+
+
+def _uri_san(certificate: object) -> str:
+    for san in getattr(certificate, "subject_alt_name", ()) or ():
+        if getattr(san, "uri", ""):
+            return str(san.uri)
+    return ""
+
+
+def tls_of(common_properties: object) -> dict[str, str]:
+    """The principals of a logged connection (envoy.data.accesslog.v3 ``TLSProperties``):
+    a peer certificate appears only once Envoy has verified it."""
+    props = getattr(common_properties, "tls_properties", None)
+    if props is None or not getattr(props, "tls_version", 0):
+        return {"peer_principal": "", "local_principal": ""}
+    return {"peer_principal": _uri_san(props.peer_certificate_properties),
+            "local_principal": _uri_san(props.local_certificate_properties)}
 
 
 def flags_of(response_flags: object) -> str:

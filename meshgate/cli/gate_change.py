@@ -7,8 +7,12 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from meshgate.cli.base import CommandError
+
+if TYPE_CHECKING:  # imported when the command runs: `meshgate routes` stays instant
+    from meshgate.change import Options, Outcome
 
 
 def add_change_options(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +37,7 @@ def add_change_options(parser: argparse.ArgumentParser) -> None:
                             "to pytest)")
 
 
-def options_from(args: argparse.Namespace) -> object:
+def options_from(args: argparse.Namespace) -> Options:
     from meshgate.change import Options
 
     if args.max_failed_requests < 0:
@@ -47,10 +51,7 @@ def options_from(args: argparse.Namespace) -> object:
                    max_gap=args.max_gap, timeout=args.change_timeout, keep=args.change_keep)
 
 
-def print_outcome(outcome: object, folder: Path) -> int:
-    from meshgate.change import Outcome
-
-    assert isinstance(outcome, Outcome)
+def print_outcome(outcome: Outcome, folder: Path) -> int:
     report = outcome.report
     for flow in report.get("flows") or []:
         print(f"  {flow['flow']}: {flow['failed']} of {flow['sent']} failed, "
@@ -88,6 +89,7 @@ def configure_change(parser: argparse.ArgumentParser) -> None:
 def run_change(args: argparse.Namespace) -> int:
     """Checks, traffic through COMMAND, checks again, and the disruption judged."""
     from meshgate.change import ChangeError, change
+    from meshgate.targets import TargetError
 
     command = list(getattr(args, "passthrough", None) or [])
     if not command:
@@ -95,15 +97,16 @@ def run_change(args: argparse.Namespace) -> int:
                            "give it after '--', e.g. meshgate change -- ./upgrade.sh")
     options = options_from(args)
     try:
-        outcome = change(options, command)  # type: ignore[arg-type]
-    except ChangeError as error:
+        outcome = change(options, command)
+    except (ChangeError, TargetError) as error:
         raise CommandError(str(error)) from None
-    return print_outcome(outcome, options.artifacts)  # type: ignore[attr-defined]
+    return print_outcome(outcome, options.artifacts)
 
 
 def run_phase(args: argparse.Namespace) -> int:
     """``meshgate run --phase before|after``: one half of a gated change."""
     from meshgate.change import ChangeError, after, before
+    from meshgate.targets import TargetError
 
     if args.passthrough:
         raise CommandError(f"--phase takes no pytest arguments ({' '.join(args.passthrough)})",
@@ -111,11 +114,11 @@ def run_phase(args: argparse.Namespace) -> int:
     options = options_from(args)
     try:
         if args.phase == "before":
-            state = before(options, detached=True)  # type: ignore[arg-type]
+            state = before(options, detached=True)
             print(f"meshgate: before the change: checks passed, traffic recording (run "
                   f"{state.run_id}, namespace {state.namespaces[0]}); make the change, then "
-                  f"run `meshgate run --phase after --change-dir {options.artifacts}`")  # type: ignore[attr-defined]
+                  f"run `meshgate run --phase after --change-dir {options.artifacts}`")
             return 0
-        return print_outcome(after(options), options.artifacts)  # type: ignore[arg-type,attr-defined]
-    except ChangeError as error:
+        return print_outcome(after(options), options.artifacts)
+    except (ChangeError, TargetError) as error:
         raise CommandError(str(error)) from None

@@ -20,8 +20,12 @@ def configure_bench(parser: argparse.ArgumentParser) -> None:
                         help="keep the run's reports and convergence logs in DIR")
     parser.add_argument("--workers", metavar="N,M", default=None,
                         help="compare xdist worker counts, e.g. 0,2 (runs alternate)")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs per worker count with --workers (default 1)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="runs per worker count with --workers (default 1); calls of "
+                             "the routes check per size with --mesh-sizes (default 5)")
+    parser.add_argument("--mesh-sizes", metavar="N,M,...", default=None,
+                        help="measure the checks and the mesh at these numbers of extra "
+                             "services (localmesh --synthetic-services), e.g. 10,500,2000")
     parser.add_argument("--json", action="store_true",
                         help="print the numbers as one JSON object")
 
@@ -46,9 +50,11 @@ def run_bench(args: argparse.Namespace) -> int:
     )
 
     extra = list(getattr(args, "passthrough", None) or [])
-    if not 1 <= args.repeat <= 50:
+    if args.repeat is not None and not 1 <= args.repeat <= 50:
         raise CommandError(f"--repeat {args.repeat} is out of range", None,
                            "give a number of runs from 1 to 50")
+    if args.mesh_sizes is not None:
+        return _bench_sizes(args, extra)
     if args.workers is None:
         result = bench(extra, Path(args.keep_artifacts) if args.keep_artifacts else None)
         if args.json:
@@ -63,12 +69,35 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.keep_artifacts:
         raise CommandError("--keep-artifacts keeps one run; --workers makes several",
                            None, "drop one of the two options")
-    results = compare(extra, _worker_counts(args.workers), args.repeat)
+    results = compare(extra, _worker_counts(args.workers), args.repeat or 1)
     if args.json:
         print_json({w: [result_json(r) for r in runs] for w, runs in results.items()})
     else:
         print(format_compared(results))
     return comparison_code(results)
+
+
+def _bench_sizes(args: argparse.Namespace, extra: list[str]) -> int:
+    """``--mesh-sizes``: a fresh localmesh per size, the checks and pushes measured."""
+    from meshgate.scale import format_sizes, measure, parse_sizes
+
+    for given, option in ((args.workers, "--workers"), (args.keep_artifacts,
+                                                         "--keep-artifacts"),
+                          (extra or None, " ".join(extra))):
+        if given is not None:
+            raise CommandError(f"--mesh-sizes measures the checks, not the suite: {option} "
+                               "does not apply", None, f"drop {option}, or run the suite's "
+                               "bench without --mesh-sizes")
+    try:
+        sizes = parse_sizes(args.mesh_sizes)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    results = [measure(n, args.repeat or 5) for n in sizes]
+    if args.json:
+        print_json({"sizes": [r.to_json() for r in results]})
+    else:
+        print(format_sizes(results))
+    return 0
 
 
 def configure_soak(parser: argparse.ArgumentParser) -> None:

@@ -100,7 +100,9 @@ def build_container(spec: K3sSpec) -> Any:
     container = K3SContainer(image=spec.image, enable_cgroup_mount=spec.cgroup_mount)
     container.with_command(f"{spec.command} --tls-san={container.get_container_host_ip()}")
     for port, host in spec.bind_ports.items():
-        container.with_bind_ports(port, host)  # type: ignore[arg-type]  # docker-py takes (ip, port)
+        # testcontainers annotates host as a port, but docker-py takes (ip, port) too; its
+        # types are there only with the `containers` extra, hence unused-ignore without it.
+        container.with_bind_ports(port, host)  # type: ignore[arg-type, unused-ignore]
     return container
 
 

@@ -1,7 +1,7 @@
 """The embedded target: boots localmesh, or reuses one named by ``--kubeconfig``.
 
-This is the one place in meshgate allowed to import ``localmesh`` (DESIGN.md, "the one
-rule"): it starts the embedded cluster and hands the suite its kubeconfig.
+This is the one place in meshgate allowed to import ``localmesh`` (docs/architecture.md,
+"the one rule"): it starts the embedded cluster and hands the suite its kubeconfig.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from meshgate.targets.base import Provided, TargetError
 
@@ -19,6 +20,9 @@ class LocalTarget:
     state_dir: Path
     kubeconfig: str | None = None
     name: str = "local"
+    # The localmesh shape to boot (localmesh.shape.Shape's fields), e.g.
+    # {"synthetic_services": 2000} for ``meshgate bench --mesh-sizes``.
+    shape: dict[str, Any] = field(default_factory=dict)
     _handle: object | None = field(default=None, repr=False)
     _tmp: Path | None = field(default=None, repr=False)
 
@@ -37,13 +41,17 @@ class LocalTarget:
                                   "--kubeconfig to boot one")
             return Provided(path, None, f"localmesh (reused, {path})")
         from localmesh.cli import LaunchError, launch
+        from localmesh.shape import Shape, ShapeError
 
         # The instance's state (kubeconfig, keys, pod directories) lives in a temporary
         # folder removed at stop; failure bundles copy what a reviewer needs first.
         self._tmp = Path(tempfile.mkdtemp(prefix="meshgate-localmesh-"))
         try:
-            handle = launch(self._tmp, tied=True)
-        except LaunchError as exc:
+            # A large mesh takes longer to boot: 30 ms more per synthetic Service.
+            services = int(self.shape.get("synthetic_services") or 0)
+            handle = launch(self._tmp, tied=True, shape=Shape(**self.shape),
+                            timeout=60.0 + 0.03 * services)
+        except (LaunchError, ShapeError) as exc:
             shutil.rmtree(self._tmp, ignore_errors=True)
             raise TargetError(f"cannot boot localmesh: {exc}") from exc
         self._handle = handle
@@ -61,6 +69,11 @@ class LocalTarget:
     @property
     def boot_seconds(self) -> float | None:
         return getattr(self._handle, "boot_seconds", None)
+
+    @property
+    def pid(self) -> int | None:
+        """The booted localmesh's PID (its process tree is the cluster's memory)."""
+        return getattr(self._handle, "pid", None)
 
 
 def boot_detached(state_dir: Path) -> Provided:

@@ -11,8 +11,11 @@ then looks at the exit status, the process table, the sockets and the temporary 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from localmesh.network import LOCK_DIR
 from tests.support import (
     REPO,
     StopWaiting,
@@ -33,6 +37,9 @@ from tests.support import (
 )
 
 pytestmark = needs_prometheus
+# The runs' id, this process's own: another pytest on the machine running these tests
+# (another worktree's) must not see its discovery caches as this one's leftovers.
+RUN_ID = f"intr{secrets.token_hex(3)}"
 
 
 def _of_run(state: str) -> list[str]:
@@ -64,7 +71,7 @@ def _start(tmp: Path, *extra: str, entry: str = "pytest steps",
     tmp.mkdir(parents=True, exist_ok=True)
     log = (tmp / "output.txt").open("w")
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
-                            env=child_env(MESHGATE_RUN_ID="intr"))
+                            env=child_env(MESHGATE_RUN_ID=RUN_ID))
     log.close()
     proc.output_path = tmp / "output.txt"  # type: ignore[attr-defined]
     return proc
@@ -122,15 +129,28 @@ def _assert_clean(instance: dict) -> None:
         return True
 
     poll(no_process, timeout=20, interval=0.1, what="the run's processes gone")
-    # The run's own addresses: its loopback block and its API server's port. (Other
+    # The run's own addresses: its API server's port and its loopback block. (Other
     # localmesh instances may run beside it; their sockets are not this run's.)
-    block = f"127.{instance['block']}."
     api_port = int(instance["server"].rsplit(":", 1)[1])
-    left = {(ip, port) for ip, port in listening_ports()
-            if ip.startswith(block) or (ip == "127.0.0.1" and port == api_port)}
-    assert left == set(), f"listening sockets of the run left: {sorted(left)[:10]}"
+    assert ("127.0.0.1", api_port) not in listening_ports(), \
+        f"the run's API port {api_port} is still listening"
+    fd = os.open(LOCK_DIR / f"{instance['block']}.lock", os.O_RDWR)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # Another localmesh (another run on this machine) has claimed the block since
+            # this run released it: its sockets there are not this run's, whose processes
+            # are all gone (above). The block is judged only while this test holds it.
+            pass
+        else:
+            block = f"127.{instance['block']}."
+            left = {(ip, port) for ip, port in listening_ports() if ip.startswith(block)}
+            assert left == set(), f"listening sockets of the run left: {sorted(left)[:10]}"
+    finally:
+        os.close(fd)
     assert not state.exists(), f"the run's temporary folder {state} is left"
-    caches = list(Path(tempfile.gettempdir()).glob("meshgate-discovery-intr-*"))
+    caches = list(Path(tempfile.gettempdir()).glob(f"meshgate-discovery-{RUN_ID}-*"))
     assert caches == [], f"the run's discovery caches are left: {caches}"
 
 
@@ -192,9 +212,22 @@ def test_every_entry_point_stops_on_a_signal_to_its_pid(tmp_path: Path, entry: s
     _assert_clean(instance)
 
 
+def _never_ready_manifests(tmp: Path) -> Path:
+    """The workloads with vp0's readiness probe on a path it does not serve: the run waits
+    for vp0 (for as long as --timeout-deploy says) and cannot finish before a signal."""
+    out = tmp / "manifests"
+    shutil.copytree(REPO / "manifests", out)
+    vp0 = out / "vp0.yaml"
+    vp0.write_text(vp0.read_text().replace("path: /healthz", "path: /never-ready", 1))
+    return out
+
+
 def test_timeout_stops_meshgate_run_and_leaves_nothing(tmp_path: Path) -> None:
-    """``timeout 10 meshgate run``: timeout's SIGTERM stops the run; timeout says 124."""
-    proc = _start(tmp_path, entry="meshgate run", prefix=("timeout", "10"))
+    """``timeout 30 meshgate run``: timeout's SIGTERM stops the run, wherever it is then
+    (here: waiting for vp0, which never becomes Ready); timeout says 124."""
+    manifests = _never_ready_manifests(tmp_path)
+    proc = _start(tmp_path, "--manifests", str(manifests), "--timeout-deploy", "600",
+                  entry="meshgate run", prefix=("timeout", "30"))
     instance = _wait_for_pods(proc)
     out = _wait_gone(proc)
     assert proc.returncode == 124, out[-2000:]

@@ -5,7 +5,9 @@ Fairness answers) is waited for; a 500 without Retry-After is the answer at once
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from meshgate.cluster import Cluster, ClusterError
+from meshgate.cluster import ApiServerUnreachable, Cluster, ClusterError
 
 VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.1", "gitCommit": "abc",
            "gitTreeState": "clean", "buildDate": "2025-05-15T00:00:00Z", "goVersion": "go1.24",
@@ -23,8 +25,8 @@ VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.1", "gitCommit": "a
 class FlakyServer(ThreadingHTTPServer):
     """Answers /version with the statuses queued in ``script``, then 200."""
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), Handler)
         self.script: list[tuple[int, dict[str, str]]] = []
         self.seen = 0
 
@@ -50,23 +52,23 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[FlakyServer, Path]]:
-    srv = FlakyServer()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
+def _kubeconfig(tmp_path: Path, server: str) -> Path:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:"
-                                                          f"{srv.server_address[1]}"}}],
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
         "users": [{"name": "u", "user": {"token": "t"}}],
         "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    return kubeconfig
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[FlakyServer, Path]]:
+    srv = _serve(0)
     try:
-        yield srv, kubeconfig
+        yield srv, _kubeconfig(tmp_path, f"http://127.0.0.1:{srv.server_address[1]}")
     finally:
-        srv.shutdown()
-        srv.server_close()
+        _stop(srv)
 
 
 def test_throttling_with_retry_after_is_waited_for(server: tuple[FlakyServer, Path]) -> None:
@@ -91,3 +93,67 @@ def test_retries_are_bounded(server: tuple[FlakyServer, Path]) -> None:
     with pytest.raises(ClusterError):
         Cluster(kubeconfig).server_version()
     assert srv.seen == 11  # the request and its ten retries
+
+
+# -- an API server that goes away (meshgate.apiserver.Availability) ---------------------------
+def _serve(port: int) -> FlakyServer:
+    srv = FlakyServer(port)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def _stop(srv: FlakyServer) -> None:
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_a_restarting_api_server_is_ridden_out(server: tuple[FlakyServer, Path]) -> None:
+    """A control-plane restart: the port refuses connections for about a second."""
+    srv, kubeconfig = server
+    cluster = Cluster(kubeconfig)
+    assert cluster.server_version() == "v1.33.1"
+    port = srv.server_address[1]
+    _stop(srv)
+    back: list[FlakyServer] = []
+    # The outage's length is the scenario, not a wait for a condition.
+    timer = threading.Timer(1.0, lambda: back.append(_serve(port)))
+    timer.start()
+    try:
+        assert cluster.server_version() == "v1.33.1"
+        assert back and back[0].seen == 1
+    finally:
+        timer.join()
+        for s in back:
+            _stop(s)
+
+
+def test_an_api_server_gone_for_good_is_named_with_its_last_answer(
+        server: tuple[FlakyServer, Path]) -> None:
+    srv, kubeconfig = server
+    cluster = Cluster(kubeconfig)
+    cluster.availability.budget = 2.0
+    cluster.server_version()
+    _stop(srv)
+    with pytest.raises(ApiServerUnreachable) as err:
+        cluster.server_version()
+    host = f"http://127.0.0.1:{srv.server_address[1]}"
+    assert str(err.value).startswith(f"the API server at {host} refused the connection "
+                                     "(GET /version/; not answering for 2 s); it last "
+                                     "answered 200 to GET /version/ at "), err.value
+
+
+def test_an_api_server_that_accepts_and_never_answers_does_not_hang(tmp_path: Path) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    kubeconfig = _kubeconfig(tmp_path, f"http://127.0.0.1:{listener.getsockname()[1]}")
+    try:
+        cluster = Cluster(kubeconfig)
+        cluster.availability.timeout = (1.0, 0.5)
+        start = time.monotonic()
+        with pytest.raises(ApiServerUnreachable, match="accepted the connection but did not "
+                                                       "answer in time"):
+            cluster.server_version()
+        assert time.monotonic() - start < 5
+    finally:
+        listener.close()

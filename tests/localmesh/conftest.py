@@ -58,7 +58,8 @@ def apps(api_client: client.ApiClient) -> client.AppsV1Api:
 
 @pytest.fixture
 def dyn(api_client: client.ApiClient, tmp_path: Path) -> dynamic.DynamicClient:
-    """A DynamicClient with its own discovery cache (lab-facts §3)."""
+    """A DynamicClient with its own discovery cache (the client's default cache file is
+    shared by every client of a host and goes stale: kubernetes/dynamic/discovery.py)."""
     return dynamic.DynamicClient(api_client, cache_file=str(tmp_path / "discovery.json"))
 
 
@@ -106,7 +107,7 @@ class Kubectl:
     @property
     def validate_flags(self) -> list[str]:
         """kubectl < 1.29 validates only with OpenAPI v2 protobuf, which localmesh does
-        not serve (lab-facts §4); newer ones validate on the server."""
+        not serve (docs/localmesh.md, "OpenAPI"); newer ones validate on the server."""
         return ["--validate=false"] if self.version < "1.29" else []
 
 

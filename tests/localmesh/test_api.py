@@ -386,7 +386,7 @@ def test_secret_string_data_is_encoded(core: client.CoreV1Api, ns: str) -> None:
 
 def test_create_from_yaml(api_client: client.ApiClient, apps: client.AppsV1Api,
                           core: client.CoreV1Api, ns: str, tmp_path) -> None:
-    """``kubernetes.utils.create_from_yaml`` maps each document to a typed API (lab-facts §3)."""
+    """``kubernetes.utils.create_from_yaml`` maps each document to a typed API."""
     manifest = tmp_path / "app.yaml"
     manifest.write_text("""\
 apiVersion: v1

@@ -118,6 +118,14 @@ class Cleanup:
     started: list[Started] = field(default_factory=list)
 
     def stop(self) -> None:
+        # Whatever a command has started so far, recorded before it is stopped: a test that
+        # fails before it recorded ``started`` (a poll timed out on a loaded machine) would
+        # otherwise leave ``up``'s serve running — serve is detached to outlive ``up``.
+        table = process_table()
+        below = frozenset((pid, started) for proc in self.commands if proc.poll() is None
+                          for pid in descendants(table, proc.pid)
+                          if (started := _start_time(pid)) is not None)
+        self.started.append(Started(below, -1))
         for proc in self.commands:
             if proc.poll() is None:
                 proc.terminate()
@@ -144,7 +152,12 @@ def cleanup() -> Iterator[Cleanup]:
 # -- checks ----------------------------------------------------------------------------------
 def _assert_nothing_left(started: Started, state: Path, api_port: int | None = None) -> None:
     poll(lambda: not started.alive(), timeout=20,
-               what=f"every process localmesh started to exit (alive: {started.alive()})")
+         what=f"every process localmesh started to exit (alive: {started.alive()})")
+    # Also those started after the snapshot: every one of them names the state folder.
+    poll(lambda: not [p for p in process_table().values()
+                      if str(state) in p.command and p.pid != os.getpid() and p.alive],
+         timeout=20, what=f"no process left that names {state}")
+
     left = [name for name in STATE_FILES if (state / name).exists()]
     assert left == [], f"state files left in {state}: {left}"
     api = {("127.0.0.1", api_port)} & listening_ports() if api_port else set()
@@ -168,11 +181,30 @@ def _assert_nothing_left(started: Started, state: Path, api_port: int | None = N
         os.close(fd)
 
 
-def _run(args: list[str], log: Path, prefix: tuple[str, ...] = ()) -> subprocess.Popen:
+def _run(args: list[str], log: Path, prefix: tuple[str, ...] = (),
+         env: dict[str, str] | None = None) -> subprocess.Popen:
     """A localmesh command as a CI job runs it; its output in ``log``."""
     with log.open("w") as out:
         return subprocess.Popen([*prefix, *LOCALMESH, *args], cwd=REPO, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+
+
+def _never_ready(tmp: Path) -> tuple[dict[str, str], Path]:
+    """An environment whose ``prometheus`` never starts serving: the mesh cannot become
+    Ready, so a test signals a localmesh that is still booting — deterministically, however
+    loaded the machine is (racing a boot of a second or less is not)."""
+    shim = tmp / "bin" / "prometheus"
+    shim.parent.mkdir(parents=True, exist_ok=True)
+    shim.write_text("#!/bin/sh\n# a Prometheus that never becomes ready\n"
+                    "while :; do sleep 0.1; done\n")
+    shim.chmod(0o755)
+    return {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}"}, shim
+
+
+def _runs(root: int, path: Path) -> bool:
+    """Is a process under ``root`` running the program at ``path``?"""
+    table = process_table()
+    return any(str(path) in table[p].command for p in descendants(table, root) if p in table)
 
 
 def _exit_status(proc: subprocess.Popen, log: Path, timeout: float = 60) -> int:
@@ -224,17 +256,17 @@ def test_serve_stops_everything_on_signal(tmp_path: Path, sig: signal.Signals,
     _assert_nothing_left(started, state, int(info["server"].rsplit(":", 1)[1]))
 
 
-@needs_prometheus
 def test_serve_signalled_while_starting_stops_what_it_started(tmp_path: Path,
                                                               cleanup: Cleanup) -> None:
     """The signal comes while the mesh boots (Envoy and Prometheus running, not ready)."""
     state, log = tmp_path / "state", tmp_path / "serve.log"
-    proc = _run(["serve", "--state-dir", str(state)], log)
+    env, prometheus = _never_ready(tmp_path)
+    proc = _run(["serve", "--state-dir", str(state)], log, env=env)
     cleanup.commands.append(proc)
     poll(lambda: proc.poll() is None and _has_program(proc.pid, "envoy")
-               and _has_program(proc.pid, "prometheus"), timeout=60, interval=0.02,
-               what="Envoy and Prometheus started by localmesh")
-    assert not (state / "ready").exists(), "localmesh was ready before it could be signalled"
+         and _runs(proc.pid, prometheus), timeout=60, interval=0.02,
+         what="Envoy and Prometheus started by localmesh")
+    assert not (state / "ready").exists(), "localmesh was ready with a Prometheus that is not"
     started = _started(proc.pid, proc.pid, state)
     cleanup.started.append(started)
     os.kill(proc.pid, signal.SIGTERM)
@@ -261,14 +293,15 @@ def test_serve_under_timeout_stops_everything(tmp_path: Path, cleanup: Cleanup) 
 
 
 # -- up --------------------------------------------------------------------------------------
-@needs_prometheus
 def test_up_signalled_while_waiting_stops_its_serve(tmp_path: Path, cleanup: Cleanup) -> None:
     """A CI job cancelled while ``localmesh up`` waits for the mesh to become ready."""
     state, log = tmp_path / "state", tmp_path / "up.log"
-    proc = _run(["up", "--state-dir", str(state)], log)
+    env, prometheus = _never_ready(tmp_path)
+    proc = _run(["up", "--state-dir", str(state)], log, env=env)
     cleanup.commands.append(proc)
-    poll(lambda: proc.poll() is None and _has_program(proc.pid, "envoy"), timeout=60,
-               interval=0.02, what="Envoy started by the localmesh that up started")
+    poll(lambda: proc.poll() is None and _has_program(proc.pid, "envoy")
+         and _runs(proc.pid, prometheus), timeout=60, interval=0.02,
+         what="Envoy and Prometheus started by the localmesh that up started")
     serve = _serve_pid(proc.pid)
     assert serve is not None and not (state / "ready").exists()
     started = _started(proc.pid, serve, state)
@@ -284,11 +317,12 @@ def test_up_signalled_at_once_stops_its_serve(tmp_path: Path, sig: signal.Signal
                                               cleanup: Cleanup) -> None:
     """Ctrl-C (or a closed terminal) right after ``localmesh up`` started serve."""
     state, log = tmp_path / "state", tmp_path / "up.log"
-    proc = _run(["up", "--no-mesh", "--state-dir", str(state)], log)
+    env, _ = _never_ready(tmp_path)
+    proc = _run(["up", "--state-dir", str(state)], log, env=env)
     cleanup.commands.append(proc)
     serve = poll(lambda: _block_of(pid) and pid
-                       if (pid := _serve_pid(proc.pid)) is not None else None,
-                       timeout=30, interval=0.01, what="serve started, with its block")
+                 if (pid := _serve_pid(proc.pid)) is not None else None,
+                 timeout=30, interval=0.01, what="serve started, with its block")
     started = _started(proc.pid, serve, state)
     cleanup.started.append(started)
     os.kill(proc.pid, sig)

@@ -48,6 +48,15 @@ def test_comparison_says_which_count_is_slower() -> None:
     assert faster.splitlines()[-1].endswith("no slower")
 
 
+def test_comparison_names_a_failed_runs_scenarios_and_kept_artifacts() -> None:
+    failed = _result(13.0, code=1)
+    failed.scenarios.append(("test_telemetry[/login]", 4.0, "failed"))
+    failed.kept = "/tmp/meshgate-bench-x"
+    text = format_comparison({"0": [_result(9.0)], "2": [_result(9.5), failed]})
+    assert ("-n 2 run 2 failed (exit 1): test_telemetry[/login]; "
+            "artifacts kept in /tmp/meshgate-bench-x") in text.splitlines()
+
+
 @pytest.mark.parametrize("argv, says", [
     (["--workers", "2"], "--workers '2' is not a list of worker counts"),
     (["--workers", "0,two"], "is not a list of worker counts"),

@@ -106,7 +106,9 @@ def _value_options(path: Path) -> dict[str, str]:
         if group.name.startswith("meshgate"):
             for option in group.options:
                 attrs = option.attrs()
-                if attrs.get("nargs") == 0:  # a flag: store_true and its kin
+                # a flag: store_true and its kin (older pytests leave nargs out)
+                if attrs.get("nargs") == 0 or str(attrs.get("action", "")).startswith(
+                        ("store_true", "store_false", "store_const", "count")):
                     continue
                 value = (attrs["choices"][0] if attrs.get("choices")
                          else "5" if attrs.get("type") is float else str(path))

@@ -430,6 +430,10 @@ def test_rbac_is_least_privilege() -> None:
                        "grpcroutes", "peerauthentications", "authorizationpolicies"}
     deletable = {res for r in scenario if "delete" in r["verbs"] for res in r["resources"]}
     assert deletable <= scenario_scoped, deletable - scenario_scoped
+    # ... and only in the config groups.
+    scenario_config = {"networking.istio.io", "gateway.networking.k8s.io", "security.istio.io"}
+    assert all(set(r["apiGroups"]) <= scenario_config
+               for r in scenario if "delete" in r["verbs"])
     bindings = [d for d in _rbac() if d["kind"] == "ClusterRoleBinding"]
     assert [b["roleRef"]["name"] for b in bindings] == ["meshgate-suite"]
 

@@ -31,6 +31,7 @@ def _review_attributes(kind: str, spec: dict, user: UserInfo) -> Attributes:
              "resourceAttributes must be specified")], AUTHZ)
     if nonres:
         return Attributes(user, nonres.get("verb", ""), False, nonres.get("path", ""))
+    assert res is not None  # exactly one of the two is set, checked above
     return Attributes(user, res.get("verb", ""), True, "", res.get("group", ""),
                       res.get("version", ""), res.get("namespace", ""),
                       res.get("resource", ""), res.get("subresource", ""), res.get("name", ""))

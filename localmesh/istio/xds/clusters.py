@@ -1,6 +1,7 @@
 """Clusters (istio/istio ``pilot/pkg/networking/core/cluster.go``): one outbound cluster
 per HTTP Service port, one per DestinationRule subset, an inbound cluster per port the
 pod serves, the passthrough and blackhole clusters, and pilot-agent's access-log sink.
+Outbound clusters get their TLS (auto mTLS, DestinationRule ``tls``) from tls.py.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from localmesh.istio import names
 from localmesh.istio.xds.filters import ALS_PORT, HTTP_OPTIONS, ads, any_of
 from localmesh.istio.xds.model import MeshState, Proxy, Service, ServicePort
+from localmesh.istio.xds.tls import apply_upstream_tls
 
 
 def cluster(name: str, protocol: str, *, eds: bool = True, address: tuple[str, int] | None
@@ -62,24 +64,32 @@ def http_services(state: MeshState) -> list[tuple[Service, ServicePort]]:
     return [(s, p) for s in state.services for p in s.ports if names.is_http(p.protocol)]
 
 
+def outbound_cluster(state: MeshState, service: Service, port: ServicePort,
+                     subset: str = "") -> dict:
+    """``outbound|<port>|<subset>|<host>``, with its TLS."""
+    c = cluster(names.outbound_cluster(port.port, service.host, subset), port.protocol,
+                service=service, port=port.port, subset=subset or None)
+    apply_upstream_tls(c, state, service, port.port, subset,
+                       h2=port.protocol in ("grpc", "http2"))
+    return c
+
+
 def outbound_clusters(state: MeshState) -> list[dict]:
-    return [cluster(names.outbound_cluster(p.port, s.host), p.protocol, service=s, port=p.port)
-            for s, p in http_services(state)] + subset_clusters(state)
+    return [outbound_cluster(state, s, p) for s, p in http_services(state)] + \
+        subset_clusters(state)
 
 
 def subset_clusters(state: MeshState) -> list[dict]:
     out = []
     for dr in state.destination_rules:
         host = names.resolve_host(dr["spec"].get("host", ""), dr["metadata"]["namespace"])
-        svc = next((s for s in state.services if s.host == host), None)
+        svc = state.service(host)
         if svc is None:
             continue
         for subset in dr["spec"].get("subsets") or []:
             for p in svc.ports:
                 if names.is_http(p.protocol):
-                    out.append(cluster(names.outbound_cluster(p.port, host, subset["name"]),
-                                        p.protocol, service=svc, port=p.port,
-                                        subset=subset["name"]))
+                    out.append(outbound_cluster(state, svc, p, subset["name"]))
     return out
 
 

@@ -1,17 +1,20 @@
 """Endpoints (EDS): the ClusterLoadAssignment of an outbound cluster, from the Service's
-Endpoints and, for a subset cluster, the labels of the DestinationRule subset.
+Endpoints and, for a subset cluster, the labels of the DestinationRule subset. An
+endpoint of an injected pod says ``tlsMode: istio`` in its metadata, which the cluster's
+transport socket matches read (auto mTLS; localmesh/istio/xds/tls.py).
 """
 
 from __future__ import annotations
 
 from localmesh.istio import names
 from localmesh.istio.xds.model import MeshState
+from localmesh.istio.xds.tls import endpoint_metadata
 
 
 def endpoints_for(state: MeshState, cluster: str) -> dict:
     """The ClusterLoadAssignment of an outbound cluster from the Service's Endpoints."""
     _, port_s, subset, host = cluster.split("|")
-    svc = next((s for s in state.services if s.host == host), None)
+    svc = state.service(host)
     lb: list[dict] = []
     if svc is not None:
         sp = next((p for p in svc.ports if str(p.port) == port_s), None)
@@ -26,9 +29,13 @@ def endpoints_for(state: MeshState, cluster: str) -> dict:
                     labels = addr.get("_labels") or {}
                     if any(labels.get(k) != v for k, v in wanted.items()):
                         continue
-                lb.append({"endpoint": {"address": {"socket_address": {
+                entry = {"endpoint": {"address": {"socket_address": {
                     "address": addr["ip"], "port_value": port}}},
-                    "health_status": "HEALTHY", "load_balancing_weight": 1})
+                    "health_status": "HEALTHY", "load_balancing_weight": 1}
+                metadata = endpoint_metadata(addr.get("_labels") or {})
+                if metadata is not None:
+                    entry["metadata"] = metadata
+                lb.append(entry)
     lb.sort(key=lambda e: e["endpoint"]["address"]["socket_address"]["address"])
     return {"cluster_name": cluster, "endpoints": [{"lb_endpoints": lb,
                                                     "load_balancing_weight": max(1, len(lb))}]

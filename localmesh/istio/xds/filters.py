@@ -98,26 +98,33 @@ def metadata_exchange(proxy: Proxy, direction: str) -> dict:
 
 
 def http_connection_manager(proxy: Proxy, stat_prefix: str, log_name: str, direction: str,
-                            **route: dict) -> dict:
-    """Istio's HTTP connection manager: access logs, metadata exchange, the router, and
-    the route source given in ``route`` (``rds``, ``scoped_routes`` or ``route_config``)."""
-    return {
-        "name": "envoy.filters.network.http_connection_manager",
-        "typed_config": any_of(HCM, {
-            "stat_prefix": stat_prefix,
-            "codec_type": "AUTO",
-            "use_remote_address": direction == "gateway",
-            "preserve_external_request_id": True,
-            "access_log": access_logs(proxy, log_name),
-            "http_filters": [
-                metadata_exchange(proxy, "inbound" if direction == "inbound" else "outbound"),
-                {"name": "envoy.filters.http.router", "typed_config": any_of(ROUTER, {})},
-            ],
-            "normalize_path": True,
-            "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
-            **route,
-        }),
+                            authz: list[dict] | None = None, **route: dict) -> dict:
+    """Istio's HTTP connection manager: access logs, metadata exchange, the authorization
+    filters ``authz`` (RBAC, localmesh/istio/xds/authz.py), the router, and the route
+    source given in ``route`` (``rds``, ``scoped_routes`` or ``route_config``)."""
+    config = {
+        "stat_prefix": stat_prefix,
+        "codec_type": "AUTO",
+        "use_remote_address": direction == "gateway",
+        "preserve_external_request_id": True,
+        "access_log": access_logs(proxy, log_name),
+        "http_filters": [
+            metadata_exchange(proxy, "inbound" if direction == "inbound" else "outbound"),
+            *(authz or []),
+            {"name": "envoy.filters.http.router", "typed_config": any_of(ROUTER, {})},
+        ],
+        "normalize_path": True,
+        "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
+        **route,
     }
+    if direction == "inbound":
+        # The peer's identity to the app in x-forwarded-client-cert, as Istio's inbound
+        # HCM does (golden/istio/sidecar-listeners-configdump.yaml).
+        config["forward_client_cert_details"] = "APPEND_FORWARD"
+        config["set_current_client_cert_details"] = {"subject": True, "dns": True,
+                                                     "uri": True}
+    return {"name": "envoy.filters.network.http_connection_manager",
+            "typed_config": any_of(HCM, config)}
 
 
 def ads() -> dict:

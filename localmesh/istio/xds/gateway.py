@@ -1,12 +1,17 @@
 """An ingress gateway's resources (istio/istio ``pilot/pkg/networking/core/gateway.go``):
 route configurations ``http.<targetPort>`` and their listeners, from Kubernetes Ingresses
-of class ``istio`` (Istio's ingress conversion, ``pilot/pkg/config/kube/ingress``) and
-from Istio Gateways with the VirtualServices bound to them.
+of class ``istio`` (Istio's ingress conversion, ``pilot/pkg/config/kube/ingress``), from
+Istio Gateways with the VirtualServices bound to them, and from the Gateway API routes
+of the Gateway the proxy was deployed for (localmesh/istio/xds/gatewayapi.py).
 """
 
 from __future__ import annotations
 
+import copy
+
 from localmesh.istio import names
+from localmesh.istio.xds import gatewayapi
+from localmesh.istio.xds.authz import http_filters as authz_filters
 from localmesh.istio.xds.clusters import outbound_clusters, static_clusters, telemetry_cluster
 from localmesh.istio.xds.endpoints import endpoints_for
 from localmesh.istio.xds.filters import ads, http_connection_manager
@@ -19,14 +24,17 @@ from localmesh.istio.xds.model import (
     MeshState,
     Proxy,
 )
-from localmesh.istio.xds.routes import http_routes, resolve_gateway
+from localmesh.istio.xds.routes import DEFAULT_RETRY_POLICY, http_routes, resolve_gateway
 
 
 def gateway_resources(state: MeshState, proxy: Proxy) -> dict[str, dict[str, dict]]:
     """Resources of an ingress gateway: Ingress and Gateway/VirtualService routes."""
     clusters = {c["name"]: c for c in outbound_clusters(state) + static_clusters()}
     clusters["istio-telemetry"] = telemetry_cluster(proxy)
+    clusters.update(gatewayapi.clusters(state, proxy))
     servers = gateway_servers(state, proxy)
+    for port, vhosts in gatewayapi.servers(state, proxy).items():
+        servers.setdefault(port, []).extend(vhosts)
     routes: dict[str, dict] = {}
     listeners: dict[str, dict] = {}
     for target_port, vhosts in sorted(servers.items()):
@@ -41,6 +49,7 @@ def gateway_resources(state: MeshState, proxy: Proxy) -> dict[str, dict[str, dic
             "address": {"socket_address": {"address": proxy.ip, "port_value": target_port}},
             "filter_chains": [{"filters": [http_connection_manager(
                 proxy, f"outbound_0.0.0.0_{target_port}", "gateway", "gateway",
+                authz=authz_filters(state, proxy),
                 rds={"config_source": ads(), "route_config_name": name})]}],
             "traffic_direction": "OUTBOUND",
         }
@@ -94,7 +103,8 @@ def gateway_servers(state: MeshState, proxy: Proxy) -> dict[int, list[dict]]:
                     cluster = names.outbound_cluster(port, names.fqdn(svc_name, ns))
                     vh["routes"].append({
                         "match": ingress_match(path), "route": {
-                            "cluster": cluster, "timeout": "0s"},
+                            "cluster": cluster, "timeout": "0s",
+                            "retry_policy": copy.deepcopy(DEFAULT_RETRY_POLICY)},
                         "metadata": {"filter_metadata": {"istio": {"config": config}}},
                         "decorator": {"operation": f"{names.fqdn(svc_name, ns)}:{port}"
                                                    f"{path.get('path', '/')}"},

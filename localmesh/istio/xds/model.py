@@ -7,8 +7,14 @@ generation reads only this, so the generators are pure functions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from localmesh.istio import names
+from localmesh.istio.meshconfig import MeshConfig
+
+if TYPE_CHECKING:
+    from localmesh.istio.gatewayapi.binding import Binding
 
 T_LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 T_ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
@@ -40,7 +46,7 @@ class Service:
     selector: dict
     labels: dict
 
-    @property
+    @cached_property
     def host(self) -> str:
         return names.fqdn(self.name, self.namespace)
 
@@ -69,9 +75,26 @@ class MeshState:
     """Everything istiod's generator reads, snapshotted from the object store."""
 
     services: list[Service]
-    endpoints: dict[tuple[str, str], list[dict]]  # (ns, name) -> Endpoints subsets
+    # (ns, name) -> Endpoints subsets; each address also carries its pod's labels
+    # (``_labels``) and ServiceAccount (``_sa``), as Istio's endpoints know them.
+    endpoints: dict[tuple[str, str], list[dict]]
     ingresses: list[dict]
     ingress_classes: dict[str, dict]
     gateways: list[dict]
     virtual_services: list[dict]
     destination_rules: list[dict]
+    # The Gateway API's Gateways and routes, bound (localmesh/istio/gatewayapi/binding.py).
+    gateway_api: Binding | None = None
+    # Security (security.istio.io/v1) and the mesh config (ConfigMap istio).
+    peer_authentications: list[dict] = field(default_factory=list)
+    authorization_policies: list[dict] = field(default_factory=list)
+    mesh_config: MeshConfig = field(default_factory=MeshConfig)
+
+    @cached_property
+    def _by_host(self) -> dict[str, Service]:
+        return {s.host: s for s in self.services}
+
+    def service(self, host: str) -> Service | None:
+        """The Service of a host name; an index, since every cluster of every proxy asks
+        (a mesh of thousands of Services: localmesh/synthetic.py)."""
+        return self._by_host.get(host)

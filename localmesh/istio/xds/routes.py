@@ -5,9 +5,23 @@ per-port route configurations (``"8080"`` …) with one virtual host per Service
 
 from __future__ import annotations
 
+import copy
+
 from localmesh.istio import names
 from localmesh.istio.xds.clusters import http_services
 from localmesh.istio.xds.model import MeshState, Proxy
+
+# Istio's default retry policy for HTTP routes without ``retries``
+# (pilot/pkg/networking/core/route/retry: DefaultPolicy): two retries on connection
+# failures and 503s, each to another host; Ingress-converted routes get it too.
+DEFAULT_RETRY_POLICY = {
+    "retry_on": "connect-failure,refused-stream,unavailable,cancelled,"
+                "retriable-status-codes",
+    "num_retries": 2, "retriable_status_codes": [503], "retry_host_predicate": [
+        {"name": "envoy.retry_host_predicates.previous_hosts",
+         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host."
+                                   "previous_hosts.v3.PreviousHostsPredicate"}}],
+    "host_selection_retry_max_attempts": "5"}
 
 
 def virtual_service_routes(state: MeshState, host: str, port: int,
@@ -81,15 +95,7 @@ def route_action(dests: list[dict], ns: str, port: int) -> dict:
         p = (dest.get("port") or {}).get("number", port)
         return names.outbound_cluster(p, host, dest.get("subset", ""))
 
-    base = {"timeout": "0s",
-            "retry_policy": {"retry_on": "connect-failure,refused-stream,unavailable,"
-                                         "cancelled,retriable-status-codes",
-                             "num_retries": 2, "retry_host_predicate": [
-                                 {"name": "envoy.retry_host_predicates.previous_hosts",
-                                  "typed_config": {"@type": "type.googleapis.com/envoy."
-                                                   "extensions.retry.host.previous_hosts.v3."
-                                                   "PreviousHostsPredicate"}}],
-                             "host_selection_retry_max_attempts": "5"}}
+    base = {"timeout": "0s", "retry_policy": copy.deepcopy(DEFAULT_RETRY_POLICY)}
     if len(dests) == 1:
         return {"cluster": cluster_of(dests[0]), **base}
     clusters = [{"name": cluster_of(d), "weight": d.get("weight", 0) or 1} for d in dests]
@@ -105,10 +111,7 @@ def outbound_route_configs(state: MeshState, proxy: Proxy) -> dict[str, dict]:
             cluster = names.outbound_cluster(p.port, s.host)
             routes = [{"name": "default", "match": {"prefix": "/"},
                        "route": {"cluster": cluster, "timeout": "0s",
-                                 "retry_policy": {"retry_on": "connect-failure,refused-stream,"
-                                                              "unavailable,cancelled,"
-                                                              "retriable-status-codes",
-                                                  "num_retries": 2}},
+                                 "retry_policy": copy.deepcopy(DEFAULT_RETRY_POLICY)},
                        "decorator": {"operation": f"{s.host}:{p.port}/*"}}]
         by_port.setdefault(p.port, []).append({
             "name": f"{s.host}:{p.port}",

@@ -7,7 +7,9 @@ refer to.
   see localmesh/istio/xds/__init__.py for why);
 - ``0.0.0.0_<port>`` per outbound HTTP port, ``bind_to_port: false`` as in Istio;
 - ``virtualInbound`` (15006) on the pod IP, also bound on each port the pod serves, with
-  one filter chain per destination port in front of the app on the pod's local address.
+  the filter chains of each destination port in front of the app on the pod's local
+  address: mTLS and/or plaintext as the port's PeerAuthentication mode asks (tls.py),
+  with the workload's AuthorizationPolicies as RBAC filters (authz.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from localmesh.istio import names
+from localmesh.istio.xds import authz, peerauth, tls
 from localmesh.istio.xds.clusters import (
     cluster,
     outbound_clusters,
@@ -103,27 +106,32 @@ def _outbound_port_listener(proxy: Proxy, port: int) -> dict:
     }
 
 
-def _inbound_chain(proxy: Proxy, port: int, inbound: InboundPort) -> dict:
+def _inbound_chains(state: MeshState, proxy: Proxy, port: int,
+                    inbound: InboundPort) -> list[dict]:
     name = names.inbound_cluster(port)
     service = inbound.service
-    if names.is_http(inbound.protocol) or inbound.protocol == "unknown":
+    http = names.is_http(inbound.protocol) or inbound.protocol == "unknown"
+    if http:
         route = {"name": "default", "match": {"prefix": "/"},
                  "route": {"cluster": name, "timeout": "0s"},
                  "decorator": {"operation": f"{service or proxy.pod}:{port}/*"}}
-        filt = http_connection_manager(
+        filters = [http_connection_manager(
             proxy, f"inbound_0.0.0.0_{port}", f"inbound|{port}|{service}", "inbound",
+            authz=authz.http_filters(state, proxy),
             route_config={"name": name, "validate_clusters": False,
                           "virtual_hosts": [{"name": f"inbound|http|{port}", "domains": ["*"],
-                                             "routes": [route]}]})
+                                             "routes": [route]}]})]
     else:
-        filt = tcp_proxy(name, name)
-    return {"name": f"0.0.0.0_{port}", "filter_chain_match": {"destination_port": port},
-            "filters": [filt]}
+        filters = [*authz.network_filters(state, proxy), tcp_proxy(name, name)]
+    mode = peerauth.port_mode(state, proxy.namespace, proxy.labels, port)
+    return tls.inbound_chains(state, mode, http, port, {"name": f"0.0.0.0_{port}",
+                                                        "filters": filters})
 
 
-def _virtual_inbound(proxy: Proxy, inbound: dict[int, InboundPort]) -> dict:
-    chains = [_inbound_chain(proxy, port, ip) for port, ip in sorted(inbound.items())]
-    return {
+def _virtual_inbound(state: MeshState, proxy: Proxy, inbound: dict[int, InboundPort]) -> dict:
+    chains = [c for port, ip in sorted(inbound.items())
+              for c in _inbound_chains(state, proxy, port, ip)]
+    listener: dict = {
         "name": "virtualInbound",
         "address": {"socket_address": {"address": proxy.ip, "port_value": 15006}},
         "additional_addresses": [
@@ -133,6 +141,12 @@ def _virtual_inbound(proxy: Proxy, inbound: dict[int, InboundPort]) -> dict:
             tcp_proxy("BlackHoleCluster", "BlackHoleCluster")]}],
         "traffic_direction": "INBOUND",
     }
+    if any(c.get("filter_chain_match", {}).get("transport_protocol") == "tls" for c in chains):
+        # The TLS inspector tells mTLS from plaintext for the chains' transport_protocol
+        # (populateListenerFilters); Istio lets a silent client through after its timeout.
+        listener["listener_filters"] = [tls.TLS_INSPECTOR]
+        listener["continue_on_listener_filters_timeout"] = True
+    return listener
 
 
 def sidecar_resources(state: MeshState, proxy: Proxy) -> dict[str, dict[str, dict]]:
@@ -147,7 +161,7 @@ def sidecar_resources(state: MeshState, proxy: Proxy) -> dict[str, dict[str, dic
     listeners = {"virtualOutbound": _virtual_outbound(proxy)}
     for port in sorted(int(p) for p in routes):
         listeners[f"0.0.0.0_{port}"] = _outbound_port_listener(proxy, port)
-    listeners["virtualInbound"] = _virtual_inbound(proxy, inbound)
+    listeners["virtualInbound"] = _virtual_inbound(state, proxy, inbound)
     scoped = {
         f"virtualOutbound.{port}": {"name": f"virtualOutbound.{port}",
                                     "route_configuration_name": port,
