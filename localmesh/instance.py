@@ -159,7 +159,7 @@ class Instance:
             subresources=subresources,
             routes=[*self.authn.routes(), *Reviews(self.authz).routes(),
                     *(self.openshift.routes() if self.openshift else [])],
-            openapi=OpenAPI(self.registry))
+            openapi=OpenAPI(self.registry, self.api.schema))
         # localmesh's own discovery endpoint for Prometheus (plain HTTP on the instance's
         # loopback address; see serviceproxy.py).
         self.sd_address = f"{self.addresses.server_address(3)}:8080"

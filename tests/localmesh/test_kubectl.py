@@ -358,3 +358,39 @@ def test_kubectl_version_and_api_resources(kubectl: Kubectl) -> None:
                        capture_output=True, timeout=20, check=False)
     except subprocess.TimeoutExpired as exc:  # explain must not hang, whatever it prints
         raise AssertionError("kubectl explain hung") from exc
+
+
+def test_kubectl_explain_shows_fields_and_descriptions(kubectl_new: Kubectl,
+                                                       api_client: client.ApiClient,
+                                                       ns: str) -> None:
+    """``kubectl explain`` reads a kind's schema from /openapi/v3: Kubernetes' own
+    definitions for a built-in kind, the CRD's schema for a custom resource."""
+    out = kubectl_new("explain", "pods.spec.containers")
+    assert re.search(r"^FIELD:\s+containers\s+<\[\]Container>", out, re.M), out
+    assert "List of containers belonging to the pod." in out
+    assert re.search(r"^\s+image\s+<string>", out, re.M), out
+    assert re.search(r"^\s+replicas\s+<integer>", kubectl_new("explain", "deploy.spec"), re.M)
+    group = f"{ns[-5:]}.explain.example.com"
+    ext = client.ApiextensionsV1Api(api_client)
+    ext.create_custom_resource_definition({
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": "widgets", "singular": "widget", "kind": "Widget",
+                           "listKind": "WidgetList"},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                     "openAPIV3Schema": {"type": "object", "description": "A widget.",
+                                         "properties": {"spec": {"type": "object",
+                                                                 "properties": {"size": {
+                                                                     "type": "integer",
+                                                                     "description":
+                                                                         "How big it is."}}}}}}}]}})
+    try:
+        def explained() -> str | None:
+            proc = kubectl_new.run("explain", f"widgets.{group}.spec", check=False)
+            return proc.stdout if proc.returncode == 0 else None
+
+        out = poll(explained, timeout=10, what="the CRD's kind in kubectl explain")
+        assert re.search(r"^\s+size\s+<integer>", out, re.M), out
+        assert "How big it is." in out
+    finally:
+        ext.delete_custom_resource_definition(f"widgets.{group}")
