@@ -90,7 +90,9 @@ def _cel_map(values: dict[str, Any]) -> Any:
     return types.MapType({types.StringType(k): v for k, v in values.items()})
 
 
-def _rule_matches(rule: dict, rt: ResourceType, operation: str, namespaced: bool) -> bool:
+def rule_matches(rule: dict, rt: ResourceType, operation: str, namespaced: bool) -> bool:
+    """An admissionregistration RuleWithOperations (groups, versions, operations,
+    resources, scope) against a request; shared with the webhooks (webhooks.py)."""
     def has(values: list[str] | None, item: str) -> bool:
         return bool(values) and ("*" in (values or []) or item in (values or []))
 
@@ -108,10 +110,10 @@ def _matches(match: dict | None, rt: ResourceType, operation: str, obj: dict | N
     if match is None:
         return True
     rules = match.get("resourceRules")
-    if rules is not None and not any(_rule_matches(r, rt, operation, rt.namespaced)
+    if rules is not None and not any(rule_matches(r, rt, operation, rt.namespaced)
                                      for r in rules):
         return False
-    if any(_rule_matches(r, rt, operation, rt.namespaced)
+    if any(rule_matches(r, rt, operation, rt.namespaced)
            for r in match.get("excludeResourceRules") or []):
         return False
     subject = obj if obj is not None else old

@@ -46,6 +46,7 @@ import uuid
 from urllib.parse import urlsplit
 
 from localmesh import pki
+from localmesh.admissionpolicy import rule_matches
 from localmesh.api import status
 from localmesh.api.authn import current_user
 from localmesh.api.json_patch import PatchError, apply_ops
@@ -64,26 +65,15 @@ class CallError(Exception):
     """The webhook could not be called or did not answer an AdmissionReview."""
 
 
-def _rule_matches(rule: dict, rt: ResourceType, operation: str) -> bool:
-    def has(values: list[str] | None, item: str) -> bool:
-        return bool(values) and ("*" in (values or []) or item in (values or []))
-
-    scope = rule.get("scope", "*")
-    if (scope == "Namespaced" and not rt.namespaced) or (scope == "Cluster" and rt.namespaced):
-        return False
-    resources = rule.get("resources") or []
-    return (has(rule.get("apiGroups"), rt.group) and has(rule.get("apiVersions"), rt.version)
-            and (has(rule.get("operations"), operation) or "*" in (rule.get("operations")
-                                                                    or []))
-            and ("*" in resources or "*/*" in resources or rt.plural in resources))
-
-
 def _selected(api: ObjectAPI, hook: dict, rt: ResourceType, obj: dict | None,
               old: dict | None) -> bool:
     subject = obj if obj is not None else old or {}
     meta = subject.get("metadata") or {}
     if not selector_matches(hook.get("objectSelector"), meta.get("labels")):
         return False
+    if hook.get("namespaceSelector") and rt.key == ("", "namespaces"):
+        # A Namespace is matched by its own labels (the webhook namespace matcher).
+        return selector_matches(hook["namespaceSelector"], meta.get("labels"))
     if hook.get("namespaceSelector") and rt.namespaced:
         ns = api.store.get(("", "namespaces"), "", meta.get("namespace", ""))
         if not selector_matches(hook["namespaceSelector"],
@@ -219,7 +209,8 @@ class Webhooks:
             for hook in config.get("webhooks") or []:
                 if any(answered(hook, rt, operation) for answered in local):
                     continue  # answered by an admission step in process (Istio's injector)
-                if any(_rule_matches(r, rt, operation) for r in hook.get("rules") or []) and \
+                if any(rule_matches(r, rt, operation, rt.namespaced)
+                                               for r in hook.get("rules") or []) and \
                         _selected(api, hook, rt, obj, old):
                     out.append(hook)
         return out
