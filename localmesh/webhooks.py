@@ -27,11 +27,14 @@ over HTTPS: this call is synchronous on the event loop that also serves istiod, 
 HTTPS round trip on every pod's creation would cost boot and rollout time for nothing a
 test could tell apart.
 
+The mutating webhooks run after every built-in mutating step (defaults, LimitRanger,
+OpenShift's SCCs), the validating ones after validation, as upstream orders its plugins.
+
 Differences (docs/localmesh.md): the call is made synchronously, so a slow webhook holds
 localmesh's API for its duration (bounded by ``timeoutSeconds``); ``reinvocationPolicy``
-is not honoured (each mutating webhook is called once); the API server's own admission
-steps (defaults, LimitRanger) run before the webhooks, as upstream, and Istio's injection
-runs after the other mutating webhooks whatever the configurations' names.
+is not honoured (each mutating webhook is called once); Istio's injection, answered among
+the built-in steps, comes before the other mutating webhooks whatever the configurations'
+names (upstream: in name order with them).
 """
 
 from __future__ import annotations
@@ -258,5 +261,5 @@ class Webhooks:
 
 def install(api: ObjectAPI) -> None:
     hooks = Webhooks()
-    api.admission.add_mutator("*", hooks.mutate)
+    api.admission.mutating_webhooks.append(hooks.mutate)
     api.admission.add_policy(hooks.validate)

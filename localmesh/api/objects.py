@@ -41,6 +41,9 @@ class Admission:
     mutators: dict[tuple[str, str] | str, list[Mutator]] = field(default_factory=dict)
     validators: dict[tuple[str, str] | str, list[Validator]] = field(default_factory=dict)
     policies: list[Policy] = field(default_factory=list)
+    # The MutatingAdmissionWebhook plugin: after every built-in mutating step, as upstream
+    # orders its plugins (localmesh/webhooks.py).
+    mutating_webhooks: list[Mutator] = field(default_factory=list)
     # Webhooks that one of localmesh's own admission steps answers in process, given as
     # predicates over (webhook, resource type, operation): the API server's webhook plugin
     # (localmesh/webhooks.py) does not call them over the network, so each is answered
@@ -120,6 +123,8 @@ class ObjectAPI:
         for key in ("*", rt.key):
             for mutate in self.admission.mutators.get(key, []):
                 mutate(self, rt, obj, old)
+        for mutate in self.admission.mutating_webhooks:
+            mutate(self, rt, obj, old)
         causes: list[tuple[str, str, str]] = []
         for key in ("*", rt.key):
             for validate in self.admission.validators.get(key, []):
