@@ -19,9 +19,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from localmesh.api import status
+from localmesh.api import openapi_v2, status
 from localmesh.api.openapi_schemas import add_kind
-from localmesh.api.schema import Schema
+from localmesh.api.schema import DEFINITIONS, Schema
 from localmesh.resources import Registry, ResourceType
 
 
@@ -32,6 +32,7 @@ class OpenAPI:
         self.schema_of = schema_of or (lambda rt: None)
         # (group, version, kinds) of built-in kinds → the document's JSON and its hash.
         self._rendered: dict[tuple, tuple[bytes, str]] = {}
+        self._v2_definitions: tuple[dict[str, dict], bytes] | None = None
 
     def _gv_path(self, group: str, version: str) -> str:
         return f"api/{version}" if not group else f"apis/{group}/{version}"
@@ -85,7 +86,47 @@ class OpenAPI:
             self._rendered[key] = out
         return out
 
+    def v2(self) -> tuple[dict, bytes]:
+        """The Swagger 2.0 document (definitions left out of the dict: they are many) and
+        its protobuf encoding (openapi_v2.py)."""
+        if self._v2_definitions is None:
+            builtin = openapi_v2.definitions(DEFINITIONS.defs)
+            self._v2_definitions = (builtin, openapi_v2.encode_definitions(builtin))
+        builtin, encoded = self._v2_definitions
+        paths: dict = {}
+        custom: dict[str, dict] = {}
+        for group, versions in self.registry.group_versions().items():
+            for version in versions:
+                base = "/" + self._gv_path(group, version)
+                for rt in self.registry.in_group_version(group, version):
+                    gvk = {"group": group, "kind": rt.kind, "version": version}
+                    schema = self.schema_of(rt)
+                    if schema is not None and set(schema.raw) == {"$ref"}:
+                        name = schema.raw["$ref"].rsplit("/", 1)[-1]
+                    elif schema is not None:
+                        name, custom[name] = openapi_v2.custom_definition(
+                            schema, group, version, rt.kind)
+                    else:
+                        name = f"io.localmesh.{group or 'core'}.{version}.{rt.kind}"
+                        custom[name] = {"type": "object",
+                                        "x-kubernetes-group-version-kind": [gvk]}
+                    path = f"{base}/namespaces/{{namespace}}/{rt.plural}" if rt.namespaced \
+                        else f"{base}/{rt.plural}"
+                    paths.update(openapi_v2.operations(path, gvk, name))
+        doc = {"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.33.0"},
+               "paths": paths}
+        body = openapi_v2.encode_document(
+            doc, encoded + openapi_v2.encode_definitions(custom))
+        return {**doc, "definitions": {**builtin, **custom}}, body
+
     async def handle(self, request: web.Request, parts: list[str]) -> web.Response:
+        if parts == ["v2"]:
+            doc, body = self.v2()
+            accept = request.headers.get("Accept", "")
+            if any(asked in accept for asked in openapi_v2.PROTOBUF_ASKED):
+                return web.Response(body=body, content_type=openapi_v2.PROTOBUF)
+            return web.Response(body=json.dumps(doc, separators=(",", ":")).encode(),
+                                content_type="application/json")
         if parts[:1] == ["v3"]:
             if len(parts) == 1:
                 out = {}

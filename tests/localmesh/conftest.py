@@ -104,12 +104,6 @@ class Kubectl:
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args, "-o", "json").stdout)
 
-    @property
-    def validate_flags(self) -> list[str]:
-        """kubectl < 1.29 validates only with OpenAPI v2 protobuf, which localmesh does
-        not serve (docs/localmesh.md, "OpenAPI"); newer ones validate on the server."""
-        return ["--validate=false"] if self.version < "1.29" else []
-
 
 def make_kubectl(version: str, kubeconfig: Path, cache_dir: Path) -> Kubectl:
     """kubectl ``version`` bound to the kubeconfig; skips (saying so) where it is absent."""

@@ -52,7 +52,7 @@ def test_kubectl_drives_every_kind(version: str, k: Kind, kubeconfig: Path, tmp_
     name = _name(ns + version, k)
     obj = object_name(k, name)
     nsa = _namespace_args(k, ns)
-    out = kubectl("apply", *kubectl.validate_flags, *nsa, "-f", "-",
+    out = kubectl("apply", *nsa, "-f", "-",
                   input=json.dumps(manifest(k, name)))
     assert f"{obj} created" in out or f"{obj}\" created" in out or "created" in out, out
     table = kubectl("get", k.resource, obj, *nsa).splitlines()

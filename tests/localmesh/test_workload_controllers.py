@@ -30,7 +30,7 @@ def _job(name: str, script: str, **spec: object) -> dict:
 
 
 def _apply(k: Kubectl, ns: str, *docs: dict) -> str:
-    return k("apply", *k.validate_flags, "-n", ns, "-f", "-",
+    return k("apply", "-n", ns, "-f", "-",
              input="\n---\n".join(json.dumps(d) for d in docs))
 
 
