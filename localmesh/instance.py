@@ -29,8 +29,9 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
-from localmesh import admission, pki, synthetic
+from localmesh import admission, admission_kinds, admissionpolicy, pki, quota, synthetic, webhooks
 from localmesh.admission import ServiceAllocation
+from localmesh.api import eviction
 from localmesh.api.authn import Authenticator
 from localmesh.api.objects import ObjectAPI
 from localmesh.api.openapi import OpenAPI
@@ -40,11 +41,20 @@ from localmesh.api.rbac.escalation import EscalationCheck
 from localmesh.api.rbac.filters import RequestAuthorization
 from localmesh.api.rbac.reviews import Reviews
 from localmesh.api.server import APIServer
+from localmesh.controllers.certificates import SigningController, record_requester
 from localmesh.controllers.crds import CRDController
-from localmesh.controllers.daemonsets import DaemonSetController
 from localmesh.controllers.endpoints import EndpointsController
+from localmesh.controllers.jobs import CronJobController, JobController
 from localmesh.controllers.lifecycle import GarbageCollector, NamespaceController
+from localmesh.controllers.policy import (
+    APIServiceController,
+    AutoscalerController,
+    DisruptionController,
+    ensure_local_apiservices,
+)
 from localmesh.controllers.serviceproxy import ServiceProxy
+from localmesh.controllers.sets import DaemonSetController, StatefulSetController
+from localmesh.controllers.storage import VolumeController, default_class
 from localmesh.controllers.workloads import DeploymentController, ReplicaSetController
 from localmesh.istio.ambient.cni import IstioCNI
 from localmesh.istio.ambient.install import AmbientMesh
@@ -108,6 +118,14 @@ class Instance:
                                         for p in (s.get("spec") or {}).get("ports") or []))
         admission.install(self.api, ServiceAllocation(self.addresses.cluster_ips.allocate,
                                                       node_ports.allocate))
+        # The rest of the built-in API's admission: defaults and validation of the newer
+        # kinds, LimitRanger and ResourceQuota, ValidatingAdmissionPolicy.
+        admission_kinds.install(self.api)
+        quota.install(self.api)
+        self.api.admission.add_mutator(("certificates.k8s.io", "certificatesigningrequests"),
+                                       record_requester)
+        admissionpolicy.install(self.api)
+        webhooks.install(self.api)
         # Authentication (the admin token, ServiceAccount tokens) and RBAC authorization;
         # RBAC objects also pass the escalation check on their way into the store.
         self.token = secrets.token_urlsafe(32)
@@ -132,19 +150,25 @@ class Instance:
             if self.shape.flavor == "openshift" else None
         self.controllers = [DeploymentController(self.api), ReplicaSetController(self.api),
                             EndpointsController(self.api), NamespaceController(self.api),
-                            GarbageCollector(self.api), CRDController(self.api),
-                            DaemonSetController(self.api), self.proxy,
+                            GarbageCollector(self.api), CRDController(self.api), self.proxy,
+                            JobController(self.api), CronJobController(self.api),
+                            DaemonSetController(self.api), StatefulSetController(self.api),
+                            VolumeController(self.api, state_dir / "volumes"),
+                            quota.QuotaController(self.api), DisruptionController(self.api),
+                            AutoscalerController(self.api), APIServiceController(self.api),
+                            SigningController(self.api),
                             *(self.openshift.controllers if self.openshift else [])]
         subresources = {(("", "pods"), sub): handler
                         for sub, handler in streams.handlers(self.kubelet).items()}
         subresources[(("", "services"), "proxy")] = self.proxy.proxy_handler
         subresources[(("", "serviceaccounts"), "token")] = self.authn.token_request
+        subresources[(("", "pods"), "eviction")] = eviction.handler(self.api)
         self.server = APIServer(
             self.api, self.authn, RequestAuthorization(self.authz, self.registry),
             subresources=subresources,
             routes=[*self.authn.routes(), *Reviews(self.authz).routes(),
                     *(self.openshift.routes() if self.openshift else [])],
-            openapi=OpenAPI(self.registry))
+            openapi=OpenAPI(self.registry, self.api.schema))
         # localmesh's own discovery endpoint for Prometheus (plain HTTP on the instance's
         # loopback address; see serviceproxy.py).
         self.sd_address = f"{self.addresses.server_address(3)}:8080"
@@ -238,6 +262,21 @@ class Instance:
         sa_rt = self.api.rt("v1", "ServiceAccount")
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.api.create(sa_rt, ns, {"metadata": {"name": "default"}})
+        # What every cluster starts with: a default StorageClass (kind's is "standard"),
+        # the system PriorityClasses, and the APIServices of the built-in group-versions.
+        self.api.create(self.api.rt("storage.k8s.io/v1", "StorageClass"), "", default_class())
+        pc_rt = self.api.rt("scheduling.k8s.io/v1", "PriorityClass")
+        for name, value in (("system-cluster-critical", 2000000000),
+                            ("system-node-critical", 2000001000)):
+            self.api.create(pc_rt, "", {"metadata": {"name": name}, "value": value,
+                                        "description": "Used for system critical pods that "
+                                                       "must run in the cluster, but can be "
+                                                       "moved to another node if necessary."
+                                        if name == "system-cluster-critical" else
+                                        "Used for system critical pods that must not be "
+                                        "moved from their current node.",
+                                        "preemptionPolicy": "PreemptLowerPriority"})
+        ensure_local_apiservices(self.api)
         synthetic.populate(self.api, self.addresses.block, self.shape.synthetic_services)
 
     async def stop(self) -> None:

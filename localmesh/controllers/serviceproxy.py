@@ -84,6 +84,12 @@ class ServiceProxy(Reconciler):
                           f"{name}.{ns}"):
                     hosts[h] = ip
             ep = endpoints.get((ns, name)) or {}
+            for sub in ep.get("subsets") or []:
+                for a in [*(sub.get("addresses") or []), *(sub.get("notReadyAddresses") or [])]:
+                    if a.get("hostname"):  # <pod>.<service>.<ns>.svc: a StatefulSet pod
+                        for h in (f"{a['hostname']}.{name}.{ns}.svc.cluster.local",
+                                  f"{a['hostname']}.{name}.{ns}.svc"):
+                            hosts[h] = a["ip"]
             for p in spec.get("ports") or []:
                 self.backends[(ns, name, p["port"])] = ready_backends(ep, p)
                 key = (ns, name, p["port"])

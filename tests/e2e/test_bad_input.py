@@ -172,7 +172,7 @@ def test_an_ambient_data_plane_without_ztunnel(tmp_path: Path, meshed: Handle) -
 def test_image_localmesh_cannot_run(tmp_path: Path, meshed: Handle) -> None:
     d = copy_manifests(tmp_path)
     (d / "membersrvc.yaml").write_text((d / "membersrvc.yaml").read_text().replace(
-        "ghcr.io/meshgate/workloads:0.1.0", "docker.io/library/nginx:1.27"))
+        "ghcr.io/meshgate/workloads:0.1.0", "registry.example.com/team/payments:1.0"))
     r = suite("--manifests", str(d), "--kubeconfig", str(meshed.kubeconfig),
               "-k", "composer and route", tmp=tmp_path)
     assert r.returncode == 3, message(r)

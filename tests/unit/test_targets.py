@@ -423,8 +423,14 @@ def test_rbac_is_least_privilege() -> None:
                 assert "*" not in rule[key], f"{doc['metadata']['name']}: wildcard {key}"
             assert not {"escalate", "impersonate"} & set(rule["verbs"])
     scenario = _rules("ClusterRole", "meshgate-scenario")
-    # Namespace deletion cleans up; the scenario deletes only the config objects it applies
-    # for one scenario (ingress alternatives, security policies; deploy/rbac.yaml).
+    # The workloads' objects go with their namespace: delete only for what a scenario
+    # applies for itself and removes when it ends (ingress overlays, security policies;
+    # deploy/rbac.yaml says which code does it).
+    scenario_scoped = {"virtualservices", "gateways", "destinationrules", "httproutes",
+                       "grpcroutes", "peerauthentications", "authorizationpolicies"}
+    deletable = {res for r in scenario if "delete" in r["verbs"] for res in r["resources"]}
+    assert deletable <= scenario_scoped, deletable - scenario_scoped
+    # ... and only in the config groups.
     scenario_config = {"networking.istio.io", "gateway.networking.k8s.io", "security.istio.io"}
     assert all(set(r["apiGroups"]) <= scenario_config
                for r in scenario if "delete" in r["verbs"])
