@@ -7,7 +7,8 @@ sends that Host header. The path semantics stay those of the manifest.
 
 Entry point, by what the platform exposes (docs/architecture.md, "Ingress"): a LoadBalancer's
 ``status.loadBalancer.ingress`` address on the Service port (or on its nodePort there
-when the port is not served); a NodePort on a node address; an OpenShift Route's host.
+when the port is not served); a NodePort on a node address; on OpenShift, a Route of the
+suite's for the scenario's host, through the router (meshgate/openshift_route.py).
 Probing requires N consecutive expected answers within T, not one lucky response.
 
 :class:`Ingress` is one scenario's client of the gateway: it sends and probes with the
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 
 import requests
 
+from meshgate import openshift_route
 from meshgate.cluster import Cluster, ClusterError
 from meshgate.mesh import Gateway
 from meshgate.waiting import Sample, Waits
@@ -126,15 +128,33 @@ def entry_point(cluster: Cluster, gateway: Gateway) -> EntryPoint:
                 return EntryPoint(f"http://{host}:{port['nodePort']}",
                                   f"NodePort {host}:{port['nodePort']}")
             tried.append(f"{host}:{port['nodePort']}")
-    if cluster.has_api("route.openshift.io/v1"):
-        for route in cluster.list("route.openshift.io/v1", "Route", namespace):
-            if (route.get("spec") or {}).get("to", {}).get("name") == service:
-                host = route["spec"].get("host")
-                if host:
-                    return EntryPoint(f"http://{host}", f"OpenShift Route {host}")
     raise ClusterError(f"cannot reach the ingress gateway {namespace}/{service} (tried "
                        f"{', '.join(tried) or 'no LoadBalancer address or NodePort'}): expose "
-                       "it with a LoadBalancer, a NodePort mapped to this machine, or a Route")
+                       "it with a LoadBalancer or a NodePort mapped to this machine (on "
+                       "OpenShift the suite uses a Route of its own)")
+
+
+def route_entry(cluster: Cluster, gateway: Gateway, host: str, owner: str) -> EntryPoint:
+    """OpenShift: the gateway exposed for ``host`` by a Route of the suite's (made for
+    ``owner``, the scenario's namespace), reached at the router's address with ``host`` as
+    the Host header (meshgate/openshift_route.py)."""
+    svc = cluster.get("v1", "Service", gateway.service, gateway.namespace)
+    port = http_port(svc) if svc is not None else None
+    if port is None:
+        raise ClusterError(f"no Service {gateway.namespace}/{gateway.service} with an HTTP "
+                           "port: is Istio's ingress gateway installed?")
+    canonical = openshift_route.expose(cluster, gateway, host,
+                                       str(port.get("name") or port["port"]), owner)
+    name = f"{gateway.namespace}/{openshift_route.route_name(host)}"
+    try:
+        router = entry_point(cluster, Gateway(openshift_route.ROUTER_NAMESPACE,
+                                              openshift_route.ROUTER_SERVICE))
+    except ClusterError:
+        if not canonical:
+            raise
+        return EntryPoint(f"http://{canonical}", f"OpenShift Route {name} via {canonical}")
+    return EntryPoint(router.base_url, f"OpenShift Route {name} via the router at "
+                                       f"{router.how}")
 
 
 @dataclass

@@ -85,9 +85,16 @@ class Scenario:
     def ingress(self) -> ingress.Ingress:
         """The ingress gateway's client; its entry point is found on first use."""
         if self._ingress is None:
-            entry = ingress.entry_point(self.cluster, self.mesh.ingress_gateway)
-            self._ingress = ingress.Ingress(entry, self.host, self.waits)
+            self._ingress = ingress.Ingress(self.entry_for(self.host), self.host, self.waits)
         return self._ingress
+
+    def entry_for(self, host: str) -> ingress.EntryPoint:
+        """How requests for ``host`` reach the ingress gateway: on OpenShift through a Route
+        of that host and the router, elsewhere at the gateway's own address."""
+        if self.mesh.openshift:
+            return ingress.route_entry(self.cluster, self.mesh.ingress_gateway, host,
+                                       self.namespace)
+        return ingress.entry_point(self.cluster, self.mesh.ingress_gateway)
 
     @property
     def prometheus(self) -> QueryBackend | None:
@@ -260,7 +267,8 @@ class Scenario:
             self._ingress = ingress.Ingress(ingress.entry_point(self.cluster, where),
                                             self.host, self.waits)
         else:
-            self._ingress = ingress.Ingress(self.ingress.entry, host, self.waits)
+            entry = self.entry_for(host) if self.mesh.openshift else self.ingress.entry
+            self._ingress = ingress.Ingress(entry, host, self.waits)
         return self._ingress.entry.how
 
     def require_mtls(self) -> None:
