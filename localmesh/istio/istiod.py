@@ -155,6 +155,9 @@ class Istiod:
             f"{meshconfig.NAME}-{revision}"
         self.host = ISTIOD_HOST if revision == "default" else \
             f"istiod-{revision}.{ISTIO_NAMESPACE}.svc"
+        # Other Services that front this istiod (the Mixer mesh's ``istio-pilot``, which
+        # its proxies' CA_ADDR names): its certificate names them too.
+        self.other_hosts: list[str] = []
         self.xds_port = xds_port
         self.tls_port = tls_port
         self.debug_port = debug_port
@@ -196,7 +199,7 @@ class Istiod:
         await server.start()
         # istiod's DNS certificate names its own Service (and the default one, which a
         # ``default`` tag can send proxies through).
-        hosts = dict.fromkeys([self.host, ISTIOD_HOST])
+        hosts = dict.fromkeys([self.host, ISTIOD_HOST, *self.other_hosts])
         cert_pem, key_pem = self.ca.serving_certificate(
             [n for h in hosts for n in (h, f"{h}.cluster.local")])
         tls_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
