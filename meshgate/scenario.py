@@ -10,12 +10,22 @@ bundle and the report show; nothing is passed between steps through untyped keys
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshgate import children, disruption, gateway_api, ingress, manifests, rollout, security
+from meshgate import (
+    children,
+    disruption,
+    gateway_api,
+    ingress,
+    manifests,
+    mixer,
+    rollout,
+    security,
+)
 from meshgate.chaos import Fault
 from meshgate.cluster import Cluster
 from meshgate.live_traffic import LiveTraffic
@@ -50,6 +60,7 @@ class Sent:
     count: int
     answers: list[ingress.Answer]
     baselines: Baselines
+    at: float = 0.0  # Unix time just before the first request
 
 
 @dataclass
@@ -169,7 +180,7 @@ class Scenario:
         if self.prometheus is not None and self.mesh.unsupported_reason() is None:
             pods = {name: pod for name in self.deployed if (pod := self.pod_of(name))}
             baselines = self.telemetry.baselines(pods)
-        sent = Sent(path, count, [], baselines)
+        sent = Sent(path, count, [], baselines, time.time())
         self.sent.append(sent)
         sent.answers = self.ingress.expect_ok(path, count)
         return sent
@@ -188,6 +199,22 @@ class Scenario:
         return self.telemetry.expect_requests_counted(
             service, code=code, count=count, baselines=sent.baselines, sent_to=sent.path,
             pod=self.pod_of(service), labels=labels)
+
+    def expect_mixer_logged(self, service: str, code: int) -> list[dict]:
+        """The last requests sent appear in the mixer's access log (Mixer-era meshes; the
+        seed's ``oc logs istio-mixer | grep composer``)."""
+        sent = self.last_sent()
+        wanted = mixer.Wanted(self.namespace, service, sent.path, code, sent.at)
+        found = mixer.expect_logged(self.cluster, self.mesh, wanted, sent.count, self.waits)
+        self.access_log = [json.dumps(e, sort_keys=True) for e in found[-3:]]
+        return found
+
+    def expect_mixer_counted(self, service: str, count: int, code: int) -> float:
+        """The last requests sent are counted by Mixer's Prometheus adapter (scraped as
+        job ``istio-mesh``)."""
+        mixer.require_mixer(self.mesh)
+        return self.expect_requests_counted(service, count, code,
+                                            labels={"job": mixer.METRICS_JOB})
 
     def apply_for_scenario(self, obj: dict) -> dict:
         """Apply ``obj`` in the scenario's namespace until the scenario ends."""
