@@ -62,10 +62,35 @@ def stuck(pods: list[dict]) -> str | None:
     return None
 
 
+def refused(replica_sets: list[dict]) -> str | None:
+    """Why the API server refuses the pods of a ReplicaSet, if it does: the controller's
+    ``ReplicaFailure`` condition ("Error creating: …", kubernetes pkg/controller/
+    replicaset), e.g. OpenShift's SecurityContextConstraints admission."""
+    for rs in replica_sets:
+        for c in (rs.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "ReplicaFailure" and c.get("status") == "True":
+                return f"ReplicaSet {rs['metadata']['name']}: {c.get('message', '')}"
+    return None
+
+
+SCC_FIX = ("OpenShift's SecurityContextConstraints refuse the pod: under restricted-v2 a pod "
+           "may not ask for UID 0 or a UID outside the namespace's range, nor for added "
+           "capabilities or privilege; remove runAsUser (OpenShift assigns one) and what "
+           "restricted-v2 forbids from the manifest, or grant its ServiceAccount an SCC that "
+           "allows it (`oc adm policy add-scc-to-user anyuid -z <service account> -n <ns>`)")
+
+
 def _ready(cluster: Cluster, namespace: str, name: str, sidecar: bool = True
            ) -> Deployed | None:
     d = cluster.get("apps/v1", "Deployment", name, namespace)
     pods = manifests.pods_of(cluster, namespace, name)
+    if not pods and d is not None:
+        why = refused(cluster.list("apps/v1", "ReplicaSet", namespace,
+                                   label_selector=f"app={name}"))
+        if why:
+            fix = SCC_FIX if "security context constraint" in why else \
+                "see `kubectl describe replicaset` for the admission that refused it"
+            raise Unrecoverable(f"{name} cannot create its pods in {namespace}: {why}. {fix}")
     why = stuck(pods)
     if why:
         raise Unrecoverable(f"{name} cannot become Ready: {why}; see `kubectl describe pod "

@@ -135,3 +135,18 @@ def test_membership_is_a_service_mesh_member_in_the_namespace() -> None:
     msg = membership.forbidden_message("mg-a", "istio-system", "403 Forbidden")
     assert "ServiceMeshMember mg-a/default" in msg and "mesh-user" in msg
     assert "-n istio-system" in msg
+
+
+def test_a_replica_set_refused_by_the_scc_admission_is_the_reason() -> None:
+    from meshgate import rollout
+
+    message = ('Error creating: pods "composer-7f-" is forbidden: unable to validate against '
+               "any security context constraint: [provider restricted-v2: .containers[0]."
+               "runAsUser: Invalid value: 0: must be in the ranges: [1000010000, 1000019999]]")
+    refused = {"metadata": {"name": "composer-7f"}, "status": {"conditions": [
+        {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+         "message": message}]}}
+    assert rollout.refused([{"metadata": {"name": "ok"}, "status": {}}]) is None
+    why = rollout.refused([refused])
+    assert why is not None and why.startswith("ReplicaSet composer-7f: Error creating")
+    assert "security context constraint" in why
