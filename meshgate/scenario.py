@@ -28,6 +28,7 @@ from meshgate import (
 )
 from meshgate.chaos import Fault
 from meshgate.cluster import Cluster
+from meshgate.ingress import EntryPoint
 from meshgate.live_traffic import LiveTraffic
 from meshgate.mesh import GATEWAY_API, MeshInfo, NotOnThisCluster
 from meshgate.rollout import Deployed
@@ -99,7 +100,7 @@ class Scenario:
             self._ingress = ingress.Ingress(self.entry_for(self.host), self.host, self.waits)
         return self._ingress
 
-    def entry_for(self, host: str) -> ingress.EntryPoint:
+    def entry_for(self, host: str) -> EntryPoint:
         """How requests for ``host`` reach the ingress gateway: on OpenShift through a Route
         of that host and the router, elsewhere at the gateway's own address."""
         if self.mesh.openshift:

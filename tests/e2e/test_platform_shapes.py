@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import re
 import subprocess
-from datetime import datetime, timezone
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -134,7 +134,7 @@ def test_a_route_host_already_claimed_is_one_message(ossm2: Handle) -> None:
     created = squat["metadata"]["creationTimestamp"]
     created_at = (created if isinstance(created, datetime)
                   else datetime.fromisoformat(str(created).replace("Z", "+00:00")))
-    poll(lambda: datetime.now(timezone.utc).replace(microsecond=0) > created_at,
+    poll(lambda: datetime.now(UTC).replace(microsecond=0) > created_at,
          what="a second after the squatter's Route was created", timeout=5)
     try:
         with pytest.raises(ClusterError) as err:
