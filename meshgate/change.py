@@ -153,8 +153,8 @@ def before(options: Options, *, detached: bool) -> State:
             "v1", "Namespace", label_selector=f"{namespaces.RUN_LABEL}={run_id}"))
         if not names:
             raise ChangeError(f"the checks before the change left no namespace of run {run_id}")
-        entry = ingress.entry_point(cluster, mesh.ingress_gateway)
         host = ingress.scenario_host(names[0])
+        entry = ingress.entry_for(cluster, mesh, host, names[0])
         out = folder / "requests.jsonl"
         traffic = LiveTraffic.start(entry.base_url, host, out, paths=PATHS, detached=detached,
                                     max_seconds=options.timeout + 600)

@@ -28,7 +28,7 @@ import requests
 
 from meshgate import openshift_route
 from meshgate.cluster import Cluster, ClusterError
-from meshgate.mesh import Gateway
+from meshgate.mesh import Gateway, MeshInfo
 from meshgate.waiting import Sample, Waits
 
 HOST_SUFFIX = "meshgate.test"
@@ -132,6 +132,15 @@ def entry_point(cluster: Cluster, gateway: Gateway) -> EntryPoint:
                        f"{', '.join(tried) or 'no LoadBalancer address or NodePort'}): expose "
                        "it with a LoadBalancer or a NodePort mapped to this machine (on "
                        "OpenShift the suite uses a Route of its own)")
+
+
+def entry_for(cluster: Cluster, mesh: MeshInfo, host: str, owner: str) -> EntryPoint:
+    """How requests for ``host`` reach the mesh's ingress gateway: on OpenShift through a
+    Route of that host (made for ``owner``, a namespace of the run) and the router,
+    elsewhere at the gateway's own address."""
+    if mesh.openshift:
+        return route_entry(cluster, mesh.ingress_gateway, host, owner)
+    return entry_point(cluster, mesh.ingress_gateway)
 
 
 def route_entry(cluster: Cluster, gateway: Gateway, host: str, owner: str) -> EntryPoint:

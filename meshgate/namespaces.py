@@ -26,7 +26,7 @@ import warnings
 
 from meshgate import membership, openshift_route
 from meshgate.cluster import Cluster, ClusterError
-from meshgate.mesh import MeshInfo
+from meshgate.mesh import DEFAULT_CONTROL_PLANE, MeshInfo
 from meshgate.platform import injection_labels
 
 RUN_LABEL = "meshgate.io/run"
@@ -142,10 +142,13 @@ def create(cluster: Cluster, name: str, run_id: str, *, mesh: MeshInfo | None = 
 
 def delete(cluster: Cluster, name: str, *, mesh: MeshInfo | None = None) -> bool:
     """Leave the mesh (OSSM 2's member), remove the Routes the suite made for the
-    namespace's hosts (OpenShift), then delete the namespace."""
+    namespace's hosts (OpenShift: in the gateway's namespace, ``istio-system`` when the
+    mesh is not given, as for ``meshgate sweep``), then delete the namespace."""
     membership.leave(cluster, name)
     if mesh is not None and mesh.openshift:
         openshift_route.remove_for(cluster, mesh.ingress_gateway.namespace, name)
+    elif mesh is None and cluster.has_api(openshift_route.API):
+        openshift_route.remove_for(cluster, DEFAULT_CONTROL_PLANE, name)
     return cluster.delete("v1", "Namespace", name, None)
 
 

@@ -101,12 +101,8 @@ class Scenario:
         return self._ingress
 
     def entry_for(self, host: str) -> EntryPoint:
-        """How requests for ``host`` reach the ingress gateway: on OpenShift through a Route
-        of that host and the router, elsewhere at the gateway's own address."""
-        if self.mesh.openshift:
-            return ingress.route_entry(self.cluster, self.mesh.ingress_gateway, host,
-                                       self.namespace)
-        return ingress.entry_point(self.cluster, self.mesh.ingress_gateway)
+        """How requests for ``host`` reach the ingress gateway (ingress.entry_for)."""
+        return ingress.entry_for(self.cluster, self.mesh, host, self.namespace)
 
     @property
     def prometheus(self) -> QueryBackend | None:
