@@ -15,3 +15,11 @@ Feature: The blockchain keeps serving while the control plane is upgraded
     Given requests flow through the ingress gateway
     When vp0's pods are deleted without a grace period
     Then the requests through the ingress gateway show the disruption
+
+  Scenario: a canary upgrade by revision drops no request
+    Given requests flow through the ingress gateway
+    When the control plane is upgraded to revision "1-2x" by deploy/canary-upgrade.sh
+    Then no request through the ingress gateway failed
+    And every sidecar of the blockchain workloads is on revision "1-2x"
+    And the sidecar of composer routes "vp0" port 7050 to its service
+    And the ingress gateway routes "/login" to composer port 8080

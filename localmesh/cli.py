@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localmesh.istio.names import ISTIO_NAMESPACE
+from localmesh.kubelet.podman import ContainerRegistry
 from localmesh.kubelet.runtime import PidRegistry, die_with_parent, pid_alive
 from localmesh.shape import Shape, ShapeError, from_arguments
 from localmesh.shape import add_arguments as add_shape_arguments
@@ -134,6 +135,8 @@ def clean_up(state_dir: Path) -> tuple[list[int], list[str]]:
     Returns what it did: (process groups killed, files removed)."""
     reaped = PidRegistry(state_dir / "pids").reap_leftovers() \
         if (state_dir / "pids").is_dir() else []
+    # --runtime podman: the containers it recorded, removed by ID (kubelet/podman.py).
+    ContainerRegistry(state_dir / "containers").reap()
     removed = []
     for name in STATE_FILES:
         try:

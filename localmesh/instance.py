@@ -47,6 +47,7 @@ from localmesh.controllers.serviceproxy import ServiceProxy
 from localmesh.controllers.workloads import DeploymentController, ReplicaSetController
 from localmesh.istio.mesh import Mesh
 from localmesh.kubelet import streams
+from localmesh.kubelet.containers import ContainerRuntime
 from localmesh.kubelet.node import Kubelet
 from localmesh.mixer.install import SD_PATH, MixerMesh
 from localmesh.network import AddressPlan, NodePorts
@@ -112,7 +113,10 @@ class Instance:
         escalation = EscalationCheck(self.authz)
         for key in RBAC_KEYS:
             self.api.admission.add_validator(key, escalation)
-        self.kubelet = Kubelet(self.api, self.addresses, state_dir, tokens=self.authn.issue)
+        containers = ContainerRuntime(state_dir, self.addresses.block) \
+            if self.shape.runtime == "podman" else None
+        self.kubelet = Kubelet(self.api, self.addresses, state_dir, tokens=self.authn.issue,
+                               containers=containers)
         self.proxy = ServiceProxy(self.api, self.addresses, state_dir)
         # The OpenShift flavor's rooms (localmesh/openshift/platform.py); its router's
         # reconciler serves the router pod its config on the instance's fourth address.

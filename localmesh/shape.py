@@ -22,7 +22,7 @@ API_FAULTS = ("none", "flaky", "restart", "token-expiry", "outage")
 RUNTIMES = ("process", "podman")
 # The shapes localmesh can boot today; the others are refused with IMPLEMENTED's message.
 IMPLEMENTED = {"mesh": ("sidecar", "mixer", "none"), "flavor": ("kubernetes", "openshift"),
-               "api_faults": ("none",), "runtime": ("process",)}
+               "api_faults": ("none",), "runtime": ("process", "podman")}
 
 
 class ShapeError(ValueError):
@@ -54,6 +54,12 @@ class Shape:
             raise ShapeError("--flavor openshift with --mesh mixer is not built into this "
                              "localmesh yet (OpenShift Service Mesh 1.x); it boots --flavor "
                              "openshift with --mesh sidecar or none")
+        if self.runtime == "podman":
+            from localmesh.kubelet.podman import unusable
+
+            problem = unusable()
+            if problem is not None:
+                raise ShapeError(f"--runtime podman cannot run containers here: {problem}")
         if self.synthetic_services < 0:
             raise ShapeError(f"--synthetic-services {self.synthetic_services} is negative")
         return self

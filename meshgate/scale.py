@@ -26,6 +26,7 @@ Each figure is also given as a ratio to its value at the smallest size, one line
 
 from __future__ import annotations
 
+import functools
 import statistics
 import tempfile
 import time
@@ -126,13 +127,13 @@ def _propagation(cluster: Cluster, namespace: str, proxies: list[tuple[str, str]
     start = time.monotonic()
     for _, _, body in _probe_service(namespace):
         cluster.apply(body, namespace)
+
     def has_probe(ns: str, pod: str) -> bool:
         return any(c.get("name") == wanted for c in sidecars.clusters(cluster, ns, pod, regex))
 
     for ns, pod in proxies:
-        wait_until(lambda ns=ns, pod=pod: has_probe(ns, pod),  # type: ignore[misc]
-                   area="routes", what=f"{wanted} in {ns}/{pod}", timeout=120, interval=0.01,
-                   max_interval=0.02)
+        wait_until(functools.partial(has_probe, ns, pod), area="routes",
+                   what=f"{wanted} in {ns}/{pod}", timeout=120, interval=0.01, max_interval=0.02)
     return time.monotonic() - start
 
 

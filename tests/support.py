@@ -8,10 +8,13 @@ holds plain functions and constants that fixtures and tests call.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +25,8 @@ from typing import TypeVar
 import pytest
 
 from localmesh.cli import Handle, launch
+from localmesh.kubelet import podman
+from localmesh.kubelet.runtime import die_with_parent
 from localmesh.shape import Shape
 
 T = TypeVar("T")
@@ -45,6 +50,14 @@ needs_prometheus = pytest.mark.skipif(
     PROMETHEUS is None,
     reason="prometheus is not on the PATH: install Debian's package "
     "(apt-get install --no-install-recommends prometheus, or ./dev setup)")
+
+PODMAN_PROBLEM = podman.unusable()
+"""Why podman cannot run containers here (None: it can). Read without starting anything."""
+
+needs_podman = pytest.mark.skipif(
+    PODMAN_PROBLEM is not None,
+    reason=f"the container tests need podman as root: {PODMAN_PROBLEM} (./dev test installs "
+    "podman, runc and mmdebstrap when it runs as root)")
 
 HAPROXY = shutil.which("haproxy") or (
     "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
@@ -127,6 +140,70 @@ def boot_localmesh(state_dir: Path, *, mesh: bool, timeout: float = 60.0,
         yield handle
     finally:
         handle.stop()
+
+
+# --------------------------------------------------------------------------- containers
+
+
+WORKLOADS_IMAGE = "ghcr.io/meshgate/workloads:0.1.0"
+"""What images/build.sh builds by default (child_env() hands it no MESHGATE_* override)."""
+
+
+@functools.cache
+def workloads_image() -> str:
+    """The workloads image in podman's store, built by images/build.sh the first time in
+    this process (about a minute on a new machine; a second when its content hash is
+    unchanged, which is how the image stays cached between runs). Skips without
+    mmdebstrap; fails with the script's output when the build fails."""
+    if shutil.which("mmdebstrap") is None:
+        pytest.skip("mmdebstrap is not installed: the workloads image cannot be built "
+                    "(./dev images installs it)")
+    r = subprocess.run([str(REPO / "images" / "build.sh")], cwd=REPO, capture_output=True,
+                       text=True, timeout=900, env=child_env())
+    if r.returncode != 0:
+        pytest.fail(f"images/build.sh failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    return WORKLOADS_IMAGE
+
+
+@contextmanager
+def podman_service(folder: Path) -> Iterator[str]:
+    """podman's Docker-compatible API on a socket in ``folder`` for the ``with`` block:
+    yields its ``unix://`` URL; the service is stopped by its PID at the end.
+
+    Its containers.conf carries what this machine needs (runc, the caller's hard ulimits:
+    localmesh/kubelet/podman.py) and makes host networking the default, so a client that
+    names no network gets the host's and never a bridge."""
+    conf = folder / "containers.conf"
+    limits = ", ".join(f'"{name}={soft}:{hard}"'
+                       for name, (soft, hard) in podman.ulimits().items())
+    runtime = podman.global_flags()[1:]
+    conf.write_text(f'[containers]\ndefault_ulimits = [{limits}]\nnetns = "host"\n'
+                    + (f'[engine]\nruntime = "{runtime[0]}"\n' if runtime else ""))
+    sock = folder / "podman.sock"
+    log = (folder / "podman-service.log").open("wb")
+    service = subprocess.Popen(
+        die_with_parent([podman.binary() or "podman", "system", "service", "--time", "0",
+                         f"unix://{sock}"], "TERM"),
+        env={**os.environ, "CONTAINERS_CONF": str(conf)}, stdin=subprocess.DEVNULL,
+        stdout=log, stderr=log, start_new_session=True)
+    log.close()
+    try:
+        poll(sock.exists, what=f"podman's API socket {sock}", timeout=20)
+        yield f"unix://{sock}"
+    finally:
+        service.send_signal(signal.SIGTERM)
+        try:
+            service.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait()
+
+
+def podman_out(*args: str) -> str:
+    """A podman command's output (with this machine's flags), failing the test on error."""
+    r = subprocess.run(podman.command(*args), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"podman {' '.join(args)}: {r.stderr.strip()}"
+    return r.stdout
 
 
 # --------------------------------------------------------------------------- tools

@@ -232,7 +232,9 @@ class Injector:
         suffix = "" if revision.name == webhooks.DEFAULT else f"-{revision.name}"
         current = meshconfig.default_config(store.get(
             ("", "configmaps"), ISTIO_NAMESPACE, meshconfig.NAME + suffix))
-        if current is None:
+        if current is None and revision.name == webhooks.DEFAULT:
+            current = self.proxy_config  # the installer's points at its own pilot already
+        elif current is None:
             current = {**self.proxy_config,
                        "discoveryAddress": f"{revision.istiod_host}:15010"}
         return current

@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import json
 import logging
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
 
 # The message modules register the types that Any fields in the resources refer to.
 import envoy.config.cluster.v3.cluster_pb2 as cluster_pb2
@@ -46,15 +44,17 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, json_format
 
 from localmesh.api.objects import ObjectAPI
-from localmesh.istio import debugz, histogram, meshconfig
+from localmesh.istio import debugz, histogram, meshconfig, snapshot
+from localmesh.istio.ads_state import Connection, Generated, TypeState
 from localmesh.istio.gatewayapi import binding as gatewayapi
 from localmesh.istio.gatewayapi import model as gatewayapi_model
 from localmesh.istio.gatewayapi.crds import KEYS as GATEWAY_API_KEYS
-from localmesh.istio.names import ISTIO_NAMESPACE, ISTIOD_HOST, port_protocol
+from localmesh.istio.names import ISTIO_NAMESPACE, ISTIOD_HOST
 from localmesh.istio.security.ca import MeshCA
 from localmesh.istio.security.ca_server import CertificateService, TokenReview
 from localmesh.istio.xds import model as xds
 from localmesh.istio.xds.gateway import gateway_resources
+from localmesh.istio.xds.memo import Memo, content_digest
 from localmesh.istio.xds.sidecar import sidecar_resources
 from localmesh.mixer.xds import report_to_mixer
 from localmesh.network import AddressPlan
@@ -85,65 +85,14 @@ CONFIGMAPS = ("", "configmaps")
 PACKED_CACHE_SIZE = 20_000
 
 
-class Generated:
-    """One generation of a proxy's resources, with per-resource content digests.
-
-    The digests are computed lazily and once: versions and the packing cache both use them.
-    """
-
-    __slots__ = ("_digests", "types")
-
-    def __init__(self, types: dict[str, dict[str, dict]]) -> None:
-        self.types = types
-        self._digests: dict[tuple[str, str], str] = {}
-
-    def digest(self, type_url: str, name: str) -> str:
-        key = (type_url, name)
-        d = self._digests.get(key)
-        if d is None:
-            body = json.dumps(self.types[type_url][name], sort_keys=True,
-                              separators=(",", ":"))
-            d = self._digests[key] = hashlib.sha1(body.encode()).hexdigest()
-        return d
-
-    def chosen(self, type_url: str, ts: TypeState) -> list[str]:
-        """The names a proxy gets: everything for a wildcard subscription, else its list."""
-        resources = self.types.get(type_url, {})
-        if ts.wildcard:
-            return sorted(resources)
-        return sorted(n for n in ts.names if n in resources)
-
-
-@dataclass
-class TypeState:
-    names: set[str] = field(default_factory=set)
-    wildcard: bool = True
-    sent_version: str = ""
-    sent_nonce: str = ""
-    acked_version: str = ""
-    nacked: str = ""
-    subscribed: bool = False
-
-
-@dataclass
-class Connection:
-    """One connected proxy's ADS stream."""
-
-    conn_id: str
-    node_id: str
-    proxy: xds.Proxy | None
-    queue: asyncio.Queue
-    types: dict[str, TypeState] = field(default_factory=dict)
-    proxy_version: str = ""
-
-
 class Istiod:
     """The control plane, in process, attached to the object API."""
 
     def __init__(self, api: ObjectAPI, address: str, ca: MeshCA, token_review: TokenReview,
                  xds_port: int = 15010, tls_port: int = 15012,
                  debug_port: int = 15014, revision: str = "default",
-                 version: str = "1.28.0", webhook_port: int = 15017) -> None:
+                 version: str = "1.28.0", webhook_port: int = 15017,
+                 host: str | None = None) -> None:
         self.api = api
         self.address = address
         # A control plane revision (istio.io "Canary upgrades") is a whole istiod of its
@@ -153,11 +102,11 @@ class Istiod:
         self.version = version
         self.mesh_config_name = meshconfig.NAME if revision == "default" else \
             f"{meshconfig.NAME}-{revision}"
-        self.host = ISTIOD_HOST if revision == "default" else \
-            f"istiod-{revision}.{ISTIO_NAMESPACE}.svc"
-        # Other Services that front this istiod (the Mixer mesh's ``istio-pilot``, which
-        # its proxies' CA_ADDR names): its certificate names them too.
-        self.other_hosts: list[str] = []
+        # The Service proxies reach it by (``host``: another install's name for it, e.g.
+        # Istio 1.4's istio-pilot); its serving certificate names it, since pilot-agent
+        # checks the CA's certificate against CA_ADDR's host.
+        self.host = host or (ISTIOD_HOST if revision == "default" else
+                             f"istiod-{revision}.{ISTIO_NAMESPACE}.svc")
         self.xds_port = xds_port
         self.tls_port = tls_port
         self.debug_port = debug_port
@@ -180,6 +129,11 @@ class Istiod:
         self._cache: dict[str, tuple[tuple, Generated]] = {}
         self._packed: OrderedDict[tuple[str, str], any_pb2.Any] = OrderedDict()
         self._state: xds.MeshState | None = None
+        # The resources shared between proxies and pushes (xds/memo.py), and the Services
+        # and Endpoints converted for the last state, with the versions they came from.
+        self._memo = Memo()
+        self._services: dict[tuple[str, str], tuple[str, xds.Service]] = {}
+        self._subsets: dict[tuple[str, str], tuple[str, list[dict]]] = {}
         self._state_stale = True
         self.pushes: Counter[str] = Counter()
         # When the first change of the next push arrived (pilot_proxy_convergence_time).
@@ -199,7 +153,7 @@ class Istiod:
         await server.start()
         # istiod's DNS certificate names its own Service (and the default one, which a
         # ``default`` tag can send proxies through).
-        hosts = dict.fromkeys([self.host, ISTIOD_HOST, *self.other_hosts])
+        hosts = dict.fromkeys([self.host, ISTIOD_HOST])
         cert_pem, key_pem = self.ca.serving_certificate(
             [n for h in hosts for n in (h, f"{h}.cluster.local")])
         tls_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
@@ -282,8 +236,8 @@ class Istiod:
 
     def _build_state(self) -> xds.MeshState:
         store = self.api.store
-        mesh_config = meshconfig.parse(store.get(CONFIGMAPS, ISTIO_NAMESPACE,
-                                                  self.mesh_config_name))
+        mesh_config_map = store.get(CONFIGMAPS, ISTIO_NAMESPACE, self.mesh_config_name)
+        mesh_config = meshconfig.parse(mesh_config_map)
         # discoverySelectors: istiod sees only the selected namespaces' objects.
         seen = {n["metadata"]["name"] for n in store.scan(gatewayapi_model.NAMESPACES)
                 if mesh_config.discovers(n["metadata"].get("labels") or {})}
@@ -291,42 +245,53 @@ class Istiod:
         def scan(key: tuple[str, str]) -> list[dict]:
             return [o for o in store.scan(key) if o["metadata"].get("namespace") in seen]
 
-        services = []
-        for s in scan(("", "services")):
-            spec = s.get("spec") or {}
-            ports = [xds.ServicePort(p.get("name", ""), p["port"],
-                                     p.get("targetPort", p["port"]),
-                                     port_protocol(p)) for p in spec.get("ports") or []]
-            services.append(xds.Service(s["metadata"]["name"], s["metadata"]["namespace"],
-                                        spec.get("clusterIP", ""), ports,
-                                        spec.get("selector") or {},
-                                        s["metadata"].get("labels") or {}))
         pods_by_ip = {p.get("status", {}).get("podIP"): p for p in store.scan(("", "pods"))}
+        # Services and Endpoints as the generator reads them, kept from the last state
+        # while their objects (and the endpoints' pods) are the same: a mesh of thousands
+        # of Services is not converted again on every change.
+        services, versions = [], {}
+        kept_services: dict[tuple[str, str], tuple[str, xds.Service]] = {}
+        for svc in scan(("", "services")):
+            at = (svc["metadata"]["namespace"], svc["metadata"]["name"])
+            version = str(svc["metadata"].get("resourceVersion") or id(svc))
+            hit = self._services.get(at)
+            kept_services[at] = hit if hit is not None and hit[0] == version else (
+                version, snapshot.service(svc))
+            services.append(kept_services[at][1])
+            versions[at] = version
+        kept_subsets: dict[tuple[str, str], tuple[str, list[dict]]] = {}
         endpoints: dict[tuple[str, str], list[dict]] = {}
         for ep in scan(("", "endpoints")):
-            subsets = []
-            for sub in ep.get("subsets") or []:
-                sub = dict(sub)
-                sub["addresses"] = [
-                    {**a, "_labels": (pods_by_ip.get(a["ip"]) or {}).get("metadata", {}).get(
-                        "labels") or {},
-                     "_sa": ((pods_by_ip.get(a["ip"]) or {}).get("spec") or {}).get(
-                        "serviceAccountName") or "default"}
+            at = (ep["metadata"]["namespace"], ep["metadata"]["name"])
+            pods = [pods_by_ip.get(a["ip"]) for sub in ep.get("subsets") or []
                     for a in sub.get("addresses") or []]
-                subsets.append(sub)
-            endpoints[(ep["metadata"]["namespace"], ep["metadata"]["name"])] = subsets
+            version = "/".join([str(ep["metadata"].get("resourceVersion") or id(ep)),
+                                *(str((p or {}).get("metadata", {}).get("resourceVersion"))
+                                  for p in pods)])
+            known = self._subsets.get(at)
+            kept_subsets[at] = known if known is not None and known[0] == version else (
+                version, snapshot.subsets(ep, pods_by_ip))
+            endpoints[at] = kept_subsets[at][1]
+            versions[at] = f"{versions.get(at, '-')}|{version}"
+        self._services, self._subsets = kept_services, kept_subsets
         classes = {c["metadata"]["name"]: c
                    for c in store.scan(("networking.k8s.io", "ingressclasses"))}
+        config = {
+            "ingresses": scan(("networking.k8s.io", "ingresses")),
+            "gateways": scan(("networking.istio.io", "gateways")),
+            "virtual_services": scan(("networking.istio.io", "virtualservices")),
+            "destination_rules": scan(("networking.istio.io", "destinationrules")),
+            "peer_authentications": scan(("security.istio.io", "peerauthentications")),
+            "authorization_policies": scan(("security.istio.io", "authorizationpolicies")),
+        }
+        self._memo.sweep()
         return xds.MeshState(
-            services=services, endpoints=endpoints,
-            ingresses=scan(("networking.k8s.io", "ingresses")), ingress_classes=classes,
-            gateways=scan(("networking.istio.io", "gateways")),
-            virtual_services=scan(("networking.istio.io", "virtualservices")),
-            destination_rules=scan(("networking.istio.io", "destinationrules")),
+            services=services, endpoints=endpoints, ingress_classes=classes,
             gateway_api=gatewayapi.bind(gatewayapi_model.snapshot(store)),
-            peer_authentications=scan(("security.istio.io", "peerauthentications")),
-            authorization_policies=scan(("security.istio.io", "authorizationpolicies")),
-            mesh_config=mesh_config,
+            mesh_config=mesh_config, memo=self._memo, versions=versions,
+            # Every Istio configuration the shared resources can read, by content (a
+            # handful of objects): any change is a new key, so nothing stale is shared.
+            config_key=content_digest([mesh_config_map, classes, config]), **config,
         )
 
     def proxy_for(self, node_id: str, metadata: dict) -> xds.Proxy | None:
@@ -363,19 +328,26 @@ class Istiod:
         key = (id(state), conn.proxy)
         if cached is not None and cached[0] == key:
             return cached[1]
-        gen = Generated(generate(state, conn.proxy))
+        gen = Generated(generate(state, conn.proxy), state.memo)
         self._cache[conn.conn_id] = (key, gen)
         return gen
 
     # -- ADS -----------------------------------------------------------------------------
     def response(self, conn: Connection, type_url: str, gen: Generated,
-                 version: str) -> discovery_pb2.DiscoveryResponse:
+                 version: str, only: set[str] | None = None
+                 ) -> discovery_pb2.DiscoveryResponse:
+        """A response with every resource the proxy gets, or ``only`` those (RDS and EDS,
+        whose state-of-the-world responses may leave out what did not change: Envoy's
+        xDS protocol, "Resource updates"; omitted names are kept, not removed)."""
         ts = conn.types.setdefault(type_url, TypeState())
         nonce = str(next(self._nonce))
         out = discovery_pb2.DiscoveryResponse(version_info=version, type_url=type_url,
                                               nonce=nonce)
-        out.resources.extend(self._pack(type_url, gen, name) for name in gen.chosen(
-            type_url, ts))
+        names = [n for n in gen.chosen(type_url, ts) if only is None or n in only]
+        out.resources.extend(self._pack(type_url, gen, name) for name in names)
+        if only is None:
+            ts.sent_digests = {}
+        ts.sent_digests.update((n, gen.digest(type_url, n)) for n in names)
         ts.sent_version, ts.sent_nonce = version, nonce
         self.pushes[SHORT[type_url]] += 1
         return out
@@ -525,16 +497,31 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                     # A changed cluster warms until it gets its endpoints, and Envoy asks
                     # for unchanged names with the last nonce, which reads as an ACK: so
                     # endpoints follow every CDS push, as in istiod's full pushes.
-                    clusters_sent = False
+                    # RDS and EDS carry only what changed (and the endpoints of every
+                    # changed cluster, the routes after a listener push).
+                    changed_clusters: set[str] = set()
+                    listeners_sent = False
                     for t in xds.TYPES:
                         ts = conn.types.get(t)
                         if ts is None or not ts.subscribed:
                             continue
                         version = istiod.version_of(gen, t, ts)
-                        if version.split("/")[1] != ts.sent_version.split("/")[-1] or (
-                                t == xds.T_ENDPOINT and clusters_sent):
-                            clusters_sent = clusters_sent or t == xds.T_CLUSTER
-                            yield istiod.response(conn, t, gen, version)
+                        if version.split("/")[1] == ts.sent_version.split("/")[-1] and \
+                                not (t == xds.T_ENDPOINT and changed_clusters):
+                            continue
+                        only: set[str] | None = None
+                        if t == xds.T_CLUSTER:
+                            changed_clusters = ts.changed(gen, t)
+                        elif t == xds.T_LISTENER:
+                            listeners_sent = True
+                        elif t == xds.T_ENDPOINT:
+                            only = ts.changed(gen, t) | (changed_clusters &
+                                                         set(gen.chosen(t, ts)))
+                        elif t == xds.T_ROUTE and not listeners_sent:
+                            only = ts.changed(gen, t)
+                        if only is not None and not only:
+                            continue
+                        yield istiod.response(conn, t, gen, version, only)
                     if changed is not None:
                         istiod.convergence.observe(time.monotonic() - changed)
                     continue
@@ -567,6 +554,9 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 changed_subscription = (names != ts.names or wildcard != ts.wildcard or
                                         not ts.subscribed)
                 ts.names, ts.wildcard, ts.subscribed = names, wildcard, True
+                if not wildcard:  # a name dropped and asked for again is sent again
+                    ts.sent_digests = {n: d for n, d in ts.sent_digests.items()
+                                       if n in names}
                 if req.response_nonce and req.response_nonce == ts.sent_nonce:
                     ts.acked_version = req.version_info
                     ts.nacked = ""
@@ -574,7 +564,13 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                         continue
                 gen = istiod.resources(conn, state)
                 version = istiod.version_of(gen, t, ts)
-                yield istiod.response(conn, t, gen, version)
+                # A new RDS/EDS subscription gets what it has not been sent (or what
+                # changed since); a first request, or LDS/CDS, everything.
+                only = ts.changed(gen, t) if t in (xds.T_ENDPOINT, xds.T_ROUTE) and \
+                    ts.sent_digests else None
+                if only is not None and not only:
+                    continue
+                yield istiod.response(conn, t, gen, version, only)
         finally:
             task.cancel()
             if conn is not None:

@@ -1,12 +1,15 @@
 """The image catalogue: which container images localmesh can "pull", and the local program
 each one runs.
 
-A real kubelet pulls an image and runs its entrypoint; localmesh has no container runtime,
-so every image it can run is listed here, explicitly. The container's ``command`` replaces
-the image's entrypoint and ``args`` are appended, exactly as Kubernetes defines them
-(``command`` ~ ENTRYPOINT, ``args`` ~ CMD). Anything not listed fails the way a real
-kubelet reports an image it cannot pull (``ErrImagePull`` then ``ImagePullBackOff``).
-The catalogue is documented in docs/images.md; a test keeps the two in step.
+A real kubelet pulls an image and runs its entrypoint; localmesh's default runtime runs
+processes, so every image it can run is listed here, explicitly (``--runtime podman`` runs
+an image podman's local store has as a container instead: containers.py). The container's
+``command`` replaces the image's entrypoint and ``args`` are appended, exactly as
+Kubernetes defines them (``command`` ~ ENTRYPOINT, ``args`` ~ CMD). Anything not listed
+fails the way a real kubelet reports an image it cannot pull (``ErrImagePull`` then
+``ImagePullBackOff``).
+The catalogue is documented in docs/images.md; tests/unit/test_image_docs.py keeps the
+two in step.
 """
 
 from __future__ import annotations

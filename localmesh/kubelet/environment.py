@@ -113,6 +113,16 @@ def expand(value: str, env: dict[str, str]) -> str:
     return _EXPAND.sub(sub, value)
 
 
+def expanded_command(spec: dict, env: dict[str, str]) -> dict:
+    """The container spec with ``$(VAR)`` expanded in its ``command`` and ``args``, as the
+    kubelet does before it starts the container (either runtime)."""
+    out = dict(spec)
+    for k in ("command", "args"):
+        if out.get(k):
+            out[k] = [expand(str(a), env) for a in out[k]]
+    return out
+
+
 def container_env(store: Store, pod: dict, container: dict) -> dict[str, str]:
     """The environment a container gets, in Kubernetes' precedence order."""
     ns = pod["metadata"]["namespace"]

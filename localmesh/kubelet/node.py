@@ -18,6 +18,7 @@ from pathlib import Path
 from localmesh.api.objects import ObjectAPI
 from localmesh.api.status import ApiError
 from localmesh.kubelet import catalogue
+from localmesh.kubelet.containers import ContainerProcess, ContainerRuntime
 from localmesh.kubelet.environment import TokenIssuer, container_env, mount_env
 from localmesh.kubelet.pods import ContainerState, PodWorker
 from localmesh.kubelet.runtime import PidRegistry, start_watchdog
@@ -34,8 +35,11 @@ class Kubelet:
     """Reconciles Pods on the node ``localmesh``."""
 
     def __init__(self, api: ObjectAPI, addresses: AddressPlan, state_dir: Path,
-                 tokens: TokenIssuer | None = None) -> None:
+                 tokens: TokenIssuer | None = None,
+                 containers: ContainerRuntime | None = None) -> None:
         self.api = api
+        # --runtime podman: containers whose image podman has run in it (containers.py).
+        self.containers = containers
         # TokenRequest, for projected ServiceAccount token volumes.
         self.tokens = tokens
         self.store: Store = api.store
@@ -56,6 +60,8 @@ class Kubelet:
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         self._watchdog = start_watchdog(self.pids.path)
+        if self.containers is not None:
+            self.containers.start()
         self._ensure_node()
         self._watch = self.store.watch(PODS)
         for pod in self.store.list(PODS):
@@ -113,7 +119,8 @@ class Kubelet:
             if pod.get("status", {}).get("phase") in ("Succeeded", "Failed") and \
                     pod.get("status", {}).get("podIP"):
                 return  # ran before this kubelet started; leave as is
-            worker = PodWorker(self, pod)
+            worker = self.containers.worker(self, pod) if self.containers is not None \
+                else PodWorker(self, pod)
             self.workers[uid] = worker
             worker.start()
             self._tasks.append(asyncio.ensure_future(self._after(worker)))
@@ -156,6 +163,8 @@ class Kubelet:
             w.stop()
         await asyncio.gather(*(w.finished.wait() for w in workers), return_exceptions=True)
         self.pids.reap_leftovers()
+        if self.containers is not None:
+            await self.containers.stop()
         watchdog = getattr(self, "_watchdog", None)
         if watchdog is not None and watchdog.stdin is not None:
             watchdog.stdin.close()  # nothing left to kill: let it finish now
@@ -220,6 +229,12 @@ class Kubelet:
 
     async def exec_process(self, worker: PodWorker, c: ContainerState, command: list[str],
                            stdin: bool) -> asyncio.subprocess.Process:
+        if self.containers is not None and isinstance(c.process, ContainerProcess):
+            return await asyncio.create_subprocess_exec(
+                *self.containers.exec_argv(c.process, command, stdin), cwd=str(worker.dir),
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True)
         image = catalogue.lookup(c.spec.get("image", ""))
         assert image is not None
         env = worker.env_for(c, image)

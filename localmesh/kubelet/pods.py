@@ -26,7 +26,7 @@ from localmesh.kubelet.environment import (
     ConfigError,
     TokenIssuer,
     container_env,
-    expand,
+    expanded_command,
     materialise_volumes,
     mount_env,
 )
@@ -235,37 +235,8 @@ class PodWorker:
 
     async def _start(self, c: ContainerState) -> None:
         """Pull (look up), configure and start one container."""
-        image = catalogue.lookup(c.spec.get("image", ""))
-        if image is None:
-            first = c.waiting is None or c.waiting[0] not in ("ErrImagePull", "ImagePullBackOff")
-            reason = "ErrImagePull" if first else "ImagePullBackOff"
-            msg = (f'Failed to pull image "{c.spec.get("image")}": localmesh cannot run this '
-                   "image: it is not in the image catalogue (see docs/images.md); use an image "
-                   "listed there or run the suite against a real cluster"
-                   if first else f'Back-off pulling image "{c.spec.get("image")}"')
-            c.waiting = (reason, msg)
-            self.kubelet.event(self.pod, "Warning", "Failed" if first else "BackOff", msg)
-            c.next_start = time.monotonic() + c.backoff
-            c.backoff = min(c.backoff * 2, BACKOFF_MAX)
-            self.publish()
-            return
-        try:
-            env = self.env_for(c, image)
-        except ConfigError as exc:
-            c.waiting = ("CreateContainerConfigError", str(exc))
-            c.next_start = time.monotonic() + c.backoff
-            self.kubelet.event(self.pod, "Warning", "Failed", f"Error: {exc}")
-            self.publish()
-            return
-        argv = catalogue.argv_for(_expanded(c.spec, env), image)
-        log_path = self.dir / "logs" / c.name / f"{c.instances}.log"
-        try:
-            proc = await spawn(argv, env, self.dir, log_path, now_rfc3339())
-        except OSError as exc:
-            c.waiting = ("RunContainerError", f"failed to start {argv[0]}: {exc}")
-            c.next_start = time.monotonic() + c.backoff
-            c.backoff = min(c.backoff * 2, BACKOFF_MAX)
-            self.publish()
+        proc = await self._create(c)
+        if proc is None:
             return
         self.kubelet.pids.add(proc.pgid)
         c.instances += 1
@@ -279,6 +250,42 @@ class PodWorker:
         self._start_probes(c)
         self.kubelet.event(self.pod, "Normal", "Started", f"Started container {c.name}")
         self.publish()
+
+    async def _create(self, c: ContainerState) -> Process | None:
+        """The container's process, from the image catalogue; None, with the container's
+        waiting reason set, when it cannot start (a container runtime overrides this)."""
+        image = catalogue.lookup(c.spec.get("image", ""))
+        if image is None:
+            first = c.waiting is None or c.waiting[0] not in ("ErrImagePull", "ImagePullBackOff")
+            reason = "ErrImagePull" if first else "ImagePullBackOff"
+            msg = (f'Failed to pull image "{c.spec.get("image")}": localmesh cannot run this '
+                   "image: it is not in the image catalogue (see docs/images.md); use an image "
+                   "listed there or run the suite against a real cluster"
+                   if first else f'Back-off pulling image "{c.spec.get("image")}"')
+            c.waiting = (reason, msg)
+            self.kubelet.event(self.pod, "Warning", "Failed" if first else "BackOff", msg)
+            c.next_start = time.monotonic() + c.backoff
+            c.backoff = min(c.backoff * 2, BACKOFF_MAX)
+            self.publish()
+            return None
+        try:
+            env = self.env_for(c, image)
+        except ConfigError as exc:
+            c.waiting = ("CreateContainerConfigError", str(exc))
+            c.next_start = time.monotonic() + c.backoff
+            self.kubelet.event(self.pod, "Warning", "Failed", f"Error: {exc}")
+            self.publish()
+            return None
+        argv = catalogue.argv_for(expanded_command(c.spec, env), image)
+        log_path = self.dir / "logs" / c.name / f"{c.instances}.log"
+        try:
+            return await spawn(argv, env, self.dir, log_path, now_rfc3339())
+        except OSError as exc:
+            c.waiting = ("RunContainerError", f"failed to start {argv[0]}: {exc}")
+            c.next_start = time.monotonic() + c.backoff
+            c.backoff = min(c.backoff * 2, BACKOFF_MAX)
+            self.publish()
+            return None
 
     def env_for(self, c: ContainerState, image: catalogue.Image) -> dict[str, str]:
         base = {
@@ -332,7 +339,7 @@ class PodWorker:
             reason = "Error"
         c.terminated = {"exitCode": proc.exit_code, "reason": reason,
                         "startedAt": proc.started_at, "finishedAt": proc.finished_at,
-                        "containerID": f"localmesh://{proc.pgid}"}
+                        "containerID": proc.container_id}
         self.changed.set()
         self.publish()
 
@@ -579,7 +586,7 @@ class PodWorker:
             "lastState": {"terminated": c.last_terminated} if c.last_terminated else {},
         }
         if c.process is not None:
-            out["containerID"] = f"localmesh://{c.process.pgid}"
+            out["containerID"] = c.process.container_id
         return out
 
     def container(self, name: str | None) -> ContainerState | None:
@@ -590,10 +597,3 @@ class PodWorker:
             name = default or (self.containers[0].name if self.containers else None)
         return next((c for c in everyone if c.name == name), None)
 
-
-def _expanded(spec: dict, env: dict[str, str]) -> dict:
-    out = dict(spec)
-    for k in ("command", "args"):
-        if out.get(k):
-            out[k] = [expand(str(a), env) for a in out[k]]
-    return out

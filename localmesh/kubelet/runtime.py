@@ -45,6 +45,11 @@ class Process:
     finished_at: str | None = None
     signalled: set[int] = field(default_factory=set)
 
+    @property
+    def container_id(self) -> str:
+        """The status' ``containerID``: ``<runtime>://<id>``, here the process group."""
+        return f"localmesh://{self.pgid}"
+
     def signal(self, sig: int) -> None:
         """Signal the container's whole process group."""
         try:

@@ -107,9 +107,8 @@ class MixerMesh:
         self.address = istiod_address
         self.sd_base = sd_base
         self.ca = MeshCA.self_signed()
-        self.istiod = Istiod(api, istiod_address, self.ca, token_review)
-        # 1.4's proxies ask istio-pilot for certificates (CA_ADDR) and check its name.
-        self.istiod.other_hosts = [f"{PILOT}.svc"]
+        self.istiod = Istiod(api, istiod_address, self.ca, token_review,
+                             host=f"{PILOT}.svc")
         self.root_certs = RootCertPublisher(api, self.ca.root_pem)
 
     def proxy_config(self) -> dict:

@@ -24,6 +24,7 @@ import sys
 from meshgate import children
 from meshgate.cli.base import PROG, USAGE_ERROR, CommandError, Subcommand
 from meshgate.cli.gate_change import configure_change, run_change
+from meshgate.cli.images import configure_smoke_image, run_smoke_image
 from meshgate.cli.inspect import configure_edges, configure_routes, run_edges, run_routes
 from meshgate.cli.measure import (
     configure_bench,
@@ -67,6 +68,9 @@ SUITE_COMMANDS: list[Subcommand] = [
                "failure", configure_soak, run_soak, passthrough=True),
     Subcommand("trend", "chart the nightly runs kept with --history and flag regressions",
                configure_trend, run_trend),
+    Subcommand("smoke-image", "start the workloads image's programs in containers (as an "
+               "arbitrary UID, read-only) and check they serve, before loading it into a "
+               "cluster", configure_smoke_image, run_smoke_image),
 ]
 
 

@@ -100,10 +100,39 @@ def build_container(spec: K3sSpec) -> Any:
     container = K3SContainer(image=spec.image, enable_cgroup_mount=spec.cgroup_mount)
     container.with_command(f"{spec.command} --tls-san={container.get_container_host_ip()}")
     for port, host in spec.bind_ports.items():
-        # testcontainers annotates host as a port, but docker-py takes (ip, port) too; its
-        # types are there only with the `containers` extra, hence unused-ignore without it.
-        container.with_bind_ports(port, host)  # type: ignore[arg-type, unused-ignore]
+        # with_bind_ports takes a host port only (testcontainers 4.15 parses it as one, and
+        # an (address, port) pair fails there); the ports map it fills goes to docker-py's
+        # run(), which binds an (address, port) pair on that address: 127.0.0.1 only.
+        container.ports[str(port)] = host  # type: ignore[assignment, unused-ignore]
     return container
+
+
+def pull_failure(image: str, said: str) -> str:
+    """The one message for a k3s image the engine has not got and cannot pull."""
+    first = (said.strip().splitlines() or ["no answer"])[0]
+    return (f"--target k3s cannot get the k3s image {image}: the container engine does not "
+            f"have it and pulling it failed ({first}); load it into the engine first "
+            "(`docker load -i FILE` or `podman load -i FILE`), or set MESHGATE_K3S_IMAGE to "
+            "an image the engine has, or use --target local")
+
+
+def _ensure_image(image: str) -> None:
+    """The image in the engine's store, pulled when missing; TargetError saying what to do
+    when it cannot be pulled (no registry reachable). Talks to Docker: not for unit tests."""
+    import docker
+    from docker.errors import APIError, ImageNotFound
+
+    client = docker.from_env()
+    try:
+        client.images.get(image)
+        return
+    except ImageNotFound:
+        pass
+    _echo(f"pulling {image}")
+    try:
+        client.images.pull(image)
+    except APIError as exc:
+        raise TargetError(pull_failure(image, str(exc.explanation or exc))) from None
 
 
 def kubeconfig_for_host(raw: str, host: str, port: int) -> str:
@@ -162,6 +191,7 @@ class K3sTarget:
     which: Callable[[str], str | None] = shutil.which
     executor: Executor | None = None
     docker_check: Callable[[], str | None] = _docker_answers
+    image_check: Callable[[str], None] = _ensure_image
     modules_check: Callable[[], list[str]] = missing_modules
     _container: Any = field(default=None, repr=False)
 
@@ -189,9 +219,11 @@ class K3sTarget:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         run = self.executor or Executor(log=self.state_dir / "k3s.log", echo=_echo)
         spec = container_spec(self.environ, options.node_ports)
+        configured = build_container(spec)
+        self.image_check(spec.image)
         _echo(f"starting {spec.image}")
         try:
-            container = build_container(spec).start()
+            container = configured.start()
         except Exception as exc:  # Docker's errors are many; say which
             raise TargetError(f"cannot start k3s ({spec.image}): {exc.__class__.__name__}: "
                               f"{exc}") from exc

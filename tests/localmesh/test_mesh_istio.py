@@ -24,7 +24,9 @@ import grpc
 import pytest
 import requests
 import yaml
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
@@ -385,6 +387,9 @@ def test_every_manifest_passes_a_server_side_dry_run(mesh: Handle, core: client.
 
 # -- the xDS protocol, spoken to istiod as a proxy does ----------------------------------------
 
+CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+
 
 class _AdsStream:
     """One ADS stream to istiod's Service, as Envoy opens it; responses read on a thread."""
@@ -471,3 +476,60 @@ def test_ads_ignores_stale_nonces_and_sends_only_changes(ns: str, core: client.C
                 core.delete_namespaced_service(name, ns)
             except client.ApiException:
                 pass
+
+
+def test_ads_pushes_only_the_endpoints_that_changed(ns: str, core: client.CoreV1Api) -> None:
+    """EDS in state-of-the-world ADS may carry only what changed (Envoy's xDS protocol:
+    names left out are kept): a new Service's endpoints go alone, not with every other
+    cluster's — what keeps a push to a mesh of thousands of Services small."""
+    gw = pod_of(core, "istio-system", "istio-ingressgateway")
+    node = base_pb2.Node(id=f"router~{gw.status.pod_ip}~{gw.metadata.name}.istio-system~"
+                            "istio-system.svc.cluster.local")
+    istiod = core.read_namespaced_service("istiod", "istio-system")
+    ads = _AdsStream(f"{istiod.spec.cluster_ip}:15010")
+    name = f"eds-{uuid.uuid4().hex[:5]}"
+    wanted = f"outbound|9090||{name}.{ns}.svc.cluster.local"
+
+    def eds_names(r: discovery_pb2.DiscoveryResponse) -> list[str]:
+        return [cluster_pb2.Cluster.FromString(a.value).name for a in r.resources
+                if cluster_pb2.Cluster.FromString(a.value).type == cluster_pb2.Cluster.EDS]
+
+    def ack(r: discovery_pb2.DiscoveryResponse, names: list[str] | None = None) -> None:
+        ads.send(node=node, type_url=r.type_url, version_info=r.version_info,
+                 response_nonce=r.nonce, resource_names=names or [])
+
+    try:
+        ads.send(node=node, type_url=CLUSTER_TYPE)
+        clusters = ads.next()
+        ack(clusters)
+        subscribed = eds_names(clusters)
+        ads.send(node=node, type_url=ENDPOINT_TYPE, resource_names=subscribed)
+        first = ads.next()
+        assert first.type_url == ENDPOINT_TYPE and len(first.resources) == len(subscribed)
+        ack(first, subscribed)
+        core.create_namespaced_service(ns, {"metadata": {"name": name}, "spec": {
+            "selector": {"app": name}, "ports": [{"name": "http", "port": 9090}]}})
+        for _ in range(50):
+            r = ads.next()
+            if r.type_url == CLUSTER_TYPE and wanted in eds_names(r):
+                break
+            ack(r, subscribed if r.type_url == ENDPOINT_TYPE else None)
+        else:
+            pytest.fail(f"no CDS push with {wanted}")
+        ack(r)
+        ads.send(node=node, type_url=ENDPOINT_TYPE, version_info=first.version_info,
+                 response_nonce="", resource_names=[*subscribed, wanted])
+        for _ in range(50):
+            e = ads.next()
+            if e.type_url == ENDPOINT_TYPE:
+                break
+        sent = [endpoint_pb2.ClusterLoadAssignment.FromString(a.value).cluster_name
+                for a in e.resources]
+        assert sent == [wanted], (f"the new subscription got {len(sent)} endpoints of "
+                                  f"{len(subscribed) + 1} clusters, not only the new one")
+    finally:
+        ads.close()
+        try:
+            core.delete_namespaced_service(name, ns)
+        except client.ApiException:
+            pass

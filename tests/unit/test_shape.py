@@ -30,7 +30,6 @@ def test_a_shape_round_trips_through_the_serve_command_line() -> None:
     (("--mesh", "ambient"), "--mesh ambient is not built into this localmesh yet"),
     (("--flavor", "openshift", "--mesh", "mixer"),
      "--flavor openshift with --mesh mixer is not built"),
-    (("--runtime", "podman"), "--runtime podman is not built"),
     (("--synthetic-services", "-1"), "negative"),
 ])
 def test_a_shape_not_built_yet_is_refused_with_one_message(argv: tuple[str, ...],

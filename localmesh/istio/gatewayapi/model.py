@@ -7,6 +7,7 @@ attachment are testable without a cluster and the same in all three.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from localmesh.istio import names
@@ -65,7 +66,7 @@ class Snapshot:
     grpc_routes: list[dict] = field(default_factory=list)
     grants: list[dict] = field(default_factory=list)
     namespace_labels: dict[str, dict] = field(default_factory=dict)
-    services: dict[tuple[str, str], ServiceInfo] = field(default_factory=dict)
+    services: Mapping[tuple[str, str], ServiceInfo] = field(default_factory=dict)
 
 
 def service_info(svc: dict, endpoints: dict | None = None) -> ServiceInfo:
@@ -94,16 +95,49 @@ def snapshot(store: Store) -> Snapshot:
     def key(obj: dict) -> tuple[str, str]:
         return obj["metadata"]["namespace"], obj["metadata"]["name"]
 
-    endpoints = {key(e): e for e in store.scan(ENDPOINTS)}
-
     return Snapshot(
         classes={c["metadata"]["name"]: c for c in live(GATEWAY_CLASSES)},
         gateways=live(GATEWAYS), http_routes=live(HTTP_ROUTES), grpc_routes=live(GRPC_ROUTES),
         grants=live(REFERENCE_GRANTS),
         namespace_labels={n["metadata"]["name"]: n["metadata"].get("labels") or {}
                           for n in store.scan(NAMESPACES)},
-        services={key(s): service_info(s, endpoints.get(key(s))) for s in live(SERVICES)},
+        services=_Services(store),
     )
+
+
+class _Services(Mapping[tuple[str, str], ServiceInfo]):
+    """The live Services of a snapshot, each read when asked for: binding looks up only
+    the Services routes and Gateways name, and reading all of a mesh of thousands on every
+    change (three controllers and istiod do) was most of a push's cost there. Binding runs
+    right after the snapshot is taken, in one step of the event loop, so what is read is
+    the store as it was then."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._read: dict[tuple[str, str], ServiceInfo | None] = {}
+
+    def _info(self, at: tuple[str, str]) -> ServiceInfo | None:
+        if at not in self._read:
+            svc = self._store.get(SERVICES, *at)
+            live = svc is not None and not svc["metadata"].get("deletionTimestamp")
+            self._read[at] = service_info(svc, self._store.get(ENDPOINTS, *at)) \
+                if live and svc is not None else None
+        return self._read[at]
+
+    def __getitem__(self, at: tuple[str, str]) -> ServiceInfo:
+        info = self._info(at)
+        if info is None:
+            raise KeyError(at)
+        return info
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for s in self._store.scan(SERVICES):
+            at = (s["metadata"]["namespace"], s["metadata"]["name"])
+            if self._info(at) is not None:
+                yield at
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def changes_routing(key: tuple[str, str], old: dict | None, new: dict) -> bool:

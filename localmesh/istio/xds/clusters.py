@@ -66,7 +66,15 @@ def http_services(state: MeshState) -> list[tuple[Service, ServicePort]]:
 
 def outbound_cluster(state: MeshState, service: Service, port: ServicePort,
                      subset: str = "") -> dict:
-    """``outbound|<port>|<subset>|<host>``, with its TLS."""
+    """``outbound|<port>|<subset>|<host>``, with its TLS; built once per distinct input
+    (the Service, its endpoints' identities, the Istio configuration: memo.py)."""
+    return state.memo.get(
+        ("cluster", state.config_key, state.service_digest(service), port.port, subset),
+        lambda: _outbound_cluster(state, service, port, subset))
+
+
+def _outbound_cluster(state: MeshState, service: Service, port: ServicePort,
+                      subset: str) -> dict:
     c = cluster(names.outbound_cluster(port.port, service.host, subset), port.protocol,
                 service=service, port=port.port, subset=subset or None)
     apply_upstream_tls(c, state, service, port.port, subset,
@@ -75,8 +83,13 @@ def outbound_cluster(state: MeshState, service: Service, port: ServicePort,
 
 
 def outbound_clusters(state: MeshState) -> list[dict]:
-    return [outbound_cluster(state, s, p) for s, p in http_services(state)] + \
-        subset_clusters(state)
+    """Every outbound cluster (the same for every proxy of a state: listed once)."""
+    listed: list[dict] | None = state.local.get("outbound_clusters")
+    if listed is None:
+        listed = state.local["outbound_clusters"] = [
+            outbound_cluster(state, s, p) for s, p in http_services(state)] + \
+            subset_clusters(state)
+    return listed
 
 
 def subset_clusters(state: MeshState) -> list[dict]:

@@ -12,7 +12,26 @@ from localmesh.istio.xds.tls import endpoint_metadata
 
 
 def endpoints_for(state: MeshState, cluster: str) -> dict:
-    """The ClusterLoadAssignment of an outbound cluster from the Service's Endpoints."""
+    """The ClusterLoadAssignment of an outbound cluster from the Service's Endpoints;
+    built once per distinct input (memo.py)."""
+    svc = state.service(cluster.split("|")[3])
+    if svc is None:
+        return _endpoints_for(state, cluster)
+    return state.memo.get(("eds", state.config_key, cluster, state.service_digest(svc)),
+                          lambda: _endpoints_for(state, cluster))
+
+
+def outbound_endpoints(state: MeshState, clusters: dict[str, dict]) -> dict[str, dict]:
+    """The endpoints of every EDS cluster of ``clusters`` (the outbound ones, the same for
+    every proxy of a state: looked up once per state)."""
+    names = frozenset(n for n, c in clusters.items() if c.get("type") == "EDS")
+    shared = state.local.get(("eds", names))
+    if shared is None:
+        shared = state.local[("eds", names)] = {n: endpoints_for(state, n) for n in names}
+    return dict(shared)
+
+
+def _endpoints_for(state: MeshState, cluster: str) -> dict:
     _, port_s, subset, host = cluster.split("|")
     svc = state.service(host)
     lb: list[dict] = []

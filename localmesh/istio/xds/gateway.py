@@ -13,7 +13,7 @@ from localmesh.istio import names
 from localmesh.istio.xds import gatewayapi
 from localmesh.istio.xds.authz import http_filters as authz_filters
 from localmesh.istio.xds.clusters import outbound_clusters, static_clusters, telemetry_cluster
-from localmesh.istio.xds.endpoints import endpoints_for
+from localmesh.istio.xds.endpoints import outbound_endpoints
 from localmesh.istio.xds.filters import ads, http_connection_manager
 from localmesh.istio.xds.model import (
     T_CLUSTER,
@@ -53,7 +53,7 @@ def gateway_resources(state: MeshState, proxy: Proxy) -> dict[str, dict[str, dic
                 rds={"config_source": ads(), "route_config_name": name})]}],
             "traffic_direction": "OUTBOUND",
         }
-    eds = {n: endpoints_for(state, n) for n, c in clusters.items() if c.get("type") == "EDS"}
+    eds = outbound_endpoints(state, clusters)
     return {T_CLUSTER: clusters, T_ENDPOINT: eds, T_LISTENER: listeners, T_ROUTE: routes,
             T_SCOPED: {}}
 

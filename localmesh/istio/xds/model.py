@@ -6,12 +6,15 @@ generation reads only this, so the generators are pure functions.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from localmesh.istio import names
 from localmesh.istio.meshconfig import MeshConfig
+from localmesh.istio.xds.memo import Memo, freeze
 
 if TYPE_CHECKING:
     from localmesh.istio.gatewayapi.binding import Binding
@@ -49,6 +52,13 @@ class Service:
     @cached_property
     def host(self) -> str:
         return names.fqdn(self.name, self.namespace)
+
+    @cached_property
+    def key(self) -> tuple:
+        """Everything of the Service a generated resource can read (memo.py's keys)."""
+        return (self.name, self.namespace, self.cluster_ip,
+                tuple((p.name, p.port, str(p.target), p.protocol) for p in self.ports),
+                freeze(self.selector), freeze(self.labels))
 
 
 @dataclass
@@ -89,10 +99,44 @@ class MeshState:
     peer_authentications: list[dict] = field(default_factory=list)
     authorization_policies: list[dict] = field(default_factory=list)
     mesh_config: MeshConfig = field(default_factory=MeshConfig)
+    # What generation remembers across states (memo.py), and a key that changes whenever
+    # any Istio configuration in the state does (the resource versions of the routing,
+    # security and mesh configuration; istiod.py). A state built without one (a test's)
+    # has its own memo and so shares nothing.
+    memo: Memo = field(default_factory=Memo, compare=False, repr=False)
+    config_key: Hashable = ()
+    # A version of each Service and its endpoints (by namespace and name) that changes
+    # whenever they, or their pods, do (istiod's: resource versions); without it the
+    # content is digested.
+    versions: dict[tuple[str, str], str] = field(default_factory=dict, compare=False,
+                                                 repr=False)
 
     @cached_property
     def _by_host(self) -> dict[str, Service]:
         return {s.host: s for s in self.services}
+
+    @cached_property
+    def _service_digests(self) -> dict[tuple[str, str], str]:
+        return {}
+
+    def service_digest(self, service: Service) -> str:
+        """The Service and its endpoints (addresses, ports, their pods' labels and
+        ServiceAccounts) as one short key, once per state: memo keys stay cheap to hash
+        and compare however large the mesh."""
+        at = (service.namespace, service.name)
+        digest = self._service_digests.get(at)
+        if digest is None:
+            version = self.versions.get(at)
+            body = f"{at}|{version}" if version is not None else \
+                repr((service.key, freeze(self.endpoints.get(at) or [])))
+            digest = self._service_digests[at] = hashlib.sha1(body.encode()).hexdigest()
+        return digest
+
+    @cached_property
+    def local(self) -> dict[Hashable, Any]:
+        """Values shared by this state's generations only (a namespace's route
+        configurations: they list every Service, so they are per state)."""
+        return {}
 
     def service(self, host: str) -> Service | None:
         """The Service of a host name; an index, since every cluster of every proxy asks

@@ -6,10 +6,12 @@ per-port route configurations (``"8080"`` …) with one virtual host per Service
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 
 from localmesh.istio import names
 from localmesh.istio.xds.clusters import http_services
-from localmesh.istio.xds.model import MeshState, Proxy
+from localmesh.istio.xds.model import MeshState, Proxy, Service, ServicePort
 
 # Istio's default retry policy for HTTP routes without ``retries``
 # (pilot/pkg/networking/core/route/retry: DefaultPolicy): two retries on connection
@@ -103,30 +105,63 @@ def route_action(dests: list[dict], ns: str, port: int) -> dict:
 
 
 def outbound_route_configs(state: MeshState, proxy: Proxy) -> dict[str, dict]:
-    """The per-port route configurations ("8080", …) of a sidecar."""
+    """The per-port route configurations ("8080", …) of a sidecar. They differ between
+    client namespaces only (a Service's short name is a domain in its own namespace), so
+    each namespace's are built once per state, from virtual hosts built once per distinct
+    input (memo.py)."""
+    built = state.local.get(("routes", proxy.namespace))
+    if built is None:
+        built = state.local[("routes", proxy.namespace)] = _route_configs(state,
+                                                                          proxy.namespace)
+    return dict(built)
+
+
+def _vhost(state: MeshState, s: Service, p: ServicePort, client_ns: str) -> dict:
+    routes = virtual_service_routes(state, s.host, p.port, None)
+    if routes is None:
+        cluster = names.outbound_cluster(p.port, s.host)
+        routes = [{"name": "default", "match": {"prefix": "/"},
+                   "route": {"cluster": cluster, "timeout": "0s",
+                             "retry_policy": copy.deepcopy(DEFAULT_RETRY_POLICY)},
+                   "decorator": {"operation": f"{s.host}:{p.port}/*"}}]
+    return {
+        "name": f"{s.host}:{p.port}",
+        "domains": names.vhost_domains(s.name, s.namespace, client_ns, s.cluster_ip),
+        "routes": routes,
+        "include_request_attempt_count": True,
+    }
+
+
+def _route_configs(state: MeshState, client_ns: str) -> dict[str, dict]:
     by_port: dict[int, list[dict]] = {}
     for s, p in http_services(state):
-        routes = virtual_service_routes(state, s.host, p.port, None)
-        if routes is None:
-            cluster = names.outbound_cluster(p.port, s.host)
-            routes = [{"name": "default", "match": {"prefix": "/"},
-                       "route": {"cluster": cluster, "timeout": "0s",
-                                 "retry_policy": copy.deepcopy(DEFAULT_RETRY_POLICY)},
-                       "decorator": {"operation": f"{s.host}:{p.port}/*"}}]
-        by_port.setdefault(p.port, []).append({
-            "name": f"{s.host}:{p.port}",
-            "domains": names.vhost_domains(s.name, s.namespace, proxy.namespace, s.cluster_ip),
-            "routes": routes,
-            "include_request_attempt_count": True,
-        })
+        same = s.namespace == client_ns
+        vhost = state.memo.get(("vhost", state.config_key, state.service_digest(s), p.port,
+                                same),
+                               functools.partial(_vhost, state, s, p, client_ns))
+        by_port.setdefault(p.port, []).append(vhost)
     out = {}
     for port, vhosts in sorted(by_port.items()):
         vhosts.sort(key=lambda v: v["name"])
-        vhosts.append({"name": "allow_any", "domains": ["*"], "routes": [
-            {"name": "allow_any", "match": {"prefix": "/"},
-             "route": {"cluster": "PassthroughCluster", "timeout": "0s"}}],
-            "include_request_attempt_count": True})
-        out[str(port)] = {"name": str(port), "virtual_hosts": vhosts,
-                          "validate_clusters": False, "max_direct_response_body_size_bytes":
-                              1048576, "ignore_port_in_host_matching": True}
+        vhosts.append(ALLOW_ANY)
+        config = {"name": str(port), "virtual_hosts": vhosts, "validate_clusters": False,
+                  "max_direct_response_body_size_bytes": 1048576,
+                  "ignore_port_in_host_matching": True}
+
+        def digest(config: dict = config) -> str:
+            # From its virtual hosts' digests: hashing the JSON of thousands of them again
+            # on every push was most of a push's cost.
+            h = hashlib.sha1(config["name"].encode())
+            for v in config["virtual_hosts"]:
+                h.update(state.memo.digest(v).encode())
+            return h.hexdigest()
+
+        state.memo.digest(config, digest)
+        out[str(port)] = config
     return out
+
+
+ALLOW_ANY = {"name": "allow_any", "domains": ["*"], "routes": [
+    {"name": "allow_any", "match": {"prefix": "/"},
+     "route": {"cluster": "PassthroughCluster", "timeout": "0s"}}],
+    "include_request_attempt_count": True}

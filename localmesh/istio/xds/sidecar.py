@@ -24,7 +24,7 @@ from localmesh.istio.xds.clusters import (
     static_clusters,
     telemetry_cluster,
 )
-from localmesh.istio.xds.endpoints import endpoints_for
+from localmesh.istio.xds.endpoints import outbound_endpoints
 from localmesh.istio.xds.filters import ads, http_connection_manager, tcp_proxy
 from localmesh.istio.xds.model import (
     T_CLUSTER,
@@ -168,6 +168,6 @@ def sidecar_resources(state: MeshState, proxy: Proxy) -> dict[str, dict[str, dic
                                     "key": {"fragments": [{"string_key": port}]}}
         for port in routes
     }
-    eds = {n: endpoints_for(state, n) for n, c in clusters.items() if c.get("type") == "EDS"}
+    eds = outbound_endpoints(state, clusters)
     return {T_CLUSTER: clusters, T_ENDPOINT: eds, T_LISTENER: listeners, T_ROUTE: routes,
             T_SCOPED: scoped}
