@@ -129,10 +129,13 @@ def bootstrap(kind: str, pod_ip: str, local_ip: str, pod: str, ns: str,
             # Istio's default inclusion list (its bootstrap's statsMatcher, as a 1.2x
             # sidecar's config dump shows it; meshConfig's proxyStatsMatcher extends it):
             # without it a proxy of a mesh of 2,000 Services exposed ~10 MB of per-cluster
-            # stats on every scrape.
+            # stats on every scrape. ``access_logs.grpc_access_log``: the Mixer mesh's
+            # stand-in for the mixer filter, whose stats Istio 1.4's list kept
+            # (``http_mixer_filter``); a handful of counters, none per cluster.
             "stats_matcher": {"inclusion_list": {"patterns": [
                 {"prefix": p} for p in ("reporter=", "cluster_manager", "listener_manager",
-                                        "server", "cluster.xds-grpc", "wasm", "component")]}},
+                                        "server", "cluster.xds-grpc", "wasm", "component",
+                                        "access_logs.grpc_access_log")]}},
             "use_all_default_tags": False,
             "stats_tags": [
                 # Istio's cluster-name tag: Envoy's default envoy.cluster_name tag stops
