@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshgate import namespaces, rollout
+from meshgate import ingress, namespaces, rollout
 from meshgate.cluster import Cluster, ClusterError
 from meshgate.manifests import MANIFEST_DIR
 from meshgate.mesh import MeshInfo, discover
@@ -201,7 +201,8 @@ class Run:
             try:
                 namespaces.create(cluster, ns, self.settings.run_id, mesh=mesh)
                 rollout.deploy_blockchain(cluster, ns, waits, cluster_writes=self.cluster_writes,
-                                          directory=self.settings.manifests)
+                                          directory=self.settings.manifests,
+                                          host=ingress.scenario_host(ns, mesh.host_domain))
             except Exception:  # noqa: BLE001 - the Background step reports what went wrong
                 pass
 

@@ -141,6 +141,11 @@ class MeshInfo:
         return None
 
     @property
+    def host_domain(self) -> str | None:
+        """The domain of the suite's hosts: OpenShift's apps domain, else the default."""
+        return self.platform.apps_domain if self.openshift else None
+
+    @property
     def opt_in_injection(self) -> bool:
         """Whether pods must ask for their sidecar (OpenShift Service Mesh 2.x)."""
         mesh = self.platform.service_mesh

@@ -1,20 +1,24 @@
 """The ingress on OpenShift: a Route to the ingress gateway, reached through the router.
 
 On OpenShift the way into the cluster is the router (HAProxy), which picks a backend by
-the request's host among the admitted Routes (OpenShift docs, "Route configuration"). The
-suite's scenario hosts (``<namespace>.meshgate.test``, meshgate/ingress.py) are what the
-gateway routes by, so for each host it uses the suite exposes the gateway with a Route of
-that host, the declarative form of ``oc -n istio-system expose svc/istio-ingressgateway
+the request's host (and, over TLS, its SNI) among the admitted Routes (OpenShift docs,
+"Route configuration"). The suite's scenario hosts are what the gateway routes by, so for
+each host it uses the suite exposes the gateway with a Route of that host, the declarative
+form of ``oc -n istio-system create route edge --service=istio-ingressgateway
 --port=http2 --hostname=<host>``. A Route can only point at a Service of its own
 namespace, so it lives in the gateway's namespace; it is labelled with the scenario's
 namespace and removed with it (meshgate/namespaces.py delete()).
 
-The router's address: the LoadBalancer address of ``openshift-ingress/router-default``
-(the default IngressController's Service on cloud platforms and on localmesh), else the
-Route's ``routerCanonicalHostname`` (what the apps domain's wildcard DNS record points at).
-Requests carry the Route's host as ``Host``. Admission is the router's: a Route whose host
-another namespace holds is rejected (``HostAlreadyClaimed``), which the suite reports with
-the Route and the fix.
+On OpenShift the suite's hosts are under the cluster's apps domain
+(``<namespace>.<apps domain>``, meshgate/ingress.py scenario_host()), which the router's
+default wildcard certificate and the domain's wildcard DNS record cover, so the Route is
+edge-terminated and requests go over TLS to the router with the host as SNI and ``Host``,
+checked against the router's CA (meshgate/tls_client.py). The router's address: the
+LoadBalancer address of ``openshift-ingress/router-default`` (the default
+IngressController's Service on cloud platforms and on localmesh), else the Route's
+``routerCanonicalHostname`` (what the wildcard DNS record points at). Admission is the
+router's: a Route whose host another namespace holds is rejected (``HostAlreadyClaimed``),
+which the suite reports with the Route and the fix.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ API = "route.openshift.io/v1"
 ROUTER_NAMESPACE = "openshift-ingress"
 ROUTER_SERVICE = "router-default"
 NAMESPACE_LABEL = "meshgate.io/namespace"
+CONFIG_MANAGED = "openshift-config-managed"
+INGRESS_CA_CONFIGMAP = "default-ingress-cert"
 OWNER_LABEL = "app.kubernetes.io/managed-by"
 
 
@@ -47,7 +53,23 @@ def route(gateway: Gateway, host: str, port: str, owner: str) -> dict:
                          "labels": {OWNER_LABEL: "meshgate", NAMESPACE_LABEL: owner}},
             "spec": {"host": host, "to": {"kind": "Service", "name": gateway.service,
                                           "weight": 100},
-                     "port": {"targetPort": port}, "wildcardPolicy": "None"}}
+                     "port": {"targetPort": port}, "wildcardPolicy": "None",
+                     # TLS ends at the router with its default certificate (the apps
+                     # domain's wildcard); plain HTTP is redirected, OpenShift's usual
+                     # policy for a secured Route.
+                     "tls": {"termination": "edge",
+                             "insecureEdgeTerminationPolicy": "Redirect"}}}
+
+
+def router_ca(cluster: Cluster) -> str | None:
+    """The CA of the router's default certificate, as the ingress operator publishes it
+    (ConfigMap ``openshift-config-managed/default-ingress-cert``, ``ca-bundle.crt``);
+    None where it is not readable (then the system's CAs must trust the router)."""
+    try:
+        cm = cluster.get("v1", "ConfigMap", INGRESS_CA_CONFIGMAP, CONFIG_MANAGED)
+    except ClusterError:
+        return None
+    return ((cm or {}).get("data") or {}).get("ca-bundle.crt") or None
 
 
 def admission(obj: dict) -> tuple[bool | None, str]:

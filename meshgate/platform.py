@@ -61,6 +61,7 @@ class Platform:
     openshift: bool = False
     openshift_version: str | None = None
     service_mesh: ServiceMesh | None = None
+    apps_domain: str | None = None  # the Ingress config's domain: Routes' hosts go there
 
     def describe(self) -> str:
         """``platform: …`` for the run's header."""
@@ -88,6 +89,17 @@ def openshift_version(cluster: Cluster) -> str | None:
         return found
     done = [h for h in status.get("history") or [] if h.get("state") == "Completed"]
     return _version(done[0].get("version")) if done else None
+
+
+def apps_domain(cluster: Cluster) -> str | None:
+    """The cluster's apps domain (``config.openshift.io`` Ingress ``cluster``,
+    ``spec.domain``): where Routes' hosts live, covered by the router's wildcard
+    certificate and the domain's wildcard DNS record."""
+    try:
+        ing = cluster.get(CONFIG_API, "Ingress", "cluster", None)
+    except ClusterError:
+        return None
+    return ((ing or {}).get("spec") or {}).get("domain") or None
 
 
 def ossm2(cluster: Cluster, namespace: str) -> ServiceMesh | None:
@@ -132,7 +144,8 @@ def discover(cluster: Cluster, namespace: str) -> Platform:
     if not openshift:
         return Platform()
     return Platform(True, openshift_version(cluster),
-                    ossm2(cluster, namespace) or ossm3(cluster, namespace))
+                    ossm2(cluster, namespace) or ossm3(cluster, namespace),
+                    apps_domain(cluster) if cluster.has_api(CONFIG_API, "Ingress") else None)
 
 
 def injection_labels(platform: Platform) -> dict[str, str]:

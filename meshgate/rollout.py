@@ -111,7 +111,8 @@ _DEPLOYED: dict[tuple[str, str], dict[str, Deployed]] = {}
 
 def deploy_blockchain(cluster: Cluster, namespace: str, waits: Waits, *,
                       cluster_writes: bool = True,
-                      directory: Path = manifests.MANIFEST_DIR) -> dict[str, Deployed]:
+                      directory: Path = manifests.MANIFEST_DIR,
+                      host: str | None = None) -> dict[str, Deployed]:
     """Deploy once per namespace and process; later calls only confirm readiness.
 
     Every scenario's Background says the workloads are deployed; applying the same 14
@@ -123,14 +124,15 @@ def deploy_blockchain(cluster: Cluster, namespace: str, waits: Waits, *,
         out = wait_ready(cluster, namespace, list(known), waits)
     else:
         out = _deploy_blockchain(cluster, namespace, waits, cluster_writes=cluster_writes,
-                                 directory=directory)
+                                 directory=directory, host=host)
     _DEPLOYED[key] = out
     return out
 
 
 def _deploy_blockchain(cluster: Cluster, namespace: str, waits: Waits, *,
                        cluster_writes: bool = True,
-                       directory: Path = manifests.MANIFEST_DIR) -> dict[str, Deployed]:
+                       directory: Path = manifests.MANIFEST_DIR,
+                       host: str | None = None) -> dict[str, Deployed]:
     """composer, vp0 and membersrvc, and the ingress with the namespace's own host.
 
     The IngressClass ``istio`` is cluster-scoped: it is created only when missing, and not
@@ -144,7 +146,7 @@ def _deploy_blockchain(cluster: Cluster, namespace: str, waits: Waits, *,
     names = list(manifests.WORKLOADS)
     loaded = [manifests.workload_manifest(n, directory) for n in names]
     ing = manifests.load(directory / "ingress.yaml")
-    host = ingress.scenario_host(namespace)
+    host = host or ingress.scenario_host(namespace)
     objects = [obj for m in loaded for obj in m.objects]
     for obj in ing.objects:
         if obj["kind"] == "IngressClass":

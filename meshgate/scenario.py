@@ -91,7 +91,7 @@ class Scenario:
 
     @property
     def host(self) -> str:
-        return ingress.scenario_host(self.namespace)
+        return ingress.scenario_host(self.namespace, self.mesh.host_domain)
 
     @property
     def ingress(self) -> ingress.Ingress:
@@ -144,7 +144,7 @@ class Scenario:
         namespace and process; later calls confirm readiness)."""
         self.deployed.update(rollout.deploy_blockchain(
             self.cluster, self.namespace, self.waits, cluster_writes=self.cluster_writes,
-            directory=self.manifests))
+            directory=self.manifests, host=self.host))
         return self.deployed
 
     def deploy(self, names: list[str]) -> dict[str, Deployed]:
@@ -275,7 +275,7 @@ class Scenario:
                 raise NotOnThisCluster("there is no GatewayClass istio: Istio's Gateway API "
                                        "support is not installed")
         objects = manifests.load(self.manifests / overlay).objects
-        host = f"istio.{self.host}"
+        host = ingress.variant_host("istio", self.host)
         for obj in objects:
             self.apply_for_scenario(ingress.isolate(obj, host))
         if overlay == GATEWAY_API_OVERLAY:
@@ -347,7 +347,9 @@ class Scenario:
         if self.traffic is not None:
             raise AssertionError("traffic already flows in this scenario")
         out = artifacts / "traffic" / f"{self.namespace}-{time.time_ns()}.jsonl"
-        self.traffic = LiveTraffic.start(self.ingress.entry.base_url, self.host, out)
+        entry = self.ingress.entry
+        self.traffic = LiveTraffic.start(entry.base_url, self.host, out,
+                                         server_name=entry.server_name, ca_pem=entry.ca_pem)
         return self.traffic
 
     def run_change(self, argv: list[str], timeout: float) -> str:

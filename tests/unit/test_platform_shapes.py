@@ -104,7 +104,9 @@ def test_the_route_exposes_the_gateway_for_one_host() -> None:
     assert len(name) <= 63 and name.startswith("mg-12050908d54a-main-b28b-meshgate-test-")
     assert obj["spec"] == {"host": host, "to": {"kind": "Service",
                                                 "name": "istio-ingressgateway", "weight": 100},
-                           "port": {"targetPort": "http2"}, "wildcardPolicy": "None"}
+                           "port": {"targetPort": "http2"}, "wildcardPolicy": "None",
+                           "tls": {"termination": "edge",
+                                   "insecureEdgeTerminationPolicy": "Redirect"}}
     assert obj["metadata"]["labels"]["meshgate.io/namespace"] == "mg-12050908d54a-main"
     long = "istio." + "x" * 60 + ".meshgate.test"
     assert len(openshift_route.route_name(long)) <= 63
@@ -150,3 +152,34 @@ def test_a_replica_set_refused_by_the_scc_admission_is_the_reason() -> None:
     why = rollout.refused([refused])
     assert why is not None and why.startswith("ReplicaSet composer-7f: Error creating")
     assert "security context constraint" in why
+
+
+def test_on_openshift_the_hosts_are_under_the_apps_domain() -> None:
+    """The router's wildcard certificate (and DNS record) covers one label under the apps
+    domain, so the namespace's hosts are single labels there."""
+    from meshgate import ingress
+
+    openshift = MeshInfo("1.28", platform=Platform(True, "4.20", OSSM3,
+                                                   apps_domain="apps.example.test"))
+    assert openshift.openshift is False  # set by discovery, not by the platform alone
+    openshift.openshift = True
+    host = ingress.scenario_host("mg-a-main-1f3a", openshift.host_domain)
+    assert host == "mg-a-main-1f3a.apps.example.test"
+    assert ingress.variant_host("istio", host) == "istio-mg-a-main-1f3a.apps.example.test"
+    assert ingress.scenario_host("mg-a", MeshInfo("1.28").host_domain) == "mg-a.meshgate.test"
+    long = ingress.variant_host("istio", "m" * 60 + ".apps.example.test")
+    label = long.split(".")[0]
+    assert len(label) <= 63 and long.endswith(".apps.example.test")
+
+
+def test_tls_sessions_name_the_host_and_trust_the_given_ca() -> None:
+    from meshgate import tls_client
+
+    plain = tls_client.session()
+    assert plain.trust_env is False
+    assert type(plain.get_adapter("https://127.0.0.1:443")).__name__ == "HTTPAdapter"
+    named = tls_client.session("mg-a.apps.example.test", None)
+    adapter = named.get_adapter("https://127.0.0.1:443")
+    assert getattr(adapter, "server_name", None) == "mg-a.apps.example.test"
+    pool_kw = adapter.poolmanager.connection_pool_kw  # type: ignore[attr-defined]
+    assert pool_kw["server_hostname"] == pool_kw["assert_hostname"] == "mg-a.apps.example.test"

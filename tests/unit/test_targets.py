@@ -423,6 +423,9 @@ def test_rbac_grants_what_the_suite_does() -> None:
         assert _allows(scenario, "maistra.io", "servicemeshmembers", verb)
     assert _allows(scenario, "apps", "replicasets", "list")
     assert _allows(suite, "config.openshift.io", "clusterversions", "get", "version")
+    assert _allows(suite, "config.openshift.io", "ingresses", "get", "cluster")
+    assert _allows(suite, "", "configmaps", "get", "default-ingress-cert")
+    assert not _allows(suite, "", "configmaps", "get", "kube-root-ca.crt")
 
 
 def test_rbac_is_least_privilege() -> None:
