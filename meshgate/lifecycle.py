@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshgate import namespaces, rollout
+from meshgate import ingress, namespaces, rollout
 from meshgate.cluster import Cluster, ClusterError
 from meshgate.manifests import MANIFEST_DIR
 from meshgate.mesh import MeshInfo, discover
@@ -230,11 +230,11 @@ class Run:
 
         def deploy(ns: str, worker: str, mesh: MeshInfo) -> None:
             try:
-                namespaces.create(cluster, ns, self.settings.run_id,
-                                  control_plane=mesh.namespace,
+                namespaces.create(cluster, ns, self.settings.run_id, mesh=mesh,
                                   data_plane=self.data_plane_for(worker, mesh))
                 rollout.deploy_blockchain(cluster, ns, waits, cluster_writes=self.cluster_writes,
-                                          directory=self.settings.manifests)
+                                          directory=self.settings.manifests,
+                                          host=ingress.scenario_host(ns, mesh.host_domain))
             except Exception:  # noqa: BLE001 - the Background step reports what went wrong
                 pass
 
@@ -279,8 +279,7 @@ class Run:
                     self.kept.append(name)
             return False
         try:
-            control_plane = self.mesh().namespace
-            return namespaces.delete(self.cluster(), name, control_plane=control_plane)
+            return namespaces.delete(self.cluster(), name, mesh=self.mesh())
         except (ClusterError, TargetError):
             return False  # already gone, or the cluster is going away
 
@@ -324,8 +323,23 @@ class Run:
     def header(self) -> list[str]:
         target = self.description or (f"unavailable: {self.unavailable}" if self.unavailable
                                       else f"{self.settings.target} (not started yet)")
-        return [f"meshgate: run {self.settings.run_id}, target {target}",
-                f"meshgate: {self.settings.profile.header()}"]
+        lines = [f"meshgate: run {self.settings.run_id}, target {target}",
+                 f"meshgate: {self.settings.profile.header()}"]
+        found = self.mesh_found()
+        if found is not None:
+            lines.append(f"meshgate: {found.describe()}")
+        return lines
+
+    def mesh_found(self, *, discover_now: bool = True) -> MeshInfo | None:
+        """The mesh, discovered now (``discover_now``) where the cluster is there already
+        (the header names the platform and the mesh); None where it is not, or cannot be
+        read yet — the session's own fixtures then say why."""
+        if not self.started or not discover_now:
+            return self._mesh
+        try:
+            return self.mesh()
+        except (ClusterError, TargetError):
+            return None
 
     def record(self) -> dict[str, object]:
         """The run's identity for ``run.json`` and the reports."""
@@ -340,5 +354,6 @@ class Run:
         }
         if self._mesh is not None:
             out["mesh"] = self._mesh.describe()
+            out["platform"] = self._mesh.platform.describe()
             out["istio_version"] = self._mesh.istio_version
         return out

@@ -69,10 +69,35 @@ def stuck(pods: list[dict]) -> str | None:
     return None
 
 
+def refused(replica_sets: list[dict]) -> str | None:
+    """Why the API server refuses the pods of a ReplicaSet, if it does: the controller's
+    ``ReplicaFailure`` condition ("Error creating: …", kubernetes pkg/controller/
+    replicaset), e.g. OpenShift's SecurityContextConstraints admission."""
+    for rs in replica_sets:
+        for c in (rs.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "ReplicaFailure" and c.get("status") == "True":
+                return f"ReplicaSet {rs['metadata']['name']}: {c.get('message', '')}"
+    return None
+
+
+SCC_FIX = ("OpenShift's SecurityContextConstraints refuse the pod: under restricted-v2 a pod "
+           "may not ask for UID 0 or a UID outside the namespace's range, nor for added "
+           "capabilities or privilege; remove runAsUser (OpenShift assigns one) and what "
+           "restricted-v2 forbids from the manifest, or grant its ServiceAccount an SCC that "
+           "allows it (`oc adm policy add-scc-to-user anyuid -z <service account> -n <ns>`)")
+
+
 def _ready(cluster: Cluster, namespace: str, name: str, sidecar: bool = True,
            plane: str = "sidecar") -> Deployed | None:
     d = cluster.get("apps/v1", "Deployment", name, namespace)
     pods = manifests.pods_of(cluster, namespace, name)
+    if not pods and d is not None:
+        why = refused(cluster.list("apps/v1", "ReplicaSet", namespace,
+                                   label_selector=f"app={name}"))
+        if why:
+            fix = SCC_FIX if "security context constraint" in why else \
+                "see `kubectl describe replicaset` for the admission that refused it"
+            raise Unrecoverable(f"{name} cannot create its pods in {namespace}: {why}. {fix}")
     why = stuck(pods)
     if why:
         raise Unrecoverable(f"{name} cannot become Ready: {why}; see `kubectl describe pod "
@@ -97,7 +122,8 @@ _DEPLOYED: dict[tuple[str, str], dict[str, Deployed]] = {}
 
 def deploy_blockchain(cluster: Cluster, namespace: str, waits: Waits, *,
                       cluster_writes: bool = True,
-                      directory: Path = manifests.MANIFEST_DIR) -> dict[str, Deployed]:
+                      directory: Path = manifests.MANIFEST_DIR,
+                      host: str | None = None) -> dict[str, Deployed]:
     """Deploy once per namespace and process; later calls only confirm readiness.
 
     Every scenario's Background says the workloads are deployed; applying the same 14
@@ -110,14 +136,15 @@ def deploy_blockchain(cluster: Cluster, namespace: str, waits: Waits, *,
                          plane=data_plane(cluster, namespace).mode)
     else:
         out = _deploy_blockchain(cluster, namespace, waits, cluster_writes=cluster_writes,
-                                 directory=directory)
+                                 directory=directory, host=host)
     _DEPLOYED[key] = out
     return out
 
 
 def _deploy_blockchain(cluster: Cluster, namespace: str, waits: Waits, *,
                        cluster_writes: bool = True,
-                       directory: Path = manifests.MANIFEST_DIR) -> dict[str, Deployed]:
+                       directory: Path = manifests.MANIFEST_DIR,
+                       host: str | None = None) -> dict[str, Deployed]:
     """composer, vp0 and membersrvc, and the ingress with the namespace's own host.
 
     The IngressClass ``istio`` is cluster-scoped: it is created only when missing, and not
@@ -134,7 +161,7 @@ def _deploy_blockchain(cluster: Cluster, namespace: str, waits: Waits, *,
         deploy_waypoint(cluster, namespace, plane.waypoint, waits, directory=directory)
     loaded = [manifests.workload_manifest(n, directory) for n in names]
     ing = manifests.load(directory / "ingress.yaml")
-    host = ingress.scenario_host(namespace)
+    host = host or ingress.scenario_host(namespace)
     objects = [obj for m in loaded for obj in m.objects]
     for obj in ing.objects:
         if obj["kind"] == "IngressClass":

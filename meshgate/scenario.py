@@ -10,6 +10,7 @@ bundle and the report show; nothing is passed between steps through untyped keys
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from meshgate import (
     gateway_api,
     ingress,
     manifests,
+    mixer,
     rollout,
     routes,
     security,
@@ -29,6 +31,7 @@ from meshgate import (
 )
 from meshgate.chaos import Fault
 from meshgate.cluster import Cluster
+from meshgate.ingress import EntryPoint
 from meshgate.live_traffic import LiveTraffic
 from meshgate.mesh import GATEWAY_API, DataPlane, MeshInfo, NotOnThisCluster, data_plane
 from meshgate.rollout import Deployed
@@ -61,6 +64,7 @@ class Sent:
     count: int
     answers: list[ingress.Answer]
     baselines: Baselines
+    at: float = 0.0  # Unix time just before the first request
     # Bytes the destination ztunnels had received per service (ambient namespaces), and
     # the requests the namespace's waypoint had counted.
     tcp: ambient.PeerBaselines = field(default_factory=dict)
@@ -98,7 +102,7 @@ class Scenario:
 
     @property
     def host(self) -> str:
-        return ingress.scenario_host(self.namespace)
+        return ingress.scenario_host(self.namespace, self.mesh.host_domain)
 
     @property
     def data_plane(self) -> DataPlane:
@@ -113,10 +117,11 @@ class Scenario:
         return self._data_plane.describe() if self._data_plane is not None else None
 
     def require_sidecars(self, what: str) -> None:
-        """A check of sidecars needs a namespace with sidecars: elsewhere (ambient) the
-        scenario is skipped, saying so."""
+        """A check of sidecars needs a namespace with sidecars: in an ambient one the
+        scenario is skipped, saying so (elsewhere the check runs, and says what it
+        found)."""
         plane = self.data_plane
-        if plane.mode != "sidecar":
+        if plane.ambient:
             raise NotOnThisCluster(f"{what} needs sidecars; namespace {self.namespace} is in "
                                    f"the {plane.describe()} data plane")
 
@@ -157,9 +162,12 @@ class Scenario:
     def ingress(self) -> ingress.Ingress:
         """The ingress gateway's client; its entry point is found on first use."""
         if self._ingress is None:
-            entry = ingress.entry_point(self.cluster, self.mesh.ingress_gateway)
-            self._ingress = ingress.Ingress(entry, self.host, self.waits)
+            self._ingress = ingress.Ingress(self.entry_for(self.host), self.host, self.waits)
         return self._ingress
+
+    def entry_for(self, host: str) -> EntryPoint:
+        """How requests for ``host`` reach the ingress gateway (ingress.entry_for)."""
+        return ingress.entry_for(self.cluster, self.mesh, host, self.namespace)
 
     @property
     def prometheus(self) -> QueryBackend | None:
@@ -201,7 +209,7 @@ class Scenario:
         namespace and process; later calls confirm readiness)."""
         self.deployed.update(rollout.deploy_blockchain(
             self.cluster, self.namespace, self.waits, cluster_writes=self.cluster_writes,
-            directory=self.manifests))
+            directory=self.manifests, host=self.host))
         return self.deployed
 
     def deploy(self, names: list[str]) -> dict[str, Deployed]:
@@ -234,7 +242,7 @@ class Scenario:
         if self.prometheus is not None and self.mesh.unsupported_reason() is None:
             pods = {name: pod for name in self.deployed if (pod := self.pod_of(name))}
             baselines = self.telemetry.baselines(pods)
-        sent = Sent(path, count, [], baselines)
+        sent = Sent(path, count, [], baselines, time.time())
         if self.prometheus is not None and self.data_plane.ambient:
             sent.tcp = ambient.tcp_baselines(self.prometheus, self.namespace)
             if self.data_plane.waypoint:
@@ -277,6 +285,22 @@ class Scenario:
         return self.telemetry.expect_requests_counted(
             service, code=code, count=count, baselines=sent.baselines, sent_to=sent.path,
             pod=self.pod_of(service), labels=labels)
+
+    def expect_mixer_logged(self, service: str, code: int) -> list[dict]:
+        """The last requests sent appear in the mixer's access log (Mixer-era meshes; the
+        seed's ``oc logs istio-mixer | grep composer``)."""
+        sent = self.last_sent()
+        wanted = mixer.Wanted(self.namespace, service, sent.path, code, sent.at)
+        found = mixer.expect_logged(self.cluster, self.mesh, wanted, sent.count, self.waits)
+        self.access_log = [json.dumps(e, sort_keys=True) for e in found[-3:]]
+        return found
+
+    def expect_mixer_counted(self, service: str, count: int, code: int) -> float:
+        """The last requests sent are counted by Mixer's Prometheus adapter (scraped as
+        job ``istio-mesh``)."""
+        mixer.require_mixer(self.mesh)
+        return self.expect_requests_counted(service, count, code,
+                                            labels={"job": mixer.METRICS_JOB})
 
     def apply_for_scenario(self, obj: dict) -> dict:
         """Apply ``obj`` in the scenario's namespace until the scenario ends."""
@@ -340,7 +364,7 @@ class Scenario:
                 raise NotOnThisCluster("there is no GatewayClass istio: Istio's Gateway API "
                                        "support is not installed")
         objects = manifests.load(self.manifests / overlay).objects
-        host = f"istio.{self.host}"
+        host = ingress.variant_host("istio", self.host)
         for obj in objects:
             self.apply_for_scenario(ingress.isolate(obj, host))
         if overlay == GATEWAY_API_OVERLAY:
@@ -356,7 +380,8 @@ class Scenario:
             self._ingress = ingress.Ingress(ingress.entry_point(self.cluster, where),
                                             self.host, self.waits)
         else:
-            self._ingress = ingress.Ingress(self.ingress.entry, host, self.waits)
+            entry = self.entry_for(host) if self.mesh.openshift else self.ingress.entry
+            self._ingress = ingress.Ingress(entry, host, self.waits)
         return self._ingress.entry.how
 
     def require_mtls(self) -> None:
@@ -411,7 +436,9 @@ class Scenario:
         if self.traffic is not None:
             raise AssertionError("traffic already flows in this scenario")
         out = artifacts / "traffic" / f"{self.namespace}-{time.time_ns()}.jsonl"
-        self.traffic = LiveTraffic.start(self.ingress.entry.base_url, self.host, out)
+        entry = self.ingress.entry
+        self.traffic = LiveTraffic.start(entry.base_url, self.host, out,
+                                         server_name=entry.server_name, ca_pem=entry.ca_pem)
         return self.traffic
 
     def run_change(self, argv: list[str], timeout: float) -> str:

@@ -32,3 +32,20 @@ def access_log_shows(workload: str, path: str, scenario: Scenario) -> None:
     scenario.require_sidecars("a sidecar's access log")
     scenario.access_log = telemetry.expect_access_log(
         scenario.cluster, scenario.namespace, scenario.pod(workload), path, scenario.waits)
+
+
+@then(parsers.parse('the mixer\'s log shows the requests to {service} with response code '
+                    '{code:d}'))
+def mixer_logs(service: str, code: int, scenario: Scenario) -> None:
+    """Mixer-era meshes: the stdio adapter's JSON access log of ``istio-telemetry``
+    (``kubectl logs -l istio-mixer-type=telemetry -c mixer``) has the receiver's report of
+    each request sent, for the scenario's namespace and the service's host."""
+    scenario.expect_mixer_logged(service, code)
+
+
+@then(parsers.parse("the mixer's metrics count the {count:d} requests to {service} with "
+                    "response code {code:d}"))
+def mixer_counts(count: int, service: str, code: int, scenario: Scenario) -> None:
+    """Mixer-era meshes: ``istio_requests_total`` from Mixer's Prometheus adapter, scraped
+    as job ``istio-mesh``, grows by the requests sent."""
+    scenario.expect_mixer_counted(service, count, code)

@@ -221,6 +221,8 @@ def _header(run: RunRecord) -> str:
         meta.append(f"target {_e(run.target)}")
     if run.profile:
         meta.append(_e(run.profile))
+    if run.mesh:
+        meta.append(_e(run.mesh))
     if started:
         meta.append(f"started {started}")
     meta.append(f"wall time {_secs(run.duration)}")

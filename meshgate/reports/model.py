@@ -189,6 +189,7 @@ class RunRecord:
     run_id: str | None = None
     target: str | None = None
     profile: str | None = None  # the profile in force and why
+    mesh: str | None = None  # the platform and mesh found (MeshInfo.describe())
     started: float | None = None  # Unix time
     duration: float = 0.0  # wall time of the session
     workers: int = 0  # xdist workers (0 without xdist)

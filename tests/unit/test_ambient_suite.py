@@ -26,6 +26,7 @@ from meshgate.profiles import choose
      DataPlane("ambient")),
     # Istio never redirects a pod that has a sidecar: injection wins.
     ({"istio-injection": "enabled", "istio.io/dataplane-mode": "ambient"}, DataPlane("sidecar")),
+    ({"maistra.io/member-of": "istio-system"}, DataPlane("sidecar")),  # OSSM 2's member
     ({}, DataPlane("none")),
 ])
 def test_a_namespaces_data_plane_is_read_from_its_labels(labels: dict, want: DataPlane) -> None:
