@@ -77,8 +77,9 @@ def test_the_gate_passes_on_each_data_plane(ambient: Handle, tmp_path: Path, dat
         assert skipped == [] and all(s["status"] in ("passed", "skipped")
                                      for s in scenarios), out[-2000:]
         return
-    assert skipped and all("needs sidecars" in why(s) for s in skipped), \
-        [why(s) for s in skipped]
+    # With two workers, the ambient one may or may not draw a sidecar check.
+    assert skipped or data_plane == "mixed", "the sidecar checks skip on ambient, saying so"
+    assert all("needs sidecars" in why(s) for s in skipped), [why(s) for s in skipped]
     assert all(s.get("data_plane") == AMBIENT or "waypoint" in (s.get("data_plane") or "")
                for s in skipped), "only ambient namespaces skip the sidecar checks"
     checked = [c for s in scenarios for c in s.get("checked") or []]
