@@ -7,7 +7,7 @@ Feature: The mesh recovers from faults
   not create they also need --allow-cluster-faults.
 
   Background:
-    Given the blockchain workloads are deployed with sidecars
+    Given the blockchain workloads are deployed in the mesh
 
   Scenario: composer's app process is killed during ingress traffic
     When the app process of composer is killed while traffic flows to "/login" through the ingress gateway
@@ -23,7 +23,7 @@ Feature: The mesh recovers from faults
   Scenario: telemetry converges again after Prometheus restarts
     When the Prometheus pod is deleted and its replacement is Ready
     And 5 requests are sent to "/chain/blocks/0" through the ingress gateway
-    Then Prometheus counts the 5 requests to vp0 reported by its sidecar with response code 200
+    Then Prometheus counts the 5 requests to vp0 reported by its data plane with response code 200
 
   @cluster-fault
   Scenario: every sidecar resyncs after istiod restarts

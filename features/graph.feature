@@ -6,7 +6,7 @@ Feature: Service-graph edges exist
   with membersrvc on its own.
 
   Background:
-    Given the blockchain workloads are deployed with sidecars
+    Given the blockchain workloads are deployed in the mesh
 
   @smoke
   Scenario: traffic through the ingress draws the blockchain's service graph

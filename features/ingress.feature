@@ -8,7 +8,7 @@ Feature: Ingress paths work
   installed; elsewhere that example is skipped, saying so).
 
   Background:
-    Given the blockchain workloads are deployed with sidecars
+    Given the blockchain workloads are deployed in the mesh
 
   @smoke
   Scenario Outline: <path> through the ingress gateway answers <status>

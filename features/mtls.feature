@@ -4,10 +4,14 @@ Feature: Traffic between the workloads is mutually authenticated
   presents the certificate of its workload's identity (its service account, as a SPIFFE
   ID), and the receiving sidecar knows who called. A platform team upgrading a mesh wants
   to know that this still holds, and that with STRICT mutual TLS a client outside the mesh
-  is refused while mesh traffic and ingress keep working.
+  is refused while mesh traffic and ingress keep working. In ambient mode ztunnel carries
+  every hop in mutual TLS (HBONE) and refuses plaintext under STRICT: the checks of a
+  sidecar's clusters are skipped there, saying so; the callers' identities are read from
+  ztunnel's metrics (a waypoint's, where one carries the requests), and the STRICT scenario
+  holds as it is.
 
   Background:
-    Given the blockchain workloads are deployed with sidecars
+    Given the blockchain workloads are deployed in the mesh
 
   Scenario Outline: <client>'s sidecar sends mutual TLS to <service>
     Then the sidecar of <client> sends Istio's mutual TLS to "<service>" port <port>

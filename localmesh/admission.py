@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from localmesh.api import status
 from localmesh.api.objects import ObjectAPI
 from localmesh.api.rbac import RBAC_KEYS
 from localmesh.api.rbac.validation import default_rbac, validate_rbac
@@ -94,7 +95,10 @@ def _default_object(rt: ResourceType, obj: dict, old: dict | None,
     meta = obj.setdefault("metadata", {})
     spec = obj.setdefault("spec", {}) if rt.kind not in (
         "ConfigMap", "Secret", "Endpoints", "Event", "ServiceAccount", "EndpointSlice",
-        "ClusterRole", "Role", "RoleBinding", "ClusterRoleBinding") and not rt.custom else None
+        "ClusterRole", "Role", "RoleBinding", "ClusterRoleBinding", "StorageClass",
+        "PriorityClass", "RuntimeClass", "ControllerRevision", "PodTemplate",
+        "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration") \
+        and not rt.custom else None
     if rt.key == ("", "secrets"):
         # The API server folds write-only stringData into data (base64), as upstream.
         string_data = obj.pop("stringData", None) or {}
@@ -194,7 +198,8 @@ def validate_objects(api: ObjectAPI, rt: ResourceType, obj: dict, old: dict | No
         tmpl_labels = (spec.get("template", {}).get("metadata") or {}).get("labels") or {}
         if sel and any(tmpl_labels.get(k) != v for k, v in sel.items()):
             causes.append(("spec.template.metadata.labels", "FieldValueInvalid",
-                           f"Invalid value: {tmpl_labels}: `selector` does not match template "
+                           f"Invalid value: {status.go_value(tmpl_labels)}: `selector` does not "
+                           "match template "
                            "`labels`"))
         if isinstance(spec.get("replicas"), int) and spec["replicas"] < 0:
             causes.append(("spec.replicas", "FieldValueInvalid",

@@ -274,6 +274,12 @@ def _up(args: argparse.Namespace) -> int:
         except (LaunchError, ShapeError) as exc:
             print(f"localmesh up: {exc}", file=sys.stderr)
             return 1
+        if latch.signum is not None:
+            # The signal came as launch returned: up had not finished, so it still stops
+            # what it started, as a signal a moment earlier would have.
+            h.stop()
+            print(f"localmesh up: {Interrupted(latch.signum, h.pid)}", file=sys.stderr)
+            return exit_status(latch.signum)
     print(f"localmesh is ready in {h.boot_seconds:.2f}s at {h.server} "
           f"({shape.describe()})")
     info = current(state) or {}

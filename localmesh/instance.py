@@ -29,8 +29,18 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
-from localmesh import admission, credentials, pki, synthetic
+from localmesh import (
+    admission,
+    admission_kinds,
+    admissionpolicy,
+    credentials,
+    pki,
+    quota,
+    synthetic,
+    webhooks,
+)
 from localmesh.admission import ServiceAllocation
+from localmesh.api import eviction
 from localmesh.api.authn import Authenticator
 from localmesh.api.faults import Faults
 from localmesh.api.listener import Disruptions, Listener
@@ -42,11 +52,23 @@ from localmesh.api.rbac.escalation import EscalationCheck
 from localmesh.api.rbac.filters import RequestAuthorization
 from localmesh.api.rbac.reviews import Reviews
 from localmesh.api.server import APIServer
+from localmesh.controllers.certificates import SigningController, record_requester
 from localmesh.controllers.crds import CRDController
 from localmesh.controllers.endpoints import EndpointsController
+from localmesh.controllers.jobs import CronJobController, JobController
 from localmesh.controllers.lifecycle import GarbageCollector, NamespaceController
+from localmesh.controllers.policy import (
+    APIServiceController,
+    AutoscalerController,
+    DisruptionController,
+    ensure_local_apiservices,
+)
 from localmesh.controllers.serviceproxy import ServiceProxy
+from localmesh.controllers.sets import DaemonSetController, StatefulSetController
+from localmesh.controllers.storage import VolumeController, default_class
 from localmesh.controllers.workloads import DeploymentController, ReplicaSetController
+from localmesh.istio.ambient.cni import IstioCNI
+from localmesh.istio.ambient.install import AmbientMesh
 from localmesh.istio.mesh import Mesh
 from localmesh.kubelet import streams
 from localmesh.kubelet.containers import ContainerRuntime
@@ -108,6 +130,14 @@ class Instance:
                                         for p in (s.get("spec") or {}).get("ports") or []))
         admission.install(self.api, ServiceAllocation(self.addresses.cluster_ips.allocate,
                                                       node_ports.allocate))
+        # The rest of the built-in API's admission: defaults and validation of the newer
+        # kinds, LimitRanger and ResourceQuota, ValidatingAdmissionPolicy.
+        admission_kinds.install(self.api)
+        quota.install(self.api)
+        self.api.admission.add_mutator(("certificates.k8s.io", "certificatesigningrequests"),
+                                       record_requester)
+        admissionpolicy.install(self.api)
+        webhooks.install(self.api)
         # Authentication (the admin token, ServiceAccount tokens) and RBAC authorization;
         # RBAC objects also pass the escalation check on their way into the store.
         self.token = secrets.token_urlsafe(32)
@@ -126,9 +156,12 @@ class Instance:
         escalation = EscalationCheck(self.authz)
         for key in RBAC_KEYS:
             self.api.admission.add_validator(key, escalation)
+        # Ambient mode: istio-cni's node agent is the kubelet's chained network plugin.
+        self.cni = IstioCNI(self.api) if self.shape.mesh == "ambient" else None
         containers = ContainerRuntime(state_dir, self.addresses.block) \
             if self.shape.runtime == "podman" else None
         self.kubelet = Kubelet(self.api, self.addresses, state_dir, tokens=self.authn.issue,
+                               network=[self.cni] if self.cni is not None else [],
                                containers=containers)
         self.proxy = ServiceProxy(self.api, self.addresses, state_dir)
         # The OpenShift flavor's rooms (localmesh/openshift/platform.py); its router's
@@ -140,30 +173,41 @@ class Instance:
         self.controllers = [DeploymentController(self.api), ReplicaSetController(self.api),
                             EndpointsController(self.api), NamespaceController(self.api),
                             GarbageCollector(self.api), CRDController(self.api), self.proxy,
+                            JobController(self.api), CronJobController(self.api),
+                            DaemonSetController(self.api), StatefulSetController(self.api),
+                            VolumeController(self.api, state_dir / "volumes"),
+                            quota.QuotaController(self.api), DisruptionController(self.api),
+                            AutoscalerController(self.api), APIServiceController(self.api),
+                            SigningController(self.api),
                             *(self.openshift.controllers if self.openshift else [])]
         subresources = {(("", "pods"), sub): handler
                         for sub, handler in streams.handlers(self.kubelet).items()}
         subresources[(("", "services"), "proxy")] = self.proxy.proxy_handler
         subresources[(("", "serviceaccounts"), "token")] = self.authn.token_request
+        subresources[(("", "pods"), "eviction")] = eviction.handler(self.api)
         self.server = APIServer(
             self.api, self.authn, RequestAuthorization(self.authz, self.registry),
             subresources=subresources,
             routes=[*self.authn.routes(), *Reviews(self.authz).routes(),
                     *(self.openshift.routes() if self.openshift else [])],
-            openapi=OpenAPI(self.registry), faults=self.faults)
+            openapi=OpenAPI(self.registry, self.api.schema), faults=self.faults)
         # localmesh's own discovery endpoint for Prometheus (plain HTTP on the instance's
         # loopback address; see serviceproxy.py).
         self.sd_address = f"{self.addresses.server_address(3)}:8080"
+        sd_url = f"http://{self.sd_address}/localmesh/v1/prometheus-targets"
         self.mesh: Mesh | MixerMesh | None = None
         if self.shape.mesh == "sidecar":
-            self.mesh = Mesh(self.api, self.addresses.server_address(2),
-                             f"http://{self.sd_address}/localmesh/v1/prometheus-targets",
+            self.mesh = Mesh(self.api, self.addresses.server_address(2), sd_url,
                              self.authn.review,
                              self.openshift.injection() if self.openshift else None)
         elif self.shape.mesh == "mixer":
             # Istio 1.4 with Mixer (localmesh/mixer/install.py).
             self.mesh = MixerMesh(self.api, self.addresses.server_address(2),
                                   f"http://{self.sd_address}{SD_PATH}", self.authn.review)
+        elif self.cni is not None:
+            # Istio's ambient profile (localmesh/istio/ambient/install.py).
+            self.mesh = AmbientMesh(self.api, self.addresses.server_address(2), sd_url,
+                                    self.authn.review, self.cni)
         self._runner: web.AppRunner | None = None
         self.disruptions: Disruptions | None = None
         self._sd_runner: web.AppRunner | None = None
@@ -246,6 +290,21 @@ class Instance:
         sa_rt = self.api.rt("v1", "ServiceAccount")
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.api.create(sa_rt, ns, {"metadata": {"name": "default"}})
+        # What every cluster starts with: a default StorageClass (kind's is "standard"),
+        # the system PriorityClasses, and the APIServices of the built-in group-versions.
+        self.api.create(self.api.rt("storage.k8s.io/v1", "StorageClass"), "", default_class())
+        pc_rt = self.api.rt("scheduling.k8s.io/v1", "PriorityClass")
+        for name, value in (("system-cluster-critical", 2000000000),
+                            ("system-node-critical", 2000001000)):
+            self.api.create(pc_rt, "", {"metadata": {"name": name}, "value": value,
+                                        "description": "Used for system critical pods that "
+                                                       "must run in the cluster, but can be "
+                                                       "moved to another node if necessary."
+                                        if name == "system-cluster-critical" else
+                                        "Used for system critical pods that must not be "
+                                        "moved from their current node.",
+                                        "preemptionPolicy": "PreemptLowerPriority"})
+        ensure_local_apiservices(self.api)
         synthetic.populate(self.api, self.addresses.block, self.shape.synthetic_services)
 
     async def stop(self) -> None:

@@ -1,4 +1,6 @@
-"""The API server's TLS: a CA and a serving certificate generated per instance.
+"""TLS for localmesh: the API server's CA and serving certificate generated per instance,
+and the server and client contexts its parts share (istiod's webhook server, the API
+server's webhook calls).
 
 kubectl (client-go) does not send a bearer token over plain HTTP, so the API server
 serves HTTPS like a real one; the kubeconfig carries the CA (certificate-authority-data)
@@ -86,3 +88,12 @@ def pem_server_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
         key.write_bytes(key_pem)
         ctx.load_cert_chain(cert, key)
     return ctx
+
+
+def client_context(ca_pem: bytes | None = None) -> ssl.SSLContext:
+    """A TLS client context that verifies the server and its name against ``ca_pem`` only
+    (a webhook's ``caBundle``: client-go's rest.Config trusts its CAData alone), else
+    against the system's roots (a webhook without one)."""
+    if ca_pem:
+        return ssl.create_default_context(cadata=ca_pem.decode())
+    return ssl.create_default_context()

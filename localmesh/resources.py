@@ -85,6 +85,10 @@ def _subresource_shape(rt: ResourceType, sub: str) -> tuple[list[str], str, str 
         return ["create", "delete", "get", "patch", "update"], kind, None, ""
     if sub == "finalize":
         return ["update"], rt.kind, None, ""
+    if sub == "approval":
+        return ["get", "patch", "update"], rt.kind, None, ""
+    if sub == "eviction":
+        return ["create"], "Eviction", "policy", "v1"
     if sub == "token":
         return ["create"], "TokenRequest", "authentication.k8s.io", "v1"
     return ["get"], rt.kind, None, ""
@@ -96,7 +100,8 @@ BUILTIN: list[ResourceType] = [
     ResourceType("", "v1", "namespaces", "Namespace", False, ("ns",), ("status", "finalize"),
                  verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
     ResourceType("", "v1", "pods", "Pod", True, ("po",),
-                 ("status", "log", "exec", "portforward", "proxy", "attach"), categories=("all",)),
+                 ("status", "log", "exec", "portforward", "proxy", "attach", "eviction"),
+                 categories=("all",)),
     ResourceType("", "v1", "services", "Service", True, ("svc",), ("status", "proxy"),
                  verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update",
                         "watch"),
@@ -123,6 +128,46 @@ BUILTIN: list[ResourceType] = [
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",
                  False),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
+    # The rest of the built-in API (issue 13): workloads, storage, policy, admission.
+    ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), ("status",),
+                 categories=("all",)),
+    ResourceType("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",),
+                 ("status", "scale"), categories=("all",)),
+    ResourceType("apps", "v1", "controllerrevisions", "ControllerRevision", True),
+    ResourceType("batch", "v1", "jobs", "Job", True, (), ("status",), categories=("all",)),
+    ResourceType("batch", "v1", "cronjobs", "CronJob", True, ("cj",), ("status",),
+                 categories=("all",)),
+    ResourceType("", "v1", "replicationcontrollers", "ReplicationController", True, ("rc",),
+                 ("status", "scale"), categories=("all",)),
+    ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",),
+                 ("status",)),
+    ResourceType("", "v1", "persistentvolumes", "PersistentVolume", False, ("pv",),
+                 ("status",)),
+    ResourceType("", "v1", "resourcequotas", "ResourceQuota", True, ("quota",), ("status",)),
+    ResourceType("", "v1", "limitranges", "LimitRange", True, ("limits",)),
+    ResourceType("", "v1", "podtemplates", "PodTemplate", True),
+    ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",),
+                 ("status",)),
+    ResourceType("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler",
+                 True, ("hpa",), ("status",), categories=("all",)),
+    ResourceType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True,
+                 ("netpol",)),
+    ResourceType("apiregistration.k8s.io", "v1", "apiservices", "APIService", False, (),
+                 ("status",)),
+    ResourceType("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies",
+                 "ValidatingAdmissionPolicy", False, (), ("status",)),
+    ResourceType("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings",
+                 "ValidatingAdmissionPolicyBinding", False),
+    ResourceType("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+                 "MutatingWebhookConfiguration", False),
+    ResourceType("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+                 "ValidatingWebhookConfiguration", False),
+    ResourceType("certificates.k8s.io", "v1", "certificatesigningrequests",
+                 "CertificateSigningRequest", False, ("csr",), ("status", "approval")),
+    ResourceType("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False,
+                 ("pc",)),
+    ResourceType("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False),
+    ResourceType("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",)),
     # Reviews: create-only, answered by localmesh/api/authn.py and api/rbac.py, never stored.
     ResourceType("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview",
                  False, verbs=_CREATE),

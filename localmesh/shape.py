@@ -24,8 +24,9 @@ OSSM_VERSIONS = ("2", "3")
 API_FAULTS = ("none", "flaky", "restart", "token-expiry", "outage")
 RUNTIMES = ("process", "podman")
 # The shapes localmesh can boot today; the others are refused with IMPLEMENTED's message.
-IMPLEMENTED = {"mesh": ("sidecar", "mixer", "none"), "flavor": ("kubernetes", "openshift"),
-               "api_faults": API_FAULTS, "runtime": ("process", "podman")}
+IMPLEMENTED = {"mesh": ("sidecar", "ambient", "mixer", "none"),
+               "flavor": ("kubernetes", "openshift"), "api_faults": API_FAULTS,
+               "runtime": ("process", "podman")}
 
 
 class ShapeError(ValueError):
@@ -61,10 +62,12 @@ class Shape:
                 option = "--" + flag.replace("_", "-")
                 raise ShapeError(f"{option} {value} is not built into this localmesh yet; it "
                                  f"boots {option} {' or '.join(IMPLEMENTED[flag])}")
-        if self.flavor == "openshift" and self.mesh == "mixer":
-            raise ShapeError("--flavor openshift with --mesh mixer is not built into this "
-                             "localmesh yet (OpenShift Service Mesh 1.x); it boots --flavor "
-                             "openshift with --mesh sidecar or none")
+        if self.flavor == "openshift" and self.mesh in ("mixer", "ambient"):
+            which = "OpenShift Service Mesh 1.x" if self.mesh == "mixer" else \
+                "OpenShift Service Mesh 3's ambient mode: IstioCNI and ZTunnel resources"
+            raise ShapeError(f"--flavor openshift with --mesh {self.mesh} is not built into "
+                             f"this localmesh yet ({which}); it boots --flavor openshift with "
+                             "--mesh sidecar or none")
         if self.runtime == "podman":
             from localmesh.kubelet.podman import unusable
 

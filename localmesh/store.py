@@ -164,7 +164,10 @@ class Store:
         if since is not None and since < self.revision:
             oldest = self.history[0].revision if self.history else self.revision + 1
             if since < oldest - 1 and len(self.history) == self.history.maxlen:
-                raise StoreError(410, "Expired", f"too old resource version: {since}")
+                # The watch cache's message (k8s.io/apiserver pkg/storage/cacher
+                # watch_cache.go): the asked version, then the oldest it could serve.
+                raise StoreError(410, "Expired",
+                                 f"too old resource version: {since} ({oldest - 1})")
             for ev in self.history:
                 if ev.revision > since and w.matches(ev):
                     w.queue.put_nowait(ev)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
-from meshgate import sidecars
+from meshgate import ambient, sidecars
 from meshgate.cluster import Cluster
 from meshgate.mesh import MeshInfo
 from meshgate.redact import Redactor
@@ -96,6 +96,17 @@ def capture(cluster: Cluster, namespace: str, root: Path, *, mesh: MeshInfo,
         if sidecars.has_proxy_container(pod):
             b.attempt(f"config_dumps/{ns}/{name}.json",
                       functools.partial(sidecars.admin_get, cluster, ns, name, "config_dump"))
+    if mesh.ambient:
+        # ztunnel's view (workloads, services, policies; public certificates only).
+        try:
+            ztunnels = _pods(cluster, mesh.namespace, ambient.ZTUNNEL_SELECTOR)
+        except Exception as exc:  # noqa: BLE001
+            ztunnels = []
+            b.errors.append(f"ztunnel pods: {exc}")
+        for z in ztunnels:
+            zname = z["metadata"]["name"]
+            b.attempt(f"ztunnel/{zname}.json", functools.partial(
+                ambient.ztunnel_dump, cluster, mesh.namespace, zname))
     b.attempt("events.json", lambda: cluster.list("v1", "Event", namespace))
     b.attempt("istiod-syncz.json", lambda: json.loads(
         cluster.service_get(mesh.namespace, "istiod", 15014, "/debug/syncz")[1] or b"[]"))

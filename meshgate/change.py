@@ -153,10 +153,11 @@ def before(options: Options, *, detached: bool) -> State:
             "v1", "Namespace", label_selector=f"{namespaces.RUN_LABEL}={run_id}"))
         if not names:
             raise ChangeError(f"the checks before the change left no namespace of run {run_id}")
-        entry = ingress.entry_point(cluster, mesh.ingress_gateway)
-        host = ingress.scenario_host(names[0])
+        host = ingress.scenario_host(names[0], mesh.host_domain)
+        entry = ingress.entry_for(cluster, mesh, host, names[0])
         out = folder / "requests.jsonl"
         traffic = LiveTraffic.start(entry.base_url, host, out, paths=PATHS, detached=detached,
+                                    server_name=entry.server_name, ca_pem=entry.ca_pem,
                                     max_seconds=options.timeout + 600)
         recorder = traffic.child
         state = State(run_id, kubeconfig, context, names, entry.base_url, entry.how, host,

@@ -191,11 +191,38 @@ def replace_component(cluster: Cluster, mesh: MeshInfo, component: str,
 def replace_pods(cluster: Cluster, namespace: str, selector: str, waits: Waits, *,
                  grace_period: int | None = None) -> list[str]:
     """Delete the pods ``selector`` selects (``grace_period=0``: at once, without a
-    graceful stop) and wait until their replacements are Ready; the deleted pods' names."""
+    graceful stop) and wait until their replacements are Ready and behind the Services
+    that select them (the endpoints controller adds a Ready pod a moment later, and the
+    suite reaches a component through its Service); the deleted pods' names."""
     old = delete_pods(cluster, namespace, selector, grace_period=grace_period)
     waits.until(lambda: replaced_and_ready(cluster, namespace, selector, old),
                 area="recovery", what=f"new pods of {selector} Ready")
+    waits.until(lambda: replacements_served(cluster, namespace, selector, old),
+                area="recovery", what=f"new pods of {selector} in their Services' endpoints")
     return old
+
+
+def replacements_served(cluster: Cluster, namespace: str, selector: str,
+                        old: list[str]) -> bool:
+    """Every Service in ``namespace`` that selects the replacement pods lists one of them
+    among its ready endpoint addresses."""
+    fresh = [p for p in cluster.list("v1", "Pod", namespace, label_selector=selector)
+             if p["metadata"]["name"] not in old and not p["metadata"].get("deletionTimestamp")]
+    ips = {(p.get("status") or {}).get("podIP") for p in fresh} - {None}
+    if not ips:
+        return False
+    for svc in cluster.list("v1", "Service", namespace):
+        chooses = (svc.get("spec") or {}).get("selector") or {}
+        if not chooses or not any(
+                all((p["metadata"].get("labels") or {}).get(k) == v for k, v in chooses.items())
+                for p in fresh):
+            continue
+        ep = cluster.get("v1", "Endpoints", svc["metadata"]["name"], namespace) or {}
+        ready = {a.get("ip") for sub in ep.get("subsets") or [] for a in sub.get("addresses")
+                 or []}
+        if not ready & ips:
+            return False
+    return True
 
 
 def expect_proxies_ready(cluster: Cluster, namespace: str, workloads: tuple[str, ...],

@@ -23,7 +23,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
-from kubernetes.stream import stream
+from kubernetes.stream import portforward, stream
 from websocket import WebSocketException
 
 from meshgate import apiserver, exec_credentials
@@ -377,6 +377,40 @@ class Cluster:
         """GET through the API server's pods/proxy; returns (status, body)."""
         api_path = f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/{path.lstrip('/')}"
         return self.raw_get(api_path, None, timeout)
+
+    def forwarded_get(self, namespace: str, pod: str, port: int, path: str,
+                      timeout: float = 15.0) -> tuple[int, bytes]:
+        """GET ``path`` from a port the pod serves on its own localhost, through a
+        port-forward (pods/portforward), as ``istioctl ztunnel-config`` reads ztunnel's
+        admin port; returns (status, body)."""
+        try:
+            forward = portforward(self.core.connect_get_namespaced_pod_portforward, pod,
+                                  namespace, ports=str(port))
+        except ApiException as exc:
+            raise self._api_error(exc, f"port-forward to {namespace}/{pod}:{port}") from exc
+        try:
+            sock = forward.socket(port)
+            sock.settimeout(timeout)
+            sock.sendall(f"GET /{path.lstrip('/')} HTTP/1.1\r\nHost: localhost\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            data = b""
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError as exc:
+            raise ClusterError(f"port-forward to {namespace}/{pod}:{port}: {exc}") from exc
+        finally:
+            forward.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        try:
+            status = int(head.split(b" ", 2)[1])
+        except (IndexError, ValueError):
+            raise ClusterError(f"port-forward to {namespace}/{pod}:{port}: no HTTP answer "
+                               f"({head[:80]!r})") from None
+        return status, body
 
     def pod_logs(self, namespace: str, pod: str, container: str, tail: int | None = None
                  ) -> str:

@@ -7,7 +7,8 @@ sends that Host header. The path semantics stay those of the manifest.
 
 Entry point, by what the platform exposes (docs/architecture.md, "Ingress"): a LoadBalancer's
 ``status.loadBalancer.ingress`` address on the Service port (or on its nodePort there
-when the port is not served); a NodePort on a node address; an OpenShift Route's host.
+when the port is not served); a NodePort on a node address; on OpenShift, a Route of the
+suite's for the scenario's host, through the router (meshgate/openshift_route.py).
 Probing requires N consecutive expected answers within T, not one lucky response.
 
 :class:`Ingress` is one scenario's client of the gateway: it sends and probes with the
@@ -17,6 +18,7 @@ scenario's Host and remembers what it sent and what came back, for the failure b
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import socket
 import time
@@ -25,15 +27,29 @@ from dataclasses import dataclass, field
 
 import requests
 
+from meshgate import openshift_route, tls_client
 from meshgate.cluster import Cluster, ClusterError
-from meshgate.mesh import Gateway
+from meshgate.mesh import Gateway, MeshInfo
 from meshgate.waiting import Sample, Waits
 
 HOST_SUFFIX = "meshgate.test"
 
 
-def scenario_host(namespace: str) -> str:
-    return f"{namespace}.{HOST_SUFFIX}"
+def scenario_host(namespace: str, domain: str | None = None) -> str:
+    """The namespace's own host: under ``domain`` (on OpenShift the cluster's apps domain,
+    which the router's wildcard certificate and DNS record cover), else meshgate.test."""
+    return f"{namespace}.{domain or HOST_SUFFIX}"
+
+
+def variant_host(prefix: str, host: str) -> str:
+    """Another host of the same namespace (``istio-<ns>.<domain>`` for ``istio``): one
+    label, so a wildcard certificate ``*.<domain>`` still covers it; a label that would
+    pass 63 characters is shortened with a digest."""
+    label, _, rest = host.partition(".")
+    name = f"{prefix}-{label}"
+    if len(name) > 63:
+        name = f"{prefix}-{hashlib.sha1(label.encode()).hexdigest()[:16]}"
+    return f"{name}.{rest}"
 
 
 def isolate(obj: dict, host: str) -> dict:
@@ -69,8 +85,13 @@ def by_annotation(obj: dict) -> dict:
 
 @dataclass(frozen=True)
 class EntryPoint:
+    """Where requests go (``base_url``), said in words (``how``); through a TLS router,
+    the name the handshake must carry and the CA (PEM) that signs its certificate."""
+
     base_url: str
     how: str
+    server_name: str | None = None
+    ca_pem: str | None = None
 
 
 def _reachable(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -101,6 +122,28 @@ def http_port(svc: dict) -> dict | None:
     return None
 
 
+def _address(svc: dict, port: dict, scheme: str) -> tuple[EntryPoint | None, list[str]]:
+    """The Service's port reached from here: its LoadBalancer address on the port (or the
+    nodePort there), else the nodePort on loopback; with what was tried."""
+    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    tried: list[str] = []
+    for ing in ingress:
+        host = ing.get("ip") or ing.get("hostname")
+        if not host:
+            continue
+        for p in (port["port"], port.get("nodePort")):
+            if p and _reachable(host, p):
+                return EntryPoint(f"{scheme}://{host}:{p}", f"LoadBalancer {host}:{p}"), tried
+            tried.append(f"{host}:{p}")
+    if port.get("nodePort"):
+        for host in ("127.0.0.1",):
+            if _reachable(host, port["nodePort"]):
+                return EntryPoint(f"{scheme}://{host}:{port['nodePort']}",
+                                  f"NodePort {host}:{port['nodePort']}"), tried
+            tried.append(f"{host}:{port['nodePort']}")
+    return None, tried
+
+
 def entry_point(cluster: Cluster, gateway: Gateway) -> EntryPoint:
     namespace, service = gateway.namespace, gateway.service
     svc = cluster.get("v1", "Service", service, namespace)
@@ -110,31 +153,53 @@ def entry_point(cluster: Cluster, gateway: Gateway) -> EntryPoint:
     port = http_port(svc)
     if port is None:
         raise ClusterError(f"Service {namespace}/{service} has no HTTP port")
-    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-    tried = []
-    for ing in ingress:
-        host = ing.get("ip") or ing.get("hostname")
-        if not host:
-            continue
-        for p in (port["port"], port.get("nodePort")):
-            if p and _reachable(host, p):
-                return EntryPoint(f"http://{host}:{p}", f"LoadBalancer {host}:{p}")
-            tried.append(f"{host}:{p}")
-    if port.get("nodePort"):
-        for host in ("127.0.0.1",):
-            if _reachable(host, port["nodePort"]):
-                return EntryPoint(f"http://{host}:{port['nodePort']}",
-                                  f"NodePort {host}:{port['nodePort']}")
-            tried.append(f"{host}:{port['nodePort']}")
-    if cluster.has_api("route.openshift.io/v1"):
-        for route in cluster.list("route.openshift.io/v1", "Route", namespace):
-            if (route.get("spec") or {}).get("to", {}).get("name") == service:
-                host = route["spec"].get("host")
-                if host:
-                    return EntryPoint(f"http://{host}", f"OpenShift Route {host}")
+    found, tried = _address(svc, port, "http")
+    if found is not None:
+        return found
     raise ClusterError(f"cannot reach the ingress gateway {namespace}/{service} (tried "
                        f"{', '.join(tried) or 'no LoadBalancer address or NodePort'}): expose "
-                       "it with a LoadBalancer, a NodePort mapped to this machine, or a Route")
+                       "it with a LoadBalancer or a NodePort mapped to this machine (on "
+                       "OpenShift the suite uses a Route of its own)")
+
+
+def entry_for(cluster: Cluster, mesh: MeshInfo, host: str, owner: str) -> EntryPoint:
+    """How requests for ``host`` reach the mesh's ingress gateway: on OpenShift through a
+    Route of that host (made for ``owner``, a namespace of the run) and the router,
+    elsewhere at the gateway's own address."""
+    if mesh.openshift:
+        return route_entry(cluster, mesh.ingress_gateway, host, owner)
+    return entry_point(cluster, mesh.ingress_gateway)
+
+
+def route_entry(cluster: Cluster, gateway: Gateway, host: str, owner: str) -> EntryPoint:
+    """OpenShift: the gateway exposed for ``host`` by an edge Route of the suite's (made
+    for ``owner``, the scenario's namespace), reached over TLS at the router's https
+    address with ``host`` as SNI and ``Host``, the certificate checked against the
+    router's CA (meshgate/openshift_route.py, meshgate/tls_client.py)."""
+    svc = cluster.get("v1", "Service", gateway.service, gateway.namespace)
+    port = http_port(svc) if svc is not None else None
+    if port is None:
+        raise ClusterError(f"no Service {gateway.namespace}/{gateway.service} with an HTTP "
+                           "port: is Istio's ingress gateway installed?")
+    canonical = openshift_route.expose(cluster, gateway, host,
+                                       str(port.get("name") or port["port"]), owner)
+    name = f"{gateway.namespace}/{openshift_route.route_name(host)}"
+    ca = openshift_route.router_ca(cluster)
+    router = cluster.get("v1", "Service", openshift_route.ROUTER_SERVICE,
+                         openshift_route.ROUTER_NAMESPACE)
+    https = next((p for p in ((router or {}).get("spec") or {}).get("ports") or []
+                  if p.get("name") == "https" or p.get("port") == 443), None)
+    found, tried = _address(router, https, "https") if router and https else (None, [])
+    if found is not None:
+        return EntryPoint(found.base_url, f"OpenShift edge Route {name} via the router at "
+                                          f"{found.how}", server_name=host, ca_pem=ca)
+    if canonical:
+        return EntryPoint(f"https://{canonical}", f"OpenShift edge Route {name} via "
+                                                  f"{canonical}", server_name=host, ca_pem=ca)
+    raise ClusterError(f"cannot reach OpenShift's router {openshift_route.ROUTER_NAMESPACE}/"
+                       f"{openshift_route.ROUTER_SERVICE} for Route {name} (tried "
+                       f"{', '.join(tried) or 'no LoadBalancer address or NodePort'}), and "
+                       "the Route's status names no canonical router hostname")
 
 
 @dataclass
@@ -157,8 +222,7 @@ def get(entry: EntryPoint, path: str, host: str | None, timeout: float = 5.0,
     if host:
         h["Host"] = host
     start = time.monotonic()
-    with requests.Session() as s:
-        s.trust_env = False  # never through an environment proxy
+    with tls_client.session(entry.server_name, entry.ca_pem) as s:
         try:
             r = s.get(entry.base_url + path, headers=h, timeout=timeout, allow_redirects=False)
         except requests.RequestException as exc:

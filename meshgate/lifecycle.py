@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshgate import namespaces, rollout
+from meshgate import ingress, namespaces, rollout
 from meshgate.apiserver import Answer
 from meshgate.cluster import Cluster, ClusterError
 from meshgate.manifests import MANIFEST_DIR
@@ -36,6 +36,8 @@ from meshgate.targets import Provided, Target, TargetError, TargetUnavailable, m
 from meshgate.waiting import Convergence, Timeouts, Waits
 
 KEEP_POLICIES = ("always", "on-failure", "never")
+DATA_PLANE_CHOICES = ("auto", "sidecar", "ambient", "waypoint", "mixed")
+ENV_DATA_PLANE = "MESHGATE_DATA_PLANE"
 # How long the end of a run waits, in all, for a warm-up that is still running.
 WARMUP_GRACE_SECONDS = 2.0
 WARMUP_DEPLOY_TIMEOUT = 120.0
@@ -53,6 +55,10 @@ class Settings:
     run_id: str
     profile: Profile
     manifests: Path = MANIFEST_DIR
+    # The data plane of the run's namespaces (--data-plane): auto, sidecar, ambient,
+    # waypoint (ambient through a waypoint) or mixed (the workers' namespaces alternate
+    # sidecar and ambient).
+    data_plane: str = "auto"
 
     def state_dir(self) -> Path:
         return self.state_dir_of(self.artifacts)
@@ -116,7 +122,8 @@ class Run:
         if self._target is None:
             self._target = make(self.settings.target, kubeconfig=self.settings.kubeconfig,
                                 context=self.settings.context,
-                                state_dir=self.settings.state_dir())
+                                state_dir=self.settings.state_dir(),
+                                data_plane=self.settings.data_plane)
         return self._target
 
     @property
@@ -202,6 +209,30 @@ class Run:
     def namespace_for(self, worker: str) -> str:
         return namespaces.namespace_name(self.settings.run_id, worker)
 
+    def data_plane_for(self, worker: str, mesh: MeshInfo) -> str:
+        """The data plane a worker's namespace is labelled for: as ``--data-plane``
+        says; ``auto`` is ambient where the mesh runs ztunnel, else sidecars; ``mixed``
+        alternates by worker (gw0 sidecar, gw1 ambient, …)."""
+        chosen = self.settings.data_plane
+        if chosen == "auto":
+            return "ambient" if mesh.ambient else "sidecar"
+        if chosen == "mixed":
+            index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+            return ("sidecar", "ambient")[index % 2] if mesh.ambient else "sidecar"
+        return chosen
+
+    def data_plane_refusal(self, mesh: MeshInfo) -> str | None:
+        """Why the run cannot have the data plane ``--data-plane`` asks for on this mesh
+        (ambient or a waypoint where no ztunnel runs: nothing would capture the pods, and
+        every scenario would wait for them), else None."""
+        chosen = self.settings.data_plane
+        if chosen not in ("ambient", "waypoint") or mesh.ambient:
+            return None
+        return (f"--data-plane {chosen} needs Istio's ambient mode, and this mesh runs no "
+                f"ztunnel (no DaemonSet ztunnel in {mesh.namespace}): install Istio with the "
+                "ambient profile (istioctl install --set profile=ambient), or run with "
+                "--data-plane sidecar or auto")
+
     @property
     def cluster_writes(self) -> bool:
         """Whether the run may write outside its own namespaces: not in the gate profile."""
@@ -221,12 +252,13 @@ class Run:
         warm = Warmup([self.namespace_for(w) for w in workers])
         waits = Waits(Timeouts.from_sources({"deploy": WARMUP_DEPLOY_TIMEOUT}), warm.log)
 
-        def deploy(ns: str, mesh: MeshInfo) -> None:
+        def deploy(ns: str, worker: str, mesh: MeshInfo) -> None:
             try:
-                namespaces.create(cluster, ns, self.settings.run_id,
-                                  control_plane=mesh.namespace)
+                namespaces.create(cluster, ns, self.settings.run_id, mesh=mesh,
+                                  data_plane=self.data_plane_for(worker, mesh))
                 rollout.deploy_blockchain(cluster, ns, waits, cluster_writes=self.cluster_writes,
-                                          directory=self.settings.manifests)
+                                          directory=self.settings.manifests,
+                                          host=ingress.scenario_host(ns, mesh.host_domain))
             except Exception:  # noqa: BLE001 - the Background step reports what went wrong
                 pass
 
@@ -235,10 +267,10 @@ class Run:
                 mesh = discover(cluster)
             except Exception:  # noqa: BLE001 - the session reports it with its own message
                 return
-            if mesh.istio_version is None:
-                return  # no mesh: the session stops with its own message
-            threads = [threading.Thread(target=deploy, args=(ns, mesh), daemon=True)
-                       for ns in warm.namespaces]
+            if mesh.istio_version is None or self.data_plane_refusal(mesh):
+                return  # the session stops with its own message
+            threads = [threading.Thread(target=deploy, args=(ns, w, mesh), daemon=True)
+                       for ns, w in zip(warm.namespaces, workers, strict=True)]
             for t in threads:
                 t.start()
             for t in threads:
@@ -271,8 +303,7 @@ class Run:
                     self.kept.append(name)
             return False
         try:
-            control_plane = self.mesh().namespace
-            return namespaces.delete(self.cluster(), name, control_plane=control_plane)
+            return namespaces.delete(self.cluster(), name, mesh=self.mesh())
         except (ClusterError, TargetError):
             return False  # already gone, or the cluster is going away
 
@@ -316,8 +347,23 @@ class Run:
     def header(self) -> list[str]:
         target = self.description or (f"unavailable: {self.unavailable}" if self.unavailable
                                       else f"{self.settings.target} (not started yet)")
-        return [f"meshgate: run {self.settings.run_id}, target {target}",
-                f"meshgate: {self.settings.profile.header()}"]
+        lines = [f"meshgate: run {self.settings.run_id}, target {target}",
+                 f"meshgate: {self.settings.profile.header()}"]
+        found = self.mesh_found()
+        if found is not None:
+            lines.append(f"meshgate: {found.describe()}")
+        return lines
+
+    def mesh_found(self, *, discover_now: bool = True) -> MeshInfo | None:
+        """The mesh, discovered now (``discover_now``) where the cluster is there already
+        (the header names the platform and the mesh); None where it is not, or cannot be
+        read yet — the session's own fixtures then say why."""
+        if not self.started or not discover_now:
+            return self._mesh
+        try:
+            return self.mesh()
+        except (ClusterError, TargetError):
+            return None
 
     def record(self) -> dict[str, object]:
         """The run's identity for ``run.json`` and the reports."""
@@ -332,5 +378,6 @@ class Run:
         }
         if self._mesh is not None:
             out["mesh"] = self._mesh.describe()
+            out["platform"] = self._mesh.platform.describe()
             out["istio_version"] = self._mesh.istio_version
         return out

@@ -34,9 +34,11 @@ class LiveTraffic:
 
     @classmethod
     def start(cls, url: str, host: str, out: Path, *, paths: tuple[str, ...] = PATHS,
-              detached: bool = False, max_seconds: float = 3600.0) -> LiveTraffic:
+              detached: bool = False, max_seconds: float = 3600.0,
+              server_name: str | None = None, ca_pem: str | None = None) -> LiveTraffic:
         """Start the recorder (``detached``: it outlives this process) and wait until
-        every flow has sent a request."""
+        every flow has sent a request; ``server_name`` and ``ca_pem``: TLS to the URL's
+        address under that name (an OpenShift Route through the router)."""
         out.parent.mkdir(parents=True, exist_ok=True)
         out.unlink(missing_ok=True)
         log_path = out.with_suffix(".log")
@@ -44,7 +46,9 @@ class LiveTraffic:
             child = children.start(
                 [sys.executable, "-m", "meshgate.recorder", "--url", url, "--host", host,
                  *[a for p in paths for a in ("--path", p)], "--out", str(out),
-                 "--max-seconds", str(max_seconds)],
+                 "--max-seconds", str(max_seconds),
+                 *(["--server-name", server_name] if server_name else []),
+                 *(["--ca-pem", ca_pem] if ca_pem else [])],
                 stdout=log, stderr=subprocess.STDOUT, detached=detached)
         traffic = cls(out, child, time.time())
         try:

@@ -8,6 +8,7 @@ never leaves a half-deployed namespace.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,11 +97,52 @@ def install_order(objects: Sequence[dict]) -> list[dict]:
     return sorted(objects, key=lambda o: _RANK.get(o.get("kind", ""), len(INSTALL_ORDER)))
 
 
+INJECT = "sidecar.istio.io/inject"
+MEMBER_OF = "maistra.io/member-of"  # OpenShift Service Mesh 2.x's membership label
+# The kinds whose pod template a label reaches (and Pods themselves).
+POD_TEMPLATES = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
+
+
+def opt_in(obj: dict) -> dict:
+    """``obj`` with its pods asking for a sidecar: OpenShift Service Mesh 2.x injects only
+    pods labelled (or annotated) ``sidecar.istio.io/inject: "true"`` (openshift-docs,
+    "Enabling automatic sidecar injection"). A pod that already says either way — a caller
+    that must stay outside the mesh says "false" — keeps its choice; other kinds are
+    returned unchanged."""
+    kind = obj.get("kind")
+    if kind not in (*POD_TEMPLATES, "Pod"):
+        return obj
+    out = copy.deepcopy(obj)
+    if kind == "Pod":
+        meta = out.setdefault("metadata", {})
+    else:
+        meta = out.setdefault("spec", {}).setdefault("template", {}).setdefault("metadata", {})
+    labels = meta.get("labels") or {}
+    if INJECT in labels or INJECT in (meta.get("annotations") or {}):
+        return out
+    meta["labels"] = {**labels, INJECT: "true"}
+    return out
+
+
+def needs_opt_in(cluster: Cluster, namespace: str) -> bool:
+    """Whether ``namespace`` is an OpenShift Service Mesh 2.x member (labelled
+    ``maistra.io/member-of`` by the operator), whose pods must opt in."""
+    ns = cluster.get("v1", "Namespace", namespace, None) or {}
+    return MEMBER_OF in ((ns.get("metadata") or {}).get("labels") or {})
+
+
+def tailor(objects: Sequence[dict], *, member: bool) -> list[dict]:
+    """The objects as this namespace needs them: opted in to injection in an OSSM 2.x
+    member namespace, unchanged elsewhere."""
+    return [opt_in(o) for o in objects] if member else list(objects)
+
+
 def apply_objects(cluster: Cluster, objects: Sequence[dict], namespace: str) -> list[dict]:
     """All objects pass a server-side dry run before any is applied, so an object the
-    cluster rejects leaves nothing half-applied; they are applied in ``install_order``.
-    The applied objects are returned in that order."""
-    ordered = install_order(objects)
+    cluster rejects leaves nothing half-applied; they are applied in ``install_order``,
+    tailored to the namespace (:func:`tailor`). The applied objects are returned in that
+    order."""
+    ordered = install_order(tailor(objects, member=needs_opt_in(cluster, namespace)))
     for obj in ordered:
         cluster.apply(obj, namespace, dry_run=True)
     return [cluster.apply(obj, namespace) for obj in ordered]

@@ -6,20 +6,27 @@ The one module that answers "what does this cluster have"; checks ask it, never 
   method's default), else the namespace of a Deployment labelled ``app=istiod`` (Istio's
   chart labels, manifests/charts/istio-control/istio-discovery) found cluster-wide, where
   the suite may list Deployments cluster-wide.
-- Istio's version from istiod's image tag; a Mixer-era mesh (Istio < 1.8, or a
-  ``istio-telemetry``/``istio-mixer`` Deployment) is reported as unsupported: its
-  telemetry is not ``istio_requests_total`` from the proxies (docs/architecture.md).
+- Istio's version from istiod's (or 1.x's ``istio-pilot``'s) image tag. A Mixer-era mesh
+  (Istio < 1.8 with an ``istio-telemetry``/``istio-mixer`` Deployment) is checked through
+  its mixer: Mixer's Prometheus adapter reports ``istio_requests_total`` with the 1.x
+  label set (scraped as job ``istio-mesh``) and its stdio adapter logs each request
+  (meshgate/mixer.py). What the suite cannot check is reported as unsupported: Istio 0.x
+  (its metrics were ``istio_request_count`` with other labels), and a Mixer-era mesh
+  whose telemetry mixer is not installed (no istio_requests_total anywhere).
 - The ingress gateway: the Service labelled ``istio=ingressgateway`` in the control
   plane's namespace (``istio-ingressgateway`` in every profile that has one).
 - Addons: Prometheus, Kiali and the servicegraph addon, by their Services; on OpenShift
   without the Prometheus addon, the monitoring stack's ``thanos-querier`` Route.
-- OpenShift by the ``route.openshift.io`` API; OpenShift Service Mesh 2.x by the
-  ``maistra.io`` ServiceMeshMemberRoll API.
+- OpenShift and OpenShift Service Mesh 2.x/3.x by discovery (meshgate/platform.py).
 - The mesh config (the ``mesh`` key of the ``istio`` ConfigMap every install writes in the
   control plane's namespace): auto mTLS (``enableAutoMtls``, on by default since Istio
   1.5), the trust domain of the SPIFFE identities, the root namespace.
 - The Gateway API: its ``gateway.networking.k8s.io/v1`` kinds and the ``istio``
   GatewayClass.
+- Ambient mode: a ``ztunnel`` DaemonSet in the control plane's namespace (``istioctl
+  install --set profile=ambient``); and per namespace, its data plane (:func:`data_plane`):
+  ``istio.io/dataplane-mode=ambient`` (ztunnel, and the waypoint its
+  ``istio.io/use-waypoint`` label names) or sidecar injection.
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ from typing import Any
 
 import yaml
 
+from meshgate import platform as platforms
 from meshgate.cluster import Cluster, ClusterError
+from meshgate.platform import Platform
 
 
 class NotOnThisCluster(Exception):
@@ -43,6 +52,9 @@ DEFAULT_CONTROL_PLANE = "istio-system"
 GATEWAY_SELECTOR = "istio=ingressgateway"
 GATEWAY_SERVICE = "istio-ingressgateway"
 MIXER_DEPLOYMENTS = ("istio-telemetry", "istio-mixer", "istio-policy")
+# The Deployments whose mixer receives the proxies' reports (1.x: istio-telemetry; 0.x:
+# istio-mixer, which served both).
+TELEMETRY_MIXERS = ("istio-telemetry", "istio-mixer")
 
 
 @dataclass(frozen=True)
@@ -76,11 +88,14 @@ class MeshInfo:
     openshift: bool = False
     member_roll: bool = False
     mixer: bool = False
+    telemetry_mixer: str | None = None
+    platform: Platform = field(default_factory=Platform)
     thanos: str | None = None
     gateway: Gateway | None = None
     mesh_config: dict[str, Any] = field(default_factory=dict)
     gateway_api: bool = False
     gateway_class: bool = False
+    ambient: bool = False
 
     @property
     def auto_mtls(self) -> bool:
@@ -109,13 +124,37 @@ class MeshInfo:
         """The gateway found, else where Istio's default profile puts it."""
         return self.gateway or Gateway(self.namespace)
 
-    def unsupported_reason(self) -> str | None:
+    @property
+    def mixer_era(self) -> bool:
+        """Istio before 1.8, whose telemetry went through Mixer rather than the proxies."""
         v = self.version_tuple
-        if self.mixer or (v is not None and v < (1, 8)):
-            return (f"this mesh is Mixer-era Istio ({self.istio_version or 'with Mixer'}): its "
-                    "telemetry is not the proxies' istio_requests_total; meshgate supports "
-                    "Istio 1.8 and newer")
+        return self.mixer or (v is not None and v < (1, 8))
+
+    def unsupported_reason(self) -> str | None:
+        """Why the suite cannot check this mesh's telemetry at all, or None."""
+        v = self.version_tuple
+        if v is not None and v < (1, 0):
+            return (f"this mesh is Istio {self.istio_version}: before 1.0 Mixer's metrics were "
+                    "istio_request_count with other labels, which meshgate does not read; it "
+                    "checks Istio 1.0 and newer (Mixer-era 1.x through its mixer)")
+        if self.mixer_era and self.telemetry_mixer is None:
+            return (f"this mesh is Mixer-era Istio ({self.istio_version or 'with Mixer'}) "
+                    f"without its telemetry mixer (no {' or '.join(TELEMETRY_MIXERS)} "
+                    f"Deployment in {self.namespace}): its proxies report to nothing, so no "
+                    "request is counted anywhere; install Mixer's telemetry (Istio 1.x "
+                    "mixer.telemetry.enabled=true) or upgrade to Istio 1.8 or newer")
         return None
+
+    @property
+    def host_domain(self) -> str | None:
+        """The domain of the suite's hosts: OpenShift's apps domain, else the default."""
+        return self.platform.apps_domain if self.openshift else None
+
+    @property
+    def opt_in_injection(self) -> bool:
+        """Whether pods must ask for their sidecar (OpenShift Service Mesh 2.x)."""
+        mesh = self.platform.service_mesh
+        return mesh is not None and mesh.opt_in
 
     def describe(self) -> str:
         """One line for the run's header and report."""
@@ -125,10 +164,57 @@ class MeshInfo:
                                        ("servicegraph", self.servicegraph)) if a]
         if self.thanos:
             addons.append("thanos-querier")
-        platform = "OpenShift" + (" Service Mesh 2" if self.member_roll else "") \
-            if self.openshift else "Kubernetes"
-        return (f"Istio {self.istio_version} in {self.namespace} on {platform}; addons: "
-                f"{', '.join(addons) or 'none'}")
+        era = f" with Mixer ({self.telemetry_mixer})" if self.mixer_era else ""
+        profile = " (ambient: ztunnel)" if self.ambient else ""
+        return (f"platform: {self.platform.describe()}; Istio {self.istio_version}{era}"
+                f"{profile} in {self.namespace}; addons: {', '.join(addons) or 'none'}")
+
+
+DATAPLANE_MODE = "istio.io/dataplane-mode"
+USE_WAYPOINT = "istio.io/use-waypoint"
+INJECTION = "istio-injection"
+MEMBER_OF = "maistra.io/member-of"  # OpenShift Service Mesh 2.x's membership label
+ZTUNNEL = "ztunnel"
+
+
+@dataclass(frozen=True)
+class DataPlane:
+    """How a namespace's pods are in the mesh: ``sidecar`` (injection), ``ambient``
+    (ztunnel, through the waypoint ``waypoint`` where one is named), or ``none``."""
+
+    mode: str
+    waypoint: str | None = None
+
+    @property
+    def ambient(self) -> bool:
+        return self.mode == "ambient"
+
+    def describe(self) -> str:
+        if self.mode == "ambient":
+            return f"ambient (ztunnel, waypoint {self.waypoint})" if self.waypoint \
+                else "ambient (ztunnel, no waypoint)"
+        return {"sidecar": "sidecar (injected istio-proxy)"}.get(self.mode, self.mode)
+
+
+def data_plane_of(labels: dict[str, str]) -> DataPlane:
+    """A namespace's data plane from its labels, as istiod and istio-cni read them: the
+    ambient label wins over injection only where injection is not asked for (Istio
+    never redirects a pod with a sidecar). An OpenShift Service Mesh 2 member
+    (``maistra.io/member-of``, its pods opting in) has sidecars."""
+    if labels.get(INJECTION) == "enabled" or (labels.get("istio.io/rev")
+                                              and INJECTION not in labels) \
+            or labels.get(MEMBER_OF):
+        return DataPlane("sidecar")
+    if labels.get(DATAPLANE_MODE) == "ambient":
+        waypoint = labels.get(USE_WAYPOINT)
+        return DataPlane("ambient", waypoint if waypoint and waypoint != "none" else None)
+    return DataPlane("none")
+
+
+def data_plane(cluster: Cluster, namespace: str) -> DataPlane:
+    """The data plane of ``namespace``, read from its labels."""
+    ns = cluster.get("v1", "Namespace", namespace, None) or {}
+    return data_plane_of((ns.get("metadata") or {}).get("labels") or {})
 
 
 def _version_from_image(image: str) -> str | None:
@@ -212,14 +298,17 @@ def discover(cluster: Cluster, namespace: str | None = None) -> MeshInfo:
     namespace = namespace or control_plane_namespace(cluster)
     version = None
     mixer = False
+    telemetry_mixer = None
     for d in cluster.list("apps/v1", "Deployment", namespace):
         name = d["metadata"]["name"]
         if name in MIXER_DEPLOYMENTS:
             mixer = True
+        if name in TELEMETRY_MIXERS and telemetry_mixer is None:
+            telemetry_mixer = name
         if _is_control_plane(name):
             for c in d["spec"]["template"]["spec"].get("containers") or []:
                 version = version or _version_from_image(c.get("image", ""))
-    info = MeshInfo(version, namespace, mixer=mixer)
+    info = MeshInfo(version, namespace, mixer=mixer, telemetry_mixer=telemetry_mixer)
     services = {s["metadata"]["name"]: s for s in cluster.list("v1", "Service", namespace)}
     if "prometheus" in services:
         info.prometheus = Addon(namespace, "prometheus", _service_port(services["prometheus"],
@@ -246,8 +335,13 @@ def discover(cluster: Cluster, namespace: str | None = None) -> MeshInfo:
     if info.gateway is not None:
         info.gateway = Gateway(namespace, info.gateway.service,
                                service_account=_service_account(cluster, namespace))
-    info.openshift = cluster.has_api("route.openshift.io/v1")
+    info.platform = platforms.discover(cluster, namespace)
+    info.openshift = info.platform.openshift
     if info.prometheus is None and info.openshift:
         info.thanos = thanos_url(cluster)
     info.member_roll = cluster.has_api("maistra.io/v1")
+    try:
+        info.ambient = cluster.get("apps/v1", "DaemonSet", ZTUNNEL, namespace) is not None
+    except ClusterError:
+        info.ambient = False
     return info

@@ -24,8 +24,10 @@ import secrets
 import time
 import warnings
 
-from meshgate import membership
+from meshgate import membership, openshift_route
 from meshgate.cluster import Cluster, ClusterError
+from meshgate.mesh import DEFAULT_CONTROL_PLANE, MeshInfo
+from meshgate.platform import injection_labels
 
 RUN_LABEL = "meshgate.io/run"
 EXPIRES_LABEL = "meshgate.io/expires"
@@ -34,6 +36,7 @@ DEFAULT_TTL = 3600
 SCENARIO_ROLE = "meshgate-scenario"  # the ClusterRole of deploy/rbac.yaml
 RBAC_GROUP = "rbac.authorization.k8s.io"
 SA_PREFIX = "system:serviceaccount:"
+INJECTION = {"istio-injection": "enabled"}
 
 
 def new_run_id() -> str:
@@ -50,12 +53,38 @@ def namespace_name(run_id: str, worker: str) -> str:
     return f"{head}{slug[:room].rstrip('-')}-{digest}"
 
 
+DATA_PLANES = ("sidecar", "ambient", "waypoint")
+WAYPOINT = "waypoint"  # the waypoint's name (manifests/overlays/waypoint.yaml)
+
+
+def data_plane_labels(data_plane: str) -> dict[str, str]:
+    """The labels that put a namespace's pods in the mesh: sidecar injection; ambient
+    (istio-cni redirects them to ztunnel); ambient with the namespace's waypoint, for its
+    own traffic and what enters through the ingress gateway."""
+    if data_plane == "sidecar":
+        return dict(INJECTION)
+    labels = {"istio.io/dataplane-mode": "ambient"}
+    if data_plane == "waypoint":
+        # Istio sends ingress traffic to a waypoint only where asked (istio/istio
+        # pilot/pkg/xds/endpoints findServiceWaypoint): the suite's requests enter through
+        # the ingress gateway, so the namespace asks.
+        labels["istio.io/use-waypoint"] = WAYPOINT
+        labels["istio.io/ingress-use-waypoint"] = "true"
+    return labels
+
+
 def namespace_object(name: str, run_id: str, *, ttl: int = DEFAULT_TTL,
-                     injection: bool = True) -> dict:
+                     injection: dict[str, str] | None = None,
+                     data_plane: str = "sidecar") -> dict:
+    """The namespace, labelled for its data plane: ambient (with or without a waypoint), or
+    sidecars with ``injection``'s labels (Istio's ``istio-injection=enabled`` unless the
+    platform wants others: meshgate.platform.injection_labels)."""
     labels = {RUN_LABEL: run_id, EXPIRES_LABEL: str(int(time.time()) + ttl),
               OWNER_LABEL: "meshgate"}
-    if injection:
-        labels["istio-injection"] = "enabled"
+    if data_plane != "sidecar":
+        labels.update(data_plane_labels(data_plane))
+    else:
+        labels.update(INJECTION if injection is None else injection)
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": name, "labels": labels}}
 
@@ -115,19 +144,38 @@ def grant_scenario_role(cluster: Cluster, namespace: str, timeout: float = 10.0)
     return True
 
 
-def create(cluster: Cluster, name: str, run_id: str, *, control_plane: str | None = None,
-           ttl: int = DEFAULT_TTL) -> dict:
-    """Create the namespace labelled for injection, grant the suite ``meshgate-scenario``
-    in it, and join the member roll of the control plane in ``control_plane`` where the
-    mesh has one (OpenShift Service Mesh 2.x; found there when not given)."""
-    out = cluster.apply(namespace_object(name, run_id, ttl=ttl), None)
+def create(cluster: Cluster, name: str, run_id: str, *, mesh: MeshInfo | None = None,
+           ttl: int = DEFAULT_TTL, data_plane: str = "sidecar") -> dict:
+    """Create the namespace labelled for its data plane (ambient, with or without a
+    waypoint; or sidecar injection as ``mesh``'s platform wants it), grant the suite
+    ``meshgate-scenario`` in it, and, on OpenShift Service Mesh 2.x, make it a member of the
+    control plane (meshgate.membership: a ServiceMeshMember in the namespace, then the
+    operator's label). A namespace that cannot join is deleted again (nothing half-made)
+    and the reason raised."""
+    platform = mesh.platform if mesh is not None else None
+    labels = injection_labels(platform) if platform is not None else None
+    out = cluster.apply(namespace_object(name, run_id, ttl=ttl, injection=labels,
+                                         data_plane=data_plane), None)
     grant_scenario_role(cluster, name)
-    membership.join(cluster, name, control_plane)
+    smm = platform.service_mesh if platform is not None else None
+    if mesh is not None and smm is not None and smm.major == 2:
+        try:
+            membership.join(cluster, name, mesh.namespace, smm.name)
+        except membership.MembershipError:
+            cluster.delete("v1", "Namespace", name, None)
+            raise
     return out
 
 
-def delete(cluster: Cluster, name: str, *, control_plane: str | None = None) -> bool:
-    membership.leave(cluster, name, control_plane)
+def delete(cluster: Cluster, name: str, *, mesh: MeshInfo | None = None) -> bool:
+    """Leave the mesh (OSSM 2's member), remove the Routes the suite made for the
+    namespace's hosts (OpenShift: in the gateway's namespace, ``istio-system`` when the
+    mesh is not given, as for ``meshgate sweep``), then delete the namespace."""
+    membership.leave(cluster, name)
+    if mesh is not None and mesh.openshift:
+        openshift_route.remove_for(cluster, mesh.ingress_gateway.namespace, name)
+    elif mesh is None and cluster.has_api(openshift_route.API):
+        openshift_route.remove_for(cluster, DEFAULT_CONTROL_PLANE, name)
     return cluster.delete("v1", "Namespace", name, None)
 
 

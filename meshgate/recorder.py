@@ -34,6 +34,8 @@ from typing import IO
 
 import requests
 
+from meshgate import tls_client
+
 INTERVAL = 0.1  # seconds between two requests of one flow
 TIMEOUT = 2.0  # seconds a request may take
 
@@ -47,6 +49,8 @@ class Flow:
     host: str
     keep_alive: bool
     expected: int = 200
+    server_name: str | None = None  # TLS under this name to the URL's address
+    ca_pem: str | None = None
 
     def run(self, write: Callable[[dict], bool], stop: threading.Event) -> None:
         session = self._session()
@@ -74,11 +78,8 @@ class Flow:
             stop.wait(INTERVAL)
         session.close()
 
-    @staticmethod
-    def _session() -> requests.Session:
-        s = requests.Session()
-        s.trust_env = False  # never through an environment proxy
-        return s
+    def _session(self) -> requests.Session:
+        return tls_client.session(self.server_name, self.ca_pem)
 
 
 def _reset(exc: BaseException) -> bool:
@@ -123,9 +124,11 @@ class Recorder:
             t.join(timeout=TIMEOUT + 1)
 
 
-def flows_for(url: str, host: str, paths: list[str]) -> list[Flow]:
+def flows_for(url: str, host: str, paths: list[str], server_name: str | None = None,
+              ca_pem: str | None = None) -> list[Flow]:
     base = url.rstrip("/")
-    return [Flow(f"{kind} {p}", base + p, host, kind == "kept")
+    return [Flow(f"{kind} {p}", base + p, host, kind == "kept", server_name=server_name,
+                 ca_pem=ca_pem)
             for p in paths for kind in ("new", "kept")]
 
 
@@ -139,9 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the JSON-lines file to append to")
     parser.add_argument("--max-seconds", type=float, default=3600.0)
     parser.add_argument("--max-requests", type=int, default=500_000)
+    parser.add_argument("--server-name", help="TLS: the name to send as SNI and check the "
+                                              "certificate against (a Route's host)")
+    parser.add_argument("--ca-pem", help="TLS: the CA (PEM text) that signs it")
     args = parser.parse_args(argv)
     with Path(args.out).open("a", encoding="utf-8") as out:
-        recorder = Recorder(flows_for(args.url, args.host, args.path), out,
+        recorder = Recorder(flows_for(args.url, args.host, args.path, args.server_name,
+                                      args.ca_pem), out,
                             max_seconds=args.max_seconds, max_requests=args.max_requests)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, lambda *_: recorder.stop.set())

@@ -159,7 +159,7 @@ def measure(services: int, repeat: int = 5) -> SizeResult:
     try:
         cluster = Cluster(provided.kubeconfig, provided.context, run_id=run_id)
         namespace = f"mg-scale-{run_id}"
-        namespaces.create(cluster, namespace, run_id, control_plane="istio-system")
+        namespaces.create(cluster, namespace, run_id)
         waits = Waits(Timeouts.from_sources({"deploy": 300.0, "routes": 120.0}))
         rollout.deploy_blockchain(cluster, namespace, waits)
         own = _timed(repeat, cluster, lambda: routes.expect_sidecar_route(

@@ -10,16 +10,30 @@ bundle and the report show; nothing is passed between steps through untyped keys
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshgate import children, disruption, gateway_api, ingress, manifests, rollout, security
+from meshgate import (
+    ambient,
+    children,
+    disruption,
+    gateway_api,
+    ingress,
+    manifests,
+    mixer,
+    rollout,
+    routes,
+    security,
+    sidecars,
+)
 from meshgate.chaos import Fault
 from meshgate.cluster import Cluster
+from meshgate.ingress import EntryPoint
 from meshgate.live_traffic import LiveTraffic
-from meshgate.mesh import GATEWAY_API, MeshInfo, NotOnThisCluster
+from meshgate.mesh import GATEWAY_API, DataPlane, MeshInfo, NotOnThisCluster, data_plane
 from meshgate.rollout import Deployed
 from meshgate.servicegraph import Graph
 from meshgate.telemetry import (
@@ -50,6 +64,11 @@ class Sent:
     count: int
     answers: list[ingress.Answer]
     baselines: Baselines
+    at: float = 0.0  # Unix time just before the first request
+    # Bytes the destination ztunnels had received per service (ambient namespaces), and
+    # the requests the namespace's waypoint had counted.
+    tcp: ambient.PeerBaselines = field(default_factory=dict)
+    waypoint: ambient.PeerBaselines = field(default_factory=dict)
 
 
 @dataclass
@@ -73,21 +92,82 @@ class Scenario:
     callers: dict[str, security.Requests] = field(default_factory=dict)
     traffic: LiveTraffic | None = None
     change_output: str = ""
+    # What the data-plane-dependent checks read (the sidecar's routes, ztunnel's view, a
+    # waypoint), one line each, for the report.
+    checked: list[str] = field(default_factory=list)
+    _data_plane: DataPlane | None = field(default=None, repr=False)
     _ingress: ingress.Ingress | None = field(default=None, repr=False)
     _prometheus: QueryBackend | None = field(default=None, repr=False)
     _graph: Graph | None = field(default=None, repr=False)
 
     @property
     def host(self) -> str:
-        return ingress.scenario_host(self.namespace)
+        return ingress.scenario_host(self.namespace, self.mesh.host_domain)
+
+    @property
+    def data_plane(self) -> DataPlane:
+        """The namespace's data plane, read once from its labels (meshgate.mesh)."""
+        if self._data_plane is None:
+            self._data_plane = data_plane(self.cluster, self.namespace)
+        return self._data_plane
+
+    @property
+    def data_plane_seen(self) -> str | None:
+        """The data plane, if a step has read it (for the report)."""
+        return self._data_plane.describe() if self._data_plane is not None else None
+
+    def require_sidecars(self, what: str) -> None:
+        """A check of sidecars needs a namespace with sidecars: in an ambient one the
+        scenario is skipped, saying so (elsewhere the check runs, and says what it
+        found)."""
+        plane = self.data_plane
+        if plane.ambient:
+            raise NotOnThisCluster(f"{what} needs sidecars; namespace {self.namespace} is in "
+                                   f"the {plane.describe()} data plane")
+
+    def expect_in_mesh(self, workload: str) -> list[str]:
+        """Every pod of ``workload`` Ready in the namespace's data plane: injected with
+        an istio-proxy sidecar, or captured by ztunnel without one (ambient)."""
+        if self.data_plane.ambient:
+            pods = ambient.expect_enrolled_and_ready(self.cluster, self.namespace, workload)
+            self.checked.append(f"{workload}: Ready, captured by ztunnel ({ambient.REDIRECTION})"
+                                ", no sidecar")
+            return pods
+        self.require_sidecars("an injected sidecar")
+        self.checked.append(f"{workload}: Ready with an injected istio-proxy")
+        return sidecars.expect_injected_and_ready(self.cluster, self.namespace, workload)
+
+    def expect_data_plane_route(self, client: str, service: str, port: int) -> str:
+        """``client``'s data plane routes ``service:port``: its sidecar's route table; on
+        ambient, the waypoint's config where the namespace has one, else the ztunnel of
+        ``client``'s node; says which it checked."""
+        plane = self.data_plane
+        if not plane.ambient:
+            self.require_sidecars("a sidecar's route table")
+            routes.expect_sidecar_route(self.cluster, self.namespace, client, service, port,
+                                        self.waits)
+            note = f"the sidecar of {client} routes {service}:{port}"
+        elif plane.waypoint:
+            found = ambient.expect_waypoint_route(self.cluster, self.namespace,
+                                                  plane.waypoint, service, port, self.waits)
+            note = f"the waypoint {plane.waypoint} routes {service}:{port} ({found})"
+        else:
+            found_z = ambient.expect_ztunnel_route(self.cluster, self.mesh, self.namespace,
+                                                   client, service, port, self.waits)
+            note = f"ztunnel of {client}'s node: {found_z.describe()}"
+        self.checked.append(note)
+        return note
 
     @property
     def ingress(self) -> ingress.Ingress:
         """The ingress gateway's client; its entry point is found on first use."""
         if self._ingress is None:
-            entry = ingress.entry_point(self.cluster, self.mesh.ingress_gateway)
-            self._ingress = ingress.Ingress(entry, self.host, self.waits)
+            self._ingress = ingress.Ingress(self.entry_for(self.host), self.host, self.waits)
         return self._ingress
+
+    def entry_for(self, host: str) -> EntryPoint:
+        """How requests for ``host`` reach the ingress gateway (ingress.entry_for)."""
+        return ingress.entry_for(self.cluster, self.mesh, host, self.namespace)
 
     @property
     def prometheus(self) -> QueryBackend | None:
@@ -129,7 +209,7 @@ class Scenario:
         namespace and process; later calls confirm readiness)."""
         self.deployed.update(rollout.deploy_blockchain(
             self.cluster, self.namespace, self.waits, cluster_writes=self.cluster_writes,
-            directory=self.manifests))
+            directory=self.manifests, host=self.host))
         return self.deployed
 
     def deploy(self, names: list[str]) -> dict[str, Deployed]:
@@ -162,7 +242,11 @@ class Scenario:
         if self.prometheus is not None and self.mesh.unsupported_reason() is None:
             pods = {name: pod for name in self.deployed if (pod := self.pod_of(name))}
             baselines = self.telemetry.baselines(pods)
-        sent = Sent(path, count, [], baselines)
+        sent = Sent(path, count, [], baselines, time.time())
+        if self.prometheus is not None and self.data_plane.ambient:
+            sent.tcp = ambient.tcp_baselines(self.prometheus, self.namespace)
+            if self.data_plane.waypoint:
+                sent.waypoint = ambient.waypoint_baselines(self.prometheus, self.namespace)
         self.sent.append(sent)
         sent.answers = self.ingress.expect_ok(path, count)
         return sent
@@ -178,9 +262,45 @@ class Scenario:
         """The last requests sent are counted for ``service`` (with ``labels``) in the
         telemetry backend."""
         sent = self.last_sent()
+        plane = self.data_plane
+        if plane.ambient:
+            telemetry = self.telemetry
+            # The caller's identity is where its HBONE ends: at the destination's ztunnel,
+            # or at the waypoint (the destination's ztunnel then sees the waypoint's).
+            peer = ambient.peer_of(labels)
+            direct = {} if plane.waypoint else peer
+            got = ambient.expect_connections_counted(
+                telemetry.prometheus, self.namespace, service,
+                ambient.baseline(sent.tcp, service, direct), self.waits, sent.path, direct)
+            self.checked.append(f"the destination ztunnel counts connections to {service}"
+                                f"{_from(direct)} ({got:g} bytes received)")
+            if plane.waypoint:
+                counted = ambient.expect_waypoint_requests(
+                    telemetry.prometheus, self.namespace, service, code=code, count=count,
+                    baseline=ambient.baseline(sent.waypoint, service, peer), waits=self.waits,
+                    sent_to=sent.path, peer=peer)
+                self.checked.append(f"the waypoint {plane.waypoint} counts {counted:g} "
+                                    f"requests to {service}{_from(peer)}")
+            return got
         return self.telemetry.expect_requests_counted(
             service, code=code, count=count, baselines=sent.baselines, sent_to=sent.path,
             pod=self.pod_of(service), labels=labels)
+
+    def expect_mixer_logged(self, service: str, code: int) -> list[dict]:
+        """The last requests sent appear in the mixer's access log (Mixer-era meshes; the
+        seed's ``oc logs istio-mixer | grep composer``)."""
+        sent = self.last_sent()
+        wanted = mixer.Wanted(self.namespace, service, sent.path, code, sent.at)
+        found = mixer.expect_logged(self.cluster, self.mesh, wanted, sent.count, self.waits)
+        self.access_log = [json.dumps(e, sort_keys=True) for e in found[-3:]]
+        return found
+
+    def expect_mixer_counted(self, service: str, count: int, code: int) -> float:
+        """The last requests sent are counted by Mixer's Prometheus adapter (scraped as
+        job ``istio-mesh``)."""
+        mixer.require_mixer(self.mesh)
+        return self.expect_requests_counted(service, count, code,
+                                            labels={"job": mixer.METRICS_JOB})
 
     def apply_for_scenario(self, obj: dict) -> dict:
         """Apply ``obj`` in the scenario's namespace until the scenario ends."""
@@ -244,7 +364,7 @@ class Scenario:
                 raise NotOnThisCluster("there is no GatewayClass istio: Istio's Gateway API "
                                        "support is not installed")
         objects = manifests.load(self.manifests / overlay).objects
-        host = f"istio.{self.host}"
+        host = ingress.variant_host("istio", self.host)
         for obj in objects:
             self.apply_for_scenario(ingress.isolate(obj, host))
         if overlay == GATEWAY_API_OVERLAY:
@@ -260,7 +380,8 @@ class Scenario:
             self._ingress = ingress.Ingress(ingress.entry_point(self.cluster, where),
                                             self.host, self.waits)
         else:
-            self._ingress = ingress.Ingress(self.ingress.entry, host, self.waits)
+            entry = self.entry_for(host) if self.mesh.openshift else self.ingress.entry
+            self._ingress = ingress.Ingress(entry, host, self.waits)
         return self._ingress.entry.how
 
     def require_mtls(self) -> None:
@@ -315,7 +436,9 @@ class Scenario:
         if self.traffic is not None:
             raise AssertionError("traffic already flows in this scenario")
         out = artifacts / "traffic" / f"{self.namespace}-{time.time_ns()}.jsonl"
-        self.traffic = LiveTraffic.start(self.ingress.entry.base_url, self.host, out)
+        entry = self.ingress.entry
+        self.traffic = LiveTraffic.start(entry.base_url, self.host, out,
+                                         server_name=entry.server_name, ca_pem=entry.ca_pem)
         return self.traffic
 
     def run_change(self, argv: list[str], timeout: float) -> str:
@@ -361,6 +484,18 @@ class Scenario:
             out["traffic_record"] = str(self.traffic.out)
         if self.change_output:
             out["change_output"] = self.change_output[-5000:]
+        if self._data_plane is not None:
+            out["data_plane"] = self._data_plane.describe()
+        if self.checked:
+            out["checked"] = list(self.checked)
         if self._graph is not None and self._graph.observed is not None:
             out["graph_source"] = self._graph.observed.note or self._graph.observed.source_name
         return out
+
+
+def _from(peer: dict[str, str]) -> str:
+    """`` from <principal> over <policy>`` for a check that named its caller."""
+    if not peer:
+        return ""
+    return (f" from {peer.get('source_principal', 'any caller')} over "
+            f"{peer.get('connection_security_policy', 'any security policy')}")

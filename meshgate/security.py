@@ -239,6 +239,8 @@ class Caller:
         """Its ServiceAccount and Deployment (the workloads image's idle ``client``)."""
         labels = {"app": self.name, "version": "v1"}
         annotations = {} if self.in_mesh else {"sidecar.istio.io/inject": "false"}
+        # Outside the mesh in an ambient namespace too: istio-cni leaves it alone.
+        pod_labels = labels if self.in_mesh else {**labels, "istio.io/dataplane-mode": "none"}
         return [
             {"apiVersion": "v1", "kind": "ServiceAccount",
              "metadata": {"name": self.name, "labels": {"app": self.name}},
@@ -246,7 +248,8 @@ class Caller:
             {"apiVersion": "apps/v1", "kind": "Deployment",
              "metadata": {"name": self.name, "labels": labels},
              "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                      "template": {"metadata": {"labels": labels, "annotations": annotations},
+                      "template": {"metadata": {"labels": pod_labels,
+                                                "annotations": annotations},
                                    "spec": {"serviceAccountName": self.name,
                                             "terminationGracePeriodSeconds": 5,
                                             "containers": [{

@@ -101,7 +101,13 @@ def from_prometheus(prom: QueryBackend, namespace: str, window: str = "5m") -> O
 
 def observe(cluster: Cluster, mesh: MeshInfo, prom: QueryBackend | None,
             namespace: str) -> Observed:
-    """Kiali if installed, else the servicegraph addon, else Prometheus; says which."""
+    """Kiali if installed, else the servicegraph addon, else Prometheus; says which. On a
+    Mixer-era mesh the servicegraph addon comes first: it is that era's graph (Istio 1.x
+    shipped it beside Mixer, reading Mixer's counts)."""
+    if mesh.mixer_era and mesh.servicegraph is not None:
+        out = from_servicegraph(cluster, mesh)
+        out.note = "the servicegraph addon, the Mixer-era mesh's graph"
+        return out
     if mesh.kiali is not None:
         return from_kiali(cluster, mesh, [namespace])
     if mesh.servicegraph is not None:

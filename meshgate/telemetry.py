@@ -218,20 +218,31 @@ def proxy_requests_total(cluster: Cluster, namespace: str, pod: str,
 # kind of connection (mTLS checks), beside the per-service totals.
 BASELINE_LABELS = ("destination_service_name", "source_workload", "connection_security_policy",
                    "source_principal")
+# What tells two scrape targets' series apart: Prometheus sets ``instance`` on every series
+# it scrapes (a pod's sidecar, or the Mixer). A pod replaced since the baseline (a rollout)
+# leaves a series that goes stale a scrape or a discovery later: compared series by series,
+# it neither counts as new requests nor hides them.
+SERIES_LABELS = (*BASELINE_LABELS, "response_code", "instance")
+
+
+def _key(labels: dict[str, str]) -> frozenset[tuple[str, str]]:
+    return frozenset((k, v) for k, v in labels.items() if k in SERIES_LABELS)
 
 
 @dataclass
 class Baselines:
-    """Counters just before traffic was sent, so a check waits for a scrape newer than it.
+    """Counters just before traffic was sent, so a check counts only what came after.
 
-    ``totals`` per service (the larger of the backend's and the receiving sidecar's own
-    count); ``series`` per combination of :data:`BASELINE_LABELS`, for checks that want a
-    subset of a service's requests (those over mutual TLS from one caller, say): other
-    requests to the same service in the same namespace must not count toward it.
+    ``series``: the namespace's destination-reported series by :data:`SERIES_LABELS`, so a
+    check of a subset of a service's requests (those over mutual TLS from one caller, say)
+    counts only its own, and a series of a replaced pod drops out of both sides. ``lag``
+    per service: how many 200s the receiving sidecar had counted that the backend had not
+    scraped yet — they will show up later and must not pass for new ones.
     """
 
     totals: dict[str, float] = field(default_factory=dict)
     series: list[tuple[dict[str, str], float]] = field(default_factory=list)
+    lag: dict[str, float] = field(default_factory=dict)
 
     def of(self, wanted: dict[str, str]) -> float:
         """The baseline of the series ``wanted`` selects (a destination reporter's, code
@@ -244,6 +255,33 @@ class Baselines:
         return sum(value for labels, value in self.series
                    if labels.get("destination_service_name") == service
                    and all(labels.get(k) == v for k, v in subset.items()))
+
+    def increase(self, current: list[tuple[dict[str, str], float]]) -> float:
+        """How much ``current`` (series by :data:`SERIES_LABELS`) grew since the baseline,
+        series by series: a new series counts whole, a reset counter from zero."""
+        before = {_key(labels): value for labels, value in self.series}
+        grown = 0.0
+        for labels, value in current:
+            base = before.get(_key(labels), 0.0)
+            grown += value - base if value >= base else value
+        return grown
+
+    def wanted_more(self, wanted: dict[str, str], count: int) -> float:
+        """The growth a check of ``count`` requests waits for: ``count``, plus the
+        sidecar's unscraped lag when the check takes all of a service's 200s."""
+        service = wanted.get("destination_service_name", "")
+        subset = [k for k in wanted if k in BASELINE_LABELS and k != "destination_service_name"]
+        if subset or wanted.get("response_code") != "200":
+            return float(count)
+        return count + self.lag.get(service, 0.0)
+
+
+def series_by(prom: QueryBackend, labels: dict[str, str]) -> list[tuple[dict[str, str], float]]:
+    """``istio_requests_total`` matching ``labels``, summed by :data:`SERIES_LABELS`."""
+    result = prom.query(f"sum by ({','.join(SERIES_LABELS)}) "
+                        f"({REQUESTS_TOTAL}{selector(labels)})")
+    return [({k: str(v) for k, v in (s.get("metric") or {}).items()}, float(s["value"][1]))
+            for s in result]
 
 
 @dataclass
@@ -259,20 +297,19 @@ class Telemetry:
         """Counts before traffic (``pods`` maps a service to one of its pods, whose sidecar
         is read too: it may have counted requests the backend has not scraped yet)."""
         out = Baselines()
-        scope = (f'{REQUESTS_TOTAL}{{reporter="destination",destination_service_namespace='
-                 f'{quote(self.namespace)},response_code="200"}}')
-        for s in self.prometheus.query(f"sum by ({','.join(BASELINE_LABELS)}) ({scope})"):
-            labels = {k: str(v) for k, v in (s.get("metric") or {}).items()}
-            value = float(s["value"][1])
+        scope = {"reporter": "destination", "destination_service_namespace": self.namespace}
+        for labels, value in series_by(self.prometheus, scope):
             out.series.append((labels, value))
-            service = labels.get("destination_service_name", "")
-            out.totals[service] = out.totals.get(service, 0.0) + value
+            if labels.get("response_code") == "200":
+                service = labels.get("destination_service_name", "")
+                out.totals[service] = out.totals.get(service, 0.0) + value
         for service, pod in pods.items():
             try:
                 direct = proxy_requests_total(self.cluster, self.namespace, pod,
                                               destination_labels(service, self.namespace, 200))
             except ClusterError:
                 continue
+            out.lag[service] = max(0.0, direct - out.totals.get(service, 0.0))
             out.totals[service] = max(out.totals.get(service, 0.0), direct)
         return out
 
@@ -284,21 +321,23 @@ class Telemetry:
         returns the count seen. ``pod`` is one of the service's pods, whose sidecar's own
         counter the explanation of a miss quotes."""
         wanted = {**destination_labels(service, self.namespace, code), **(labels or {})}
-        target = baselines.of(wanted) + count
+        target = baselines.wanted_more(wanted, count)
         seen: list[float] = [0.0]
 
         def counted() -> float:
-            seen[0] = requests_total(self.prometheus, wanted)
+            seen[0] = baselines.increase(series_by(self.prometheus, wanted))
             return seen[0] if seen[0] >= target else 0.0
 
         try:
             return self.waits.until(counted, area="telemetry",
-                                    what=f"istio_requests_total for {service} ≥ {target:g}",
+                                    what=f"istio_requests_total for {service} grown by "
+                                         f"≥ {target:g}",
                                     describe=lambda _: seen[0])
         except WaitTimeout as exc:
             raise AssertionError(
-                f"expected Prometheus to count ≥ {target:g} requests {selector(wanted)} "
-                f"after sending {count} to {sent_to}; it has {exc.last}; the sidecar itself "
+                f"expected Prometheus to count ≥ {target:g} more requests {selector(wanted)} "
+                f"after sending {count} to {sent_to}; it counted {exc.last} more (it has "
+                f"{requests_total(self.prometheus, wanted):g} in all); the sidecar itself "
                 f"counts {self._at_proxy(pod, wanted)}. "
                 f"{explain_missing(self.prometheus, wanted)}") from None
 

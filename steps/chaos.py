@@ -13,6 +13,8 @@ from meshgate.scenario import Scenario
 def kill_during_traffic(what: str, workload: str, path: str, scenario: Scenario) -> None:
     """Kill the app (``kill 1`` in its container) or the sidecar's Envoy (``quitquitquit``) while
     background traffic flows, and wait for the container to restart and be Ready."""
+    if what.lower().startswith("envoy"):
+        scenario.require_sidecars("killing a sidecar's Envoy")
     scenario.fault = chaos.kill_during_traffic(scenario.cluster, scenario.namespace, workload,
                                                what, scenario.ingress, path, scenario.waits)
 
@@ -34,6 +36,7 @@ def restart_component(component: str, scenario: Scenario) -> None:
 @then("every sidecar of the blockchain workloads is Ready")
 def sidecars_ready(scenario: Scenario) -> None:
     """Every workload's istio-proxy is Ready again."""
+    scenario.require_sidecars("every sidecar's readiness")
     chaos.expect_proxies_ready(scenario.cluster, scenario.namespace, manifests.WORKLOADS,
                                scenario.waits)
 

@@ -17,6 +17,7 @@ def sends_mtls(client: str, service: str, port: int, scenario: Scenario) -> None
     """The client's outbound cluster for the service uses Istio's mTLS transport socket
     toward mesh endpoints: its workload certificate over SDS, the mesh root, ALPN
     ``istio``, SNI ``outbound_.<port>_._.<fqdn>``."""
+    scenario.require_sidecars("a sidecar's mTLS cluster")
     security.expect_mtls_cluster(scenario.cluster, scenario.mesh, scenario.namespace, client,
                                  service, port, scenario.waits)
 
@@ -25,7 +26,8 @@ def sends_mtls(client: str, service: str, port: int, scenario: Scenario) -> None
                     "over mutual TLS"))
 def counted_over_mtls(count: int, service: str, caller: str, scenario: Scenario) -> None:
     """The receiving sidecar reports ``connection_security_policy="mutual_tls"`` with the
-    caller's SPIFFE identity as ``source_principal``."""
+    caller's SPIFFE identity as ``source_principal``; on ambient, the destination's ztunnel
+    does for the connections (or the waypoint, for the requests it carried)."""
     scenario.expect_requests_counted(service, count, 200,
                                      labels=scenario.principal_labels(caller))
 

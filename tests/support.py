@@ -125,7 +125,8 @@ def boot_localmesh(state_dir: Path, *, mesh: bool, timeout: float = 60.0,
 
     ``mesh=True`` boots Istio, the addons and Prometheus, and skips the test (with the
     reason) where Prometheus is not installed; ``mesh=False`` is the Kubernetes API only;
-    ``shape`` another shape (localmesh/shape.py), which then decides the mesh.
+    ``shape`` another shape (localmesh/shape.py, e.g. ``Shape(mesh="ambient")``), which then
+    decides the mesh.
     The instance is tied to this process: it gets SIGTERM when the test process dies,
     however it dies, so an interrupted test run leaves no localmesh behind.
     """

@@ -70,5 +70,6 @@ def resource_list(registry: Registry, group: str, version: str) -> dict:
 
 
 def not_served() -> ApiError:
-    """The 404 of a path the server does not serve."""
-    return ApiError(404, "NotFound", "the server could not find the requested resource")
+    """The 404 of a path inside a served group-version that names no resource (go-restful
+    found no route: ``NewGenericServerResponse``, so ``details`` is present and empty)."""
+    return status.generic(404)

@@ -10,20 +10,21 @@ PartialObjectMetadata(List), the way k8s.io/apiserver ``pkg/endpoints/handlers``
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import yaml
 from aiohttp import web
 
-from localmesh.api import protobuf, status, tables
+from localmesh.api import fieldvalidation, printers, protobuf, status, tables, wire
 from localmesh.api.status import ApiError
 from localmesh.resources import ResourceType
 from localmesh.store import Store
 
 
-def json_response(body: Any, code: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(body), status=code, content_type="application/json")
+def json_response(body: Any, code: int = 200, headers: dict | None = None) -> web.Response:
+    """A JSON answer, encoded as kube-apiserver encodes it (localmesh/api/wire.py)."""
+    return web.Response(body=wire.encode(body), status=code, content_type="application/json",
+                        headers=headers)
 
 
 def error_response(err: ApiError) -> web.Response:
@@ -31,13 +32,26 @@ def error_response(err: ApiError) -> web.Response:
     return json_response(err.status(), err.code)
 
 
+def page_not_found() -> web.Response:
+    """What kube-apiserver answers for a path no API group serves: Go's ``http.NotFound``
+    (k8s.io/apiserver pkg/util/notfoundhandler), plain text, not a Status."""
+    return web.Response(body=b"404 page not found\n", status=404,
+                        content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
 async def read_body(request: web.Request) -> Any:
     """The request body, decoded by its Content-Type; 400 or 415 when it cannot be."""
+    return (await read_body_checked(request))[0]
+
+
+async def read_body_checked(request: web.Request) -> tuple[Any, list[str]]:
+    """The body and the paths of the keys a JSON body writes twice (fieldValidation)."""
     raw = await request.read()
     ctype = request.headers.get("Content-Type", "application/json")
     if ctype.startswith(protobuf.MEDIA_TYPE):
         # kubectl >= 1.32's typed clients; see localmesh/api/protobuf.py.
-        return protobuf.decode(raw)
+        return protobuf.decode(raw), []
     if "cbor" in ctype:
         # client-go falls back to JSON after a 415 to a CBOR body (KEP-4222).
         raise ApiError(415, "UnsupportedMediaType",
@@ -46,8 +60,8 @@ async def read_body(request: web.Request) -> Any:
                        f"{protobuf.MEDIA_TYPE} (got {ctype})")
     try:
         if "yaml" in ctype:
-            return yaml.safe_load(raw.decode())
-        return json.loads(raw.decode() or "null")
+            return yaml.safe_load(raw.decode()), []
+        return fieldvalidation.loads(raw.decode() or "null")
     except Exception as exc:
         raise status.bad_request(
             f"the request body could not be decoded as {ctype}: {exc}") from exc
@@ -66,7 +80,7 @@ def printer_for(store: Store, rt: ResourceType) -> tables.Printer:
                         f"{rt.plural}.{rt.group}")
         version = next((v for v in ((crd or {}).get("spec") or {}).get("versions") or []
                         if v.get("name") == rt.version), {})
-    return tables.Printer(rt.key, version)
+    return tables.Printer(rt.key, version, printers.PRINTERS)
 
 
 def render(request: web.Request, store: Store, rt: ResourceType, obj: dict,
@@ -81,7 +95,7 @@ def render(request: web.Request, store: Store, rt: ResourceType, obj: dict,
     pv = tables.wants_partial_metadata(accept)
     if pv:
         return json_response(tables.partial_metadata(obj, pv), code)
-    return json_response(obj, code)
+    return json_response(wire.ordered(obj, custom=rt.custom), code)
 
 
 def render_list(request: web.Request, store: Store, rt: ResourceType,
@@ -100,4 +114,4 @@ def render_list(request: web.Request, store: Store, rt: ResourceType,
         return json_response({"kind": "PartialObjectMetadataList",
                               "apiVersion": f"meta.k8s.io/{pv}", "metadata": listing["metadata"],
                               "items": [tables.partial_metadata(o, pv) for o in listing["items"]]})
-    return json_response(listing)
+    return json_response(wire.ordered_list(listing, custom=rt.custom))

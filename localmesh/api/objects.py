@@ -10,18 +10,28 @@ process call it directly, so they get exactly the same semantics as remote clien
 from __future__ import annotations
 
 import builtins
+import contextvars
 import copy
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from localmesh.api import status
+from localmesh.api import fieldmanager, status
+from localmesh.api.schema import DEFINITIONS, Schema
 from localmesh.api.status import ApiError
 from localmesh.resources import Registry, ResourceType
 from localmesh.store import Store, StoreError, now_rfc3339
 
 Mutator = Callable[["ObjectAPI", ResourceType, dict, dict | None], None]
 Validator = Callable[["ObjectAPI", ResourceType, dict, dict | None], list[tuple[str, str, str]]]
+# A policy sees the operation (CREATE, UPDATE, DELETE), the object (None on DELETE) and the
+# old object, after the validators: ValidatingAdmissionPolicy, validating webhooks.
+Policy = Callable[["ObjectAPI", ResourceType, str, dict | None, dict | None], None]
+
+# Warnings admission produced for the request being served (a policy's Warn action, a
+# webhook's warnings); the REST layer sends them back as Warning headers.
+admission_warnings: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "admission_warnings", default=None)
 
 
 @dataclass
@@ -30,6 +40,19 @@ class Admission:
 
     mutators: dict[tuple[str, str] | str, list[Mutator]] = field(default_factory=dict)
     validators: dict[tuple[str, str] | str, list[Validator]] = field(default_factory=dict)
+    policies: list[Policy] = field(default_factory=list)
+    # The MutatingAdmissionWebhook plugin: after every built-in mutating step, as upstream
+    # orders its plugins (localmesh/webhooks.py).
+    mutating_webhooks: list[Mutator] = field(default_factory=list)
+    # Webhooks that one of localmesh's own admission steps answers in process, given as
+    # predicates over (webhook, resource type, operation): the API server's webhook plugin
+    # (localmesh/webhooks.py) does not call them over the network, so each is answered
+    # exactly once. Istio's injection webhooks are the one case (localmesh/istio/mesh.py).
+    answered_in_process: list[Callable[[dict, ResourceType, str], bool]] = field(
+        default_factory=list)
+
+    def add_policy(self, fn: Policy) -> None:
+        self.policies.append(fn)
 
     def add_mutator(self, key: tuple[str, str] | str, fn: Mutator) -> None:
         self.mutators.setdefault(key, []).append(fn)
@@ -53,6 +76,34 @@ class ObjectAPI:
         self.on_delete_hooks: list[Callable[[ResourceType, dict], None]] = []
 
     # -- helpers -------------------------------------------------------------------------
+    def schema(self, rt: ResourceType) -> Schema | None:
+        """The kind's schema: Kubernetes' for a built-in kind, the CRD version's for a
+        custom resource (localmesh/api/schema.py)."""
+        if not rt.custom:
+            return DEFINITIONS.kind(rt.group, rt.version, rt.kind)
+        crd = self.store.get(("apiextensions.k8s.io", "customresourcedefinitions"), "",
+                             f"{rt.plural}.{rt.group}")
+        version = next((v for v in ((crd or {}).get("spec") or {}).get("versions") or []
+                        if v.get("name") == rt.version), None)
+        return DEFINITIONS.custom(version) if version else None
+
+    def _track(self, rt: ResourceType, old: dict | None, obj: dict, managed_by: str | None,
+               keep: bool, subresource: str = "") -> None:
+        """managedFields: an update by ``managed_by`` is recorded; ``keep`` stores what an
+        apply computed; a write by localmesh's own controllers keeps the live ones."""
+        meta = obj.setdefault("metadata", {})
+        if keep:
+            return
+        if managed_by:
+            fieldmanager.record_update(self.schema(rt), old, obj, managed_by, rt.api_version,
+                                       now_rfc3339(), subresource)
+            return
+        live = ((old or {}).get("metadata") or {}).get("managedFields")
+        if live:
+            meta["managedFields"] = live
+        else:
+            meta.pop("managedFields", None)
+
     def _check_namespace(self, rt: ResourceType, namespace: str, creating: bool) -> None:
         if not rt.namespaced:
             return
@@ -72,6 +123,8 @@ class ObjectAPI:
         for key in ("*", rt.key):
             for mutate in self.admission.mutators.get(key, []):
                 mutate(self, rt, obj, old)
+        for mutate in self.admission.mutating_webhooks:
+            mutate(self, rt, obj, old)
         causes: list[tuple[str, str, str]] = []
         for key in ("*", rt.key):
             for validate in self.admission.validators.get(key, []):
@@ -79,6 +132,8 @@ class ObjectAPI:
         if causes:
             raise status.invalid(rt.kind, obj.get("metadata", {}).get("name", ""), causes,
                                  rt.group)
+        for policy in self.admission.policies:
+            policy(self, rt, "CREATE" if old is None else "UPDATE", obj, old)
 
     def _wrap(self, rt: ResourceType, exc: StoreError, name: str) -> ApiError:
         if exc.reason == "AlreadyExists":
@@ -107,7 +162,8 @@ class ObjectAPI:
         return obj
 
     def create(self, rt: ResourceType, namespace: str, obj: dict, *,
-               dry_run: bool = False) -> dict:
+               dry_run: bool = False, managed_by: str | None = None,
+               keep_managed_fields: bool = False) -> dict:
         if not isinstance(obj, dict):
             raise status.bad_request("the body of the request was not a JSON object")
         obj = copy.deepcopy(obj)
@@ -146,6 +202,7 @@ class ObjectAPI:
             meta.pop(drop, None)
         self._check_namespace(rt, meta.get("namespace", ""), creating=True)
         self._admit(rt, obj, None)
+        self._track(rt, None, obj, managed_by, keep_managed_fields)
         if dry_run:
             existing = self.store.get(rt.key, meta.get("namespace", ""), meta["name"])
             if existing is not None:
@@ -159,7 +216,8 @@ class ObjectAPI:
 
     def update(self, rt: ResourceType, namespace: str, name: str, obj: dict, *,
                subresource: str = "", dry_run: bool = False, check_version: bool = True,
-               allow_create: bool = False) -> dict:
+               allow_create: bool = False, managed_by: str | None = None,
+               keep_managed_fields: bool = False) -> dict:
         if not isinstance(obj, dict):
             raise status.bad_request("the body of the request was not a JSON object")
         ns = namespace if rt.namespaced else ""
@@ -173,7 +231,8 @@ class ObjectAPI:
         meta["name"] = name
         if old is None:
             if allow_create and not subresource:
-                return self.create(rt, namespace, obj, dry_run=dry_run)
+                return self.create(rt, namespace, obj, dry_run=dry_run, managed_by=managed_by,
+                                   keep_managed_fields=keep_managed_fields)
             raise status.not_found(rt.plural, name, rt.group)
         obj = copy.deepcopy(obj)
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
@@ -184,7 +243,10 @@ class ObjectAPI:
             new = copy.deepcopy(old)
             new["status"] = obj.get("status", {})
             new["metadata"]["resourceVersion"] = meta.get("resourceVersion")
+            if keep_managed_fields:
+                new["metadata"]["managedFields"] = meta.get("managedFields")
             obj = new
+            self._track(rt, old, obj, managed_by, keep_managed_fields, "status")
         elif subresource == "":
             # The main resource ignores status changes, as for every built-in kind with a
             # status subresource.
@@ -202,6 +264,7 @@ class ObjectAPI:
                 if keep in old["metadata"]:
                     meta[keep] = old["metadata"][keep]
             self._admit(rt, obj, old)
+            self._track(rt, old, obj, managed_by, keep_managed_fields)
         if dry_run:
             return obj
         try:
@@ -242,6 +305,9 @@ class ObjectAPI:
             rv = preconditions.get("resourceVersion")
             if rv and rv != meta.get("resourceVersion"):
                 raise status.conflict(rt.plural, name, rt.group)
+        if not meta.get("deletionTimestamp"):
+            for policy in self.admission.policies:
+                policy(self, rt, "DELETE", None, obj)
         if dry_run:
             return self._present(rt, obj)
         if propagation is None:

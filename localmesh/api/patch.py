@@ -1,14 +1,13 @@
 """The four PATCH content types the API server accepts.
 
 - ``application/merge-patch+json`` — RFC 7386.
-- ``application/json-patch+json`` — RFC 6902.
+- ``application/json-patch+json`` — RFC 6902 (localmesh/api/json_patch.py).
 - ``application/strategic-merge-patch+json`` — like a merge patch, but lists of the core
   types merge by their *merge key* (containers by ``name``, ports by ``containerPort``, …) and
   honour ``$patch: delete`` / ``$retainKeys`` / ``$setElementOrder`` directives. kubectl's
   client-side apply, ``kubectl label`` and ``kubectl patch`` (default) send these.
-- ``application/apply-patch+yaml`` — server-side apply. localmesh merges the applied
-  configuration into the live object (without field-ownership conflict detection; documented
-  in docs/localmesh.md).
+- ``application/apply-patch+yaml`` — server-side apply, with field managers and
+  conflicts (localmesh/api/apply.py and fieldmanager.py).
 """
 
 from __future__ import annotations
@@ -16,7 +15,8 @@ from __future__ import annotations
 import copy
 import json
 
-from localmesh.api.status import bad_request
+from localmesh.api import json_patch
+from localmesh.api.status import ApiError, bad_request
 
 # Merge keys of list fields in the core types (from the `patchMergeKey` tags in
 # k8s.io/api), keyed by the list's field name. Lists not named here are replaced whole,
@@ -121,109 +121,32 @@ def _is_directive(item: object) -> bool:
     return isinstance(item, dict) and "$patch" in item
 
 
-def _pointer(path: str) -> list[str]:
-    if path == "":
-        return []
-    if not path.startswith("/"):
-        raise bad_request(f"invalid JSON pointer: {path!r}")
-    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
+               "application/strategic-merge-patch+json", "application/apply-patch+yaml")
 
 
-def json_patch(doc: object, ops: list) -> object:
-    """RFC 6902 JSON patch (add, remove, replace, move, copy, test)."""
-    if not isinstance(ops, list):
-        raise bad_request("json patch must be a list of operations")
-    doc = copy.deepcopy(doc)
-    for op in ops:
-        kind = op.get("op")
-        path = _pointer(op.get("path", ""))
-        if kind == "add":
-            doc = _put(doc, path, copy.deepcopy(op.get("value")), insert=True)
-        elif kind == "remove":
-            doc, _ = _take(doc, path)
-        elif kind == "replace":
-            doc, _ = _take(doc, path)
-            doc = _put(doc, path, copy.deepcopy(op.get("value")), insert=True)
-        elif kind == "move":
-            doc, val = _take(doc, _pointer(op.get("from", "")))
-            doc = _put(doc, path, val, insert=True)
-        elif kind == "copy":
-            _, val = _take(copy.deepcopy(doc), _pointer(op.get("from", "")))
-            doc = _put(doc, path, val, insert=True)
-        elif kind == "test":
-            _, val = _take(copy.deepcopy(doc), path)
-            if val != op.get("value"):
-                raise bad_request(f"testing value {op.get('path')} failed")
-        else:
-            raise bad_request(f"Unexpected kind: {kind}")
-    return doc
+def unsupported_media_type(accepted: tuple[str, ...] = PATCH_TYPES) -> ApiError:
+    """``negotiation.NewUnsupportedMediaTypeError``: 415 listing the accepted types."""
+    return ApiError(415, "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types "
+                    "include: " + ", ".join(accepted))
 
 
-def _walk(doc: object, path: list[str]) -> object:
-    cur = doc
-    for p in path:
-        if isinstance(cur, list):
-            cur = cur[int(p)]
-        elif isinstance(cur, dict):
-            if p not in cur:
-                raise bad_request(f"doc is missing path: /{'/'.join(path)}")
-            cur = cur[p]
-        else:
-            raise bad_request(f"doc is missing path: /{'/'.join(path)}")
-    return cur
-
-
-def _put(doc: object, path: list[str], value: object, insert: bool) -> object:
-    if not path:
-        return value
-    parent = _walk(doc, path[:-1])
-    last = path[-1]
-    if isinstance(parent, list):
-        idx = len(parent) if last == "-" else int(last)
-        if insert:
-            parent.insert(idx, value)
-        else:
-            parent[idx] = value
-    elif isinstance(parent, dict):
-        parent[last] = value
-    else:
-        raise bad_request(f"doc is missing path: /{'/'.join(path)}")
-    return doc
-
-
-def _take(doc: object, path: list[str]) -> tuple[object, object]:
-    if not path:
-        return None, doc
-    parent = _walk(doc, path[:-1])
-    last = path[-1]
-    try:
-        if isinstance(parent, list):
-            return doc, parent.pop(int(last))
-        if isinstance(parent, dict):
-            return doc, parent.pop(last)
-    except (KeyError, IndexError, ValueError):
-        pass
-    raise bad_request(f"doc is missing path: /{'/'.join(path)}")
-
-
-def apply_patch(live: dict, body: bytes, content_type: str) -> dict:
-    """Apply a PATCH body of the given content type to ``live``."""
+def apply_patch(live: dict, body: bytes, content_type: str) -> object:
+    """Apply a JSON, merge or strategic merge PATCH body to ``live`` (server-side apply
+    is localmesh/api/apply.py's)."""
     ctype = content_type.split(";")[0].strip()
-    try:
-        if ctype == "application/apply-patch+yaml":
-            import yaml
-
-            patch = yaml.safe_load(body.decode() or "{}")
-        else:
-            patch = json.loads(body.decode() or "null")
-    except Exception as exc:
-        raise bad_request(f"error decoding patch: {exc}") from exc
     if ctype == "application/json-patch+json":
-        return json_patch(live, patch)  # type: ignore[return-value]
+        return json_patch.patch(live, body)
+    if ctype not in PATCH_TYPES or ctype == "application/apply-patch+yaml":
+        raise unsupported_media_type()
+    try:
+        patch = json.loads(body.decode() or "null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"error decoding patch: {exc}") from exc
+    if not isinstance(patch, dict):
+        # evanphx/json-patch's MergePatch (and the strategic merge) want an object.
+        raise bad_request("Invalid JSON Patch")
     if ctype == "application/merge-patch+json":
-        return merge_patch(live, patch)  # type: ignore[return-value]
-    if ctype in ("application/strategic-merge-patch+json", "application/apply-patch+yaml"):
-        if not isinstance(patch, dict):
-            raise bad_request("patch body must be a JSON object")
-        return strategic_merge(live, patch)  # type: ignore[return-value]
-    raise bad_request(f"unsupported patch content type {ctype!r}")
+        return merge_patch(live, patch)
+    return strategic_merge(live, patch)

@@ -26,6 +26,7 @@ when it carries data — a body is never half-understood silently.
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime
 
 from localmesh.api.status import ApiError
@@ -49,6 +50,13 @@ SCHEMA: dict[str, dict[int, Field]] = {
         9: ("deletionTimestamp", "Time", ""), 10: ("deletionGracePeriodSeconds", "int", "k"),
         11: ("labels", "map<string>", ""), 12: ("annotations", "map<string>", ""),
         13: ("ownerReferences", "OwnerReference", "r"), 14: ("finalizers", "string", "r"),
+        17: ("managedFields", "ManagedFieldsEntry", "r"),
+    },
+    "ManagedFieldsEntry": {
+        1: ("manager", "string", ""), 2: ("operation", "string", ""),
+        3: ("apiVersion", "string", ""), 4: ("time", "Time", ""),
+        6: ("fieldsType", "string", ""), 7: ("fieldsV1", "FieldsV1", ""),
+        8: ("subresource", "string", ""),
     },
     "OwnerReference": {
         1: ("kind", "string", ""), 3: ("name", "string", ""), 4: ("uid", "string", ""),
@@ -220,6 +228,55 @@ SCHEMA: dict[str, dict[int, Field]] = {
     "IngressServiceBackend": {1: ("name", "string", ""), 2: ("port", "ServiceBackendPort", "")},
     "ServiceBackendPort": {1: ("name", "string", ""), 2: ("number", "int", "")},
     # -- authentication.k8s.io/v1 (`kubectl create token`, `kubectl auth whoami`) -----------
+    # -- batch/v1, policy/v1, scheduling/v1, core quota (kubectl create job|cronjob|pdb|
+    # priorityclass|quota) -------------------------------------------------------------
+    "Job": {1: ("metadata", "ObjectMeta", ""), 2: ("spec", "JobSpec", ""),
+            3: ("status", "JobStatus", "")},
+    "JobStatus": {},
+    "JobSpec": {
+        1: ("parallelism", "int", "k"), 2: ("completions", "int", "k"),
+        3: ("activeDeadlineSeconds", "int", "k"), 4: ("selector", "LabelSelector", ""),
+        5: ("manualSelector", "bool", "k"), 6: ("template", "PodTemplateSpec", ""),
+        7: ("backoffLimit", "int", "k"), 8: ("ttlSecondsAfterFinished", "int", "k"),
+        9: ("completionMode", "string", ""), 10: ("suspend", "bool", "k"),
+        14: ("podReplacementPolicy", "string", ""), 15: ("managedBy", "string", ""),
+    },
+    "JobTemplateSpec": {1: ("metadata", "ObjectMeta", ""), 2: ("spec", "JobSpec", "")},
+    "CronJob": {1: ("metadata", "ObjectMeta", ""), 2: ("spec", "CronJobSpec", ""),
+                3: ("status", "JobStatus", "")},
+    "CronJobSpec": {
+        1: ("schedule", "string", ""), 2: ("startingDeadlineSeconds", "int", "k"),
+        3: ("concurrencyPolicy", "string", ""), 4: ("suspend", "bool", "k"),
+        5: ("jobTemplate", "JobTemplateSpec", ""), 6: ("successfulJobsHistoryLimit", "int", "k"),
+        7: ("failedJobsHistoryLimit", "int", "k"), 8: ("timeZone", "string", ""),
+    },
+    "PodDisruptionBudget": {1: ("metadata", "ObjectMeta", ""),
+                            2: ("spec", "PodDisruptionBudgetSpec", ""),
+                            3: ("status", "JobStatus", "")},
+    "PodDisruptionBudgetSpec": {1: ("minAvailable", "IntOrString", ""),
+                                2: ("selector", "LabelSelector", ""),
+                                3: ("maxUnavailable", "IntOrString", ""),
+                                4: ("unhealthyPodEvictionPolicy", "string", "")},
+    "PriorityClass": {1: ("metadata", "ObjectMeta", ""), 2: ("value", "int", "k"),
+                      3: ("globalDefault", "bool", ""), 4: ("description", "string", ""),
+                      5: ("preemptionPolicy", "string", "")},
+    "ResourceQuota": {1: ("metadata", "ObjectMeta", ""), 2: ("spec", "ResourceQuotaSpec", ""),
+                      3: ("status", "JobStatus", "")},
+    "ResourceQuotaSpec": {1: ("hard", "map<Quantity>", ""), 2: ("scopes", "string", "r")},
+    "CertificateSigningRequest": {1: ("metadata", "ObjectMeta", ""),
+                                  2: ("spec", "CertificateSigningRequestSpec", ""),
+                                  3: ("status", "CertificateSigningRequestStatus", "")},
+    "CertificateSigningRequestSpec": {
+        1: ("request", "bytes", ""), 2: ("username", "string", ""), 3: ("uid", "string", ""),
+        4: ("groups", "string", "r"), 5: ("usages", "string", "r"),
+        7: ("signerName", "string", ""), 8: ("expirationSeconds", "int", "k")},
+    "CertificateSigningRequestStatus": {
+        1: ("conditions", "CertificateSigningRequestCondition", "r"),
+        2: ("certificate", "bytes", "")},
+    "CertificateSigningRequestCondition": {
+        1: ("type", "string", ""), 2: ("reason", "string", ""), 3: ("message", "string", ""),
+        4: ("lastUpdateTime", "Time", ""), 5: ("lastTransitionTime", "Time", ""),
+        6: ("status", "string", "")},
     "TokenRequest": {1: ("metadata", "ObjectMeta", ""), 2: ("spec", "TokenRequestSpec", ""),
                      3: ("status", "TokenRequestStatus", "")},
     "TokenRequestSpec": {1: ("audiences", "string", "r"),
@@ -273,6 +330,11 @@ KINDS: dict[tuple[str, str], str] = {
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "RoleBinding",
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "ClusterRoleBinding",
     ("networking.k8s.io/v1", "Ingress"): "Ingress",
+    ("batch/v1", "Job"): "Job", ("batch/v1", "CronJob"): "CronJob",
+    ("policy/v1", "PodDisruptionBudget"): "PodDisruptionBudget",
+    ("scheduling.k8s.io/v1", "PriorityClass"): "PriorityClass",
+    ("v1", "ResourceQuota"): "ResourceQuota",
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"): "CertificateSigningRequest",
     ("meta.k8s.io/v1", "DeleteOptions"): "DeleteOptions",
     ("v1", "DeleteOptions"): "DeleteOptions",
     ("authentication.k8s.io/v1", "TokenRequest"): "TokenRequest",
@@ -367,6 +429,10 @@ def _special(type_: str, buf: bytes) -> object:
         f = {n: v for n, _, v in _fields(buf)}
         s = f.get(1, b"")
         return s.decode() if isinstance(s, bytes) else ""
+    if type_ == "FieldsV1":  # {Raw=1}: the field set's JSON
+        f = {n: v for n, _, v in _fields(buf)}
+        raw = f.get(1, b"")
+        return json.loads(raw) if isinstance(raw, bytes) and raw else {}
     raise _unsupported(f"type {type_}")
 
 
@@ -418,7 +484,7 @@ def decode_message(name: str, buf: bytes) -> dict:
             continue
         if not isinstance(v, bytes):
             raise _unsupported(f"{name} field {num} has wire type {wt}")
-        if type_ in ("Time", "IntOrString", "Quantity"):
+        if type_ in ("Time", "IntOrString", "Quantity", "FieldsV1"):
             value = _special(type_, v)
             if value is not None:
                 if "r" in flags:

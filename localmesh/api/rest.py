@@ -14,11 +14,13 @@ from typing import Any
 
 from aiohttp import web
 
-from localmesh.api import protobuf, status
+from localmesh.api import apply, fieldmanager, fieldvalidation, protobuf, status, wire
+from localmesh.api.fieldvalidation import add_warnings
 from localmesh.api.negotiation import (
     dry_run,
     json_response,
     read_body,
+    read_body_checked,
     render,
     render_list,
 )
@@ -30,9 +32,9 @@ from localmesh.resources import ResourceType
 
 # Served resources whose DELETE answers with the deleted object instead of a Status: those
 # whose registry sets ReturnDeletedObject (k8s.io/kubernetes pkg/registry/core/{pod,service,
-# serviceaccount}/storage/storage.go). storageclasses set it too, but localmesh does not
-# serve them.
-RETURN_DELETED_OBJECT = frozenset({("", "pods"), ("", "services"), ("", "serviceaccounts")})
+# serviceaccount}/storage/storage.go, pkg/registry/storage/storageclass).
+RETURN_DELETED_OBJECT = frozenset({("", "pods"), ("", "services"), ("", "serviceaccounts"),
+                                   ("storage.k8s.io", "storageclasses")})
 
 
 class RestHandlers:
@@ -48,10 +50,20 @@ class RestHandlers:
             return render_list(request, self.objects.store, rt,
                                self.list(rt, namespace, request.query))
         if verb == "create":
-            body = await read_body(request)
-            created = self.objects.create(rt, namespace, body, dry_run=dry_run(request))
-            return render(request, self.objects.store, rt, created, 201)
+            body = await self._decoded(request, rt, "CreateOptions")
+            created = self.objects.create(rt, namespace, body.obj, dry_run=dry_run(request),
+                                          managed_by=_manager(request))
+            return add_warnings(render(request, self.objects.store, rt, created, 201),
+                                body.warnings)
         return json_response(await self._delete_collection(request, rt, namespace))
+
+    async def _decoded(self, request: web.Request, rt: ResourceType,
+                       options_kind: str) -> fieldvalidation.Decoded:
+        """A create's or update's body through fieldValidation."""
+        mode = fieldvalidation.directive(request, options_kind)
+        body, duplicates = await read_body_checked(request)
+        return fieldvalidation.check_body(self.objects.schema(rt), body, duplicates, mode,
+                                          rt.kind, rt.version)
 
     async def one(self, request: web.Request, rt: ResourceType, namespace: str,
                   name: str) -> web.Response:
@@ -59,10 +71,10 @@ class RestHandlers:
         if request.method == "GET":
             return render(request, self.objects.store, rt, self.objects.get(rt, namespace, name))
         if request.method == "PUT":
-            body = await read_body(request)
-            out = self.objects.update(rt, namespace, name, body, dry_run=dry_run(request),
-                                      allow_create=rt.custom)
-            return render(request, self.objects.store, rt, out)
+            body = await self._decoded(request, rt, "UpdateOptions")
+            out = self.objects.update(rt, namespace, name, body.obj, dry_run=dry_run(request),
+                                      allow_create=rt.custom, managed_by=_manager(request))
+            return add_warnings(render(request, self.objects.store, rt, out), body.warnings)
         if request.method == "PATCH":
             return await self._patch(request, rt, namespace, name)
         opts = await self._delete_options(request)
@@ -104,9 +116,12 @@ class RestHandlers:
                 meta["continue"] = str(start + limit)
                 meta["remainingItemCount"] = len(items) - start - limit
             items = page
-        for o in items:
-            o.pop("apiVersion", None)
-            o.pop("kind", None)
+        if not rt.custom:
+            # Typed lists carry no TypeMeta on their items; a custom resource list is
+            # unstructured and keeps each item's apiVersion and kind, as upstream.
+            for o in items:
+                o.pop("apiVersion", None)
+                o.pop("kind", None)
         kind = rt.list_kind or f"{rt.kind}List"
         return {"kind": kind, "apiVersion": rt.api_version, "metadata": meta, "items": items}
 
@@ -171,33 +186,69 @@ class RestHandlers:
                            "the body of the request was in an unknown format - accepted media "
                            "types include: application/json-patch+json, "
                            "application/merge-patch+json, application/apply-patch+yaml")
+        apply.check_options(request.query, is_apply)
+        mode = fieldvalidation.directive(request, "PatchOptions")
+        schema = self.objects.schema(rt)
         live = self.objects.store.get(rt.key, namespace if rt.namespaced else "", name)
+        if is_apply:
+            return await self._apply(request, rt, namespace, name, sub, raw, live)
         if live is None:
-            if not is_apply or sub:
-                raise status.not_found(rt.plural, name, rt.group)
-            body = apply_patch({}, raw, ctype)
-            if not isinstance(body, dict):
-                raise status.bad_request("the applied configuration is not an object")
-            body.setdefault("metadata", {})["name"] = name
-            created = self.objects.create(rt, namespace, body, dry_run=dry_run(request))
-            return render(request, self.objects.store, rt, created, 201)
+            raise status.not_found(rt.plural, name, rt.group)
         patched = apply_patch(live, raw, ctype)
         if not isinstance(patched, dict):
-            raise status.bad_request("patched object is not a JSON object")
+            # What decoding the patched document into the kind answers upstream.
+            text = wire.encode(patched, pretty=False).decode().strip()
+            raise status.invalid("", "", [(
+                "patch", "FieldValueInvalid",
+                f"Invalid value: {status.go_quote(text)}: json: cannot unmarshal "
+                f"{'array' if isinstance(patched, list) else 'value'} into Go value of "
+                f"type {rt.kind}")])
         patched.setdefault("metadata", {})
         if not isinstance(patched["metadata"], dict):
             raise status.bad_request("metadata must be an object")
+        # Only what the patch brought in is judged (the live object passed already).
+        known = set(fieldvalidation.strict_errors(schema, live, []))
+        checked = fieldvalidation.check_patched(
+            schema, patched, mode, lambda o: wire.encode(o, pretty=False).decode().strip(),
+            known)
+        patched = checked.obj
         # A patch is against the live object: it conflicts only when it names a
         # resourceVersion itself (a json-patch "test", or a merge patch carrying one).
         patched["metadata"]["resourceVersion"] = (
             patched["metadata"].get("resourceVersion") or live["metadata"]["resourceVersion"]
         )
         out = self.objects.update(rt, namespace, name, patched, subresource=sub,
-                                  dry_run=dry_run(request))
+                                  dry_run=dry_run(request), managed_by=_manager(request))
+        return add_warnings(render(request, self.objects.store, rt, out), checked.warnings)
+
+    async def _apply(self, request: web.Request, rt: ResourceType, namespace: str,
+                     name: str, sub: str, raw: bytes, live: dict | None) -> web.Response:
+        """Server-side apply (localmesh/api/apply.py): create when nothing is there."""
+        if live is None and sub:
+            raise status.not_found(rt.plural, name, rt.group)
+        config = apply.decode(raw)
+        force = request.query.get("force") in ("1", "true", "True")
+        merged = apply.applied(rt, self.objects.schema(rt), live, config,
+                               namespace=namespace, name=name,
+                               manager=request.query.get("fieldManager", ""), force=force,
+                               subresource=sub)
+        merged.setdefault("metadata", {})["name"] = name
+        if live is None:
+            created = self.objects.create(rt, namespace, merged, dry_run=dry_run(request),
+                                          keep_managed_fields=True)
+            return render(request, self.objects.store, rt, created, 201)
+        merged["metadata"]["resourceVersion"] = (
+            (config.get("metadata") or {}).get("resourceVersion")
+            or live["metadata"]["resourceVersion"])
+        out = self.objects.update(rt, namespace, name, merged, subresource=sub,
+                                  dry_run=dry_run(request), keep_managed_fields=True)
         return render(request, self.objects.store, rt, out)
 
     async def status_like(self, request: web.Request, rt: ResourceType, namespace: str,
                            name: str, sub: str) -> web.Response:
+        if sub == "approval":
+            # A CertificateSigningRequest's conditions, written like its status.
+            sub = "status"
         if sub == "scale":
             return await self._scale(request, rt, namespace, name)
         if request.method == "GET":
@@ -213,7 +264,8 @@ class RestHandlers:
                 out = self.objects.update(rt, namespace, name, live, subresource="finalize")
                 return json_response(out)
             return json_response(self.objects.update(rt, namespace, name, body,
-                                                     subresource="status"))
+                                                     subresource="status",
+                                                     managed_by=_manager(request)))
         if request.method == "PATCH":
             return await self._patch(request, rt, namespace, name, sub="status")
         raise status.method_not_allowed()
@@ -230,9 +282,8 @@ class RestHandlers:
                               "creationTimestamp")},
                 "spec": {"replicas": o.get("spec", {}).get("replicas", 1)},
                 "status": {"replicas": o.get("status", {}).get("replicas", 0),
-                           "selector": ",".join(
-                               f"{k}={v}" for k, v in (o.get("spec", {}).get("selector", {})
-                                                       .get("matchLabels") or {}).items())},
+                           "selector": ",".join(f"{k}={v}" for k, v in _selector_map(
+                               o.get("spec", {}).get("selector")).items())},
             }
 
         if request.method == "GET":
@@ -252,3 +303,18 @@ class RestHandlers:
             out = self.objects.update(rt, namespace, name, obj, check_version=False)
             return json_response(scale_of(out))
         raise status.method_not_allowed()
+
+
+def _selector_map(selector: Any) -> dict:
+    """matchLabels of a LabelSelector, or a ReplicationController's plain map."""
+    if not isinstance(selector, dict):
+        return {}
+    if "matchLabels" in selector or "matchExpressions" in selector:
+        return dict(selector.get("matchLabels") or {})
+    return dict(selector)
+
+
+def _manager(request: web.Request) -> str:
+    """Who a write is recorded for in managedFields (``managerOrUserAgent``)."""
+    return fieldmanager.manager_name(request.query.get("fieldManager"),
+                                     request.headers.get("User-Agent", ""))

@@ -133,3 +133,26 @@ def field_matcher(selector: str | None) -> Callable[[dict], bool]:
             raise bad_request(f"invalid selector: '{selector}'; can't understand '{req}'")
     return lambda obj: all(t(obj) for t in tests)
 
+
+
+def selector_matches(selector: dict | None, labels: dict | None) -> bool:
+    """A ``metav1.LabelSelector`` object against labels: ``matchLabels`` and
+    ``matchExpressions`` (In, NotIn, Exists, DoesNotExist) all hold; an empty selector
+    matches everything (``LabelSelectorAsSelector``)."""
+    labels = labels or {}
+    if not selector:
+        return True
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e.get("key", ""), e.get("operator", ""), e.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True

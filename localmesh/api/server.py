@@ -17,11 +17,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from aiohttp import web
 
-from localmesh.api import authn, discovery, status
+from localmesh.api import authn, discovery, status, wire
 from localmesh.api.authn import Authenticator
 from localmesh.api.faults import Faults
-from localmesh.api.negotiation import error_response, json_response
-from localmesh.api.objects import ObjectAPI
+from localmesh.api.negotiation import error_response, json_response, page_not_found
+from localmesh.api.objects import ObjectAPI, admission_warnings
 from localmesh.api.openapi import OpenAPI
 from localmesh.api.rbac.filters import RequestAuthorization
 from localmesh.api.rest import RestHandlers
@@ -42,7 +42,7 @@ Route = tuple[str, str, Handler]
 _COLLECTION_VERBS = {"GET": "list", "POST": "create", "DELETE": "deletecollection"}
 _OBJECT_VERBS = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 # Subresources served by the REST handlers themselves; the rest come from their providers.
-_OWN_SUBRESOURCES = ("status", "scale", "finalize")
+_OWN_SUBRESOURCES = ("status", "scale", "finalize", "approval")
 
 
 class APIServer:
@@ -85,6 +85,8 @@ class APIServer:
     async def _auth(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         if request.path in ("/livez", "/readyz", "/healthz"):
             return await handler(request)
+        wire.pretty_output.set(wire.wants_pretty(request.query,
+                                                 request.headers.get("User-Agent", "")))
         user = self.authn.authenticate(request.headers.get("Authorization", ""))
         if user is None:
             return error_response(status.unauthorized())
@@ -95,6 +97,7 @@ class APIServer:
             except ApiError as err:
                 return error_response(err)
         current = authn.current_user.set(user)
+        admission_warnings.set([])
         try:
             return await handler(request)
         except ApiError as err:
@@ -140,14 +143,21 @@ class APIServer:
         if head == "apis":
             if len(parts) == 1:
                 return json_response(discovery.api_group_list(registry))
+            if parts[1] not in registry.group_versions():
+                return page_not_found()
             if len(parts) == 2:
                 return json_response(discovery.api_group(registry, parts[1]))
             return await self._resource(request, parts[1], parts[2], parts[3:])
-        raise status.not_found("", request.path)
+        return page_not_found()
 
     async def _resource(self, request: web.Request, group: str, version: str,
                         rest: list[str]) -> web.StreamResponse:
-        """``{group-version}/[namespaces/{ns}/]{resource}[/{name}[/{subresource}...]]``."""
+        """``{group-version}/[namespaces/{ns}/]{resource}[/{name}[/{subresource}...]]``.
+
+        A group-version nobody serves is the plain 404 of an unknown path; inside a served
+        one, an unknown resource is go-restful's 404 Status (``details`` empty)."""
+        if version not in self.objects.registry.group_versions().get(group, []):
+            return page_not_found()
         if not rest:
             if request.method != "GET":
                 raise status.method_not_allowed()

@@ -622,13 +622,17 @@ def partial_metadata(obj: dict, version: str = "v1") -> dict:
 class Printer:
     """Columns and rows for one resource type."""
 
-    def __init__(self, key: tuple[str, str], crd_version: dict | None = None) -> None:
+    def __init__(self, key: tuple[str, str], crd_version: dict | None = None,
+                 more: dict[tuple[str, str], tuple[list[Column], Callable[[dict], Row]]]
+                 | None = None) -> None:
+        """``more``: printers of further kinds (localmesh/api/printers.py)."""
         self.crd_specs: list[dict] | None = None
+        printers = {**PRINTERS, **(more or {})}
         if crd_version is not None:
             self.columns, self.crd_specs = crd_columns(crd_version)
             self._row: Callable[[dict], Row] = lambda o: crd_row(o, self.crd_specs or [])
-        elif key in PRINTERS:
-            self.columns, self._row = PRINTERS[key]
+        elif key in printers:
+            self.columns, self._row = printers[key]
         else:
             self.columns, self._row = [NAME, AGE], _generic_row
         self.key = key

@@ -11,12 +11,11 @@ localmesh stops.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 from aiohttp import web
 
-from localmesh.api import status, tables
+from localmesh.api import status, tables, wire
 from localmesh.api.discovery import not_served
 from localmesh.api.negotiation import printer_for
 from localmesh.api.objects import ObjectAPI
@@ -100,7 +99,7 @@ class Watches:
                 resp = web.StreamResponse(headers={"Content-Type": "application/json"})
                 await resp.prepare(request)
                 gone = ApiError(410, "Expired", exc.message).status()
-                await resp.write(json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n")
+                await resp.write(wire.watch_event("ERROR", gone))
                 return resp
             raise
         accept = request.headers.get("Accept", "")
@@ -126,14 +125,20 @@ class Watches:
             if printer is not None and table_version:
                 obj = printer.table([obj], {"resourceVersion": obj.get("metadata", {}).get(
                     "resourceVersion", "")}, include, table_version)
-            await resp.write(json.dumps({"type": type_, "object": obj}).encode() + b"\n")
+            else:
+                obj = wire.ordered(obj, custom=rt.custom)
+            await resp.write(wire.watch_event(type_, obj))
 
         async def bookmark(annotations: dict | None = None) -> None:
+            # A typed object with only its resourceVersion set: Go writes the zero
+            # creationTimestamp as null; an unstructured one has just what was set.
             meta: dict = {"resourceVersion": str(store.revision)}
+            if not rt.custom:
+                meta["creationTimestamp"] = None
             if annotations:
                 meta["annotations"] = annotations
             body = {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta}
-            await resp.write(json.dumps({"type": "BOOKMARK", "object": body}).encode() + b"\n")
+            await resp.write(wire.watch_event("BOOKMARK", wire.ordered(body, custom=rt.custom)))
 
         def convert(ev: Event) -> tuple[str, dict] | None:
             cur = ev.type != "DELETED" and visible(ev.obj)

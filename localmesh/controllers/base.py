@@ -64,6 +64,12 @@ class Reconciler:
     def reconcile(self) -> object:
         raise NotImplementedError
 
+    def retry_later(self, seconds: float = 1.0) -> None:
+        """Run again after ``seconds`` even without an event: what was refused (a pod an
+        admission webhook turned away, or could not be asked about) is tried again, as
+        upstream controllers requeue with a back-off. Called from :meth:`reconcile`."""
+        asyncio.get_running_loop().call_later(seconds, self._wake.set)
+
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()

@@ -108,6 +108,11 @@ class EndpointsController(Reconciler):
                     "targetRef": {"kind": "Pod", "namespace": pod["metadata"]["namespace"],
                                   "name": pod["metadata"]["name"],
                                   "uid": pod["metadata"]["uid"]}}
+            pspec = pod.get("spec") or {}
+            if pspec.get("hostname") and pspec.get("subdomain") == svc["metadata"]["name"]:
+                # A StatefulSet pod's stable name under its governing Service (upstream's
+                # endpoints controller sets the address's hostname the same way).
+                addr["hostname"] = pspec["hostname"]
             ready = pod_ready(pod) and alive(pod)
             group.setdefault("addresses" if ready else "notReadyAddresses", []).append(addr)
         out = []

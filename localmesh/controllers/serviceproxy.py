@@ -42,6 +42,18 @@ ENDPOINTS = ("", "endpoints")
 PODS = ("", "pods")
 
 
+def ready_backends(endpoints: dict, service_port: dict) -> list[tuple[str, int]]:
+    """The ready (address, target port) pairs of an Endpoints object for a Service port,
+    matched by the port's name."""
+    out: list[tuple[str, int]] = []
+    for sub in endpoints.get("subsets") or []:
+        port = next((x["port"] for x in sub.get("ports") or []
+                     if x.get("name", "") == service_port.get("name", "")), None)
+        if port is not None:
+            out += [(a["ip"], port) for a in sub.get("addresses") or []]
+    return sorted(out)
+
+
 class ServiceProxy(Reconciler):
     name = "service-proxy"
     keys = (SERVICES, ENDPOINTS, PODS)
@@ -72,15 +84,14 @@ class ServiceProxy(Reconciler):
                           f"{name}.{ns}"):
                     hosts[h] = ip
             ep = endpoints.get((ns, name)) or {}
+            for sub in ep.get("subsets") or []:
+                for a in [*(sub.get("addresses") or []), *(sub.get("notReadyAddresses") or [])]:
+                    if a.get("hostname"):  # <pod>.<service>.<ns>.svc: a StatefulSet pod
+                        for h in (f"{a['hostname']}.{name}.{ns}.svc.cluster.local",
+                                  f"{a['hostname']}.{name}.{ns}.svc"):
+                            hosts[h] = a["ip"]
             for p in spec.get("ports") or []:
-                backends = []
-                for sub in ep.get("subsets") or []:
-                    port = next((x["port"] for x in sub.get("ports") or []
-                                 if x.get("name", "") == p.get("name", "")), None)
-                    if port is None:
-                        continue
-                    backends += [(a["ip"], port) for a in sub.get("addresses") or []]
-                self.backends[(ns, name, p["port"])] = sorted(backends)
+                self.backends[(ns, name, p["port"])] = ready_backends(ep, p)
                 key = (ns, name, p["port"])
                 if ip and ip != "None" and is_loopback(ip):
                     wanted[(ip, p["port"])] = key
@@ -184,7 +195,10 @@ class ServiceProxy(Reconciler):
         if sp is None:
             raise ApiError(503, "ServiceUnavailable",
                            f'no service port "{port}" found for service "{svc_name}"')
-        backends = self.backends.get((namespace, svc_name, sp["port"])) or []
+        # The Endpoints as they are now: kube-apiserver's service proxy reads them per
+        # request (pkg/registry/core/service/storage ResourceLocation), not through
+        # kube-proxy's view, which follows them a moment later.
+        backends = ready_backends(self.api.store.get(ENDPOINTS, namespace, svc_name) or {}, sp)
         if not backends:
             raise ApiError(503, "ServiceUnavailable",
                            f'no endpoints available for service "{svc_name}"')

@@ -5,7 +5,6 @@ conditions, the ``deployment.kubernetes.io/revision`` annotation)."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import json
@@ -73,19 +72,32 @@ def _condition(type_: str, status: str, reason: str, message: str, prev: list[di
             "lastTransitionTime": transition, "reason": reason, "message": message}
 
 
+RC = ("", "replicationcontrollers")
+
+
 class ReplicaSetController(Reconciler):
+    """ReplicaSets, and ReplicationControllers (the same controller upstream in effect:
+    pkg/controller/replication wraps the ReplicaSet one)."""
+
     name = "replicaset-controller"
-    keys = (RS, PODS)
+    keys = (RS, RC, PODS)
     _events = 0
     # Seconds before a refused pod is tried again (upstream requeues with a backoff).
     retry_seconds = 1.0
 
     def reconcile(self) -> None:
         api: ObjectAPI = self.api
-        rs_rt = api.rt("apps/v1", "ReplicaSet")
-        pod_rt = api.rt("v1", "Pod")
         pods = api.store.scan(PODS)
-        for rs in api.store.scan(RS):
+        for key, api_version, kind in ((RS, "apps/v1", "ReplicaSet"),
+                                       (RC, "v1", "ReplicationController")):
+            if api.registry.by_key(key) is not None:
+                self._sync_kind(api, pods, key, api_version, kind)
+
+    def _sync_kind(self, api: ObjectAPI, pods: list[dict], key: tuple[str, str],
+                   api_version: str, kind: str) -> None:
+        rs_rt = api.rt(api_version, kind)
+        pod_rt = api.rt("v1", "Pod")
+        for rs in api.store.scan(key):
             if not alive(rs):
                 continue
             uid = rs["metadata"]["uid"]
@@ -104,8 +116,8 @@ class ReplicaSetController(Reconciler):
                             **(tmpl.get("metadata") or {}),
                             "generateName": rs["metadata"]["name"] + "-",
                             "namespace": ns,
-                            "ownerReferences": [owner_ref({**rs, "apiVersion": "apps/v1",
-                                                           "kind": "ReplicaSet"})],
+                            "ownerReferences": [owner_ref({**rs, "apiVersion": api_version,
+                                                           "kind": kind})],
                         },
                         "spec": tmpl.get("spec", {}),
                     }
@@ -139,14 +151,23 @@ class ReplicaSetController(Reconciler):
                 status.pop("readyReplicas")
                 status.pop("availableReplicas")
             if failure is not None:
-                status["conditions"] = self._failed_create(rs, failure)
-                asyncio.get_running_loop().call_later(self.retry_seconds, self._wake.set)
+                status["conditions"] = self._failed_create(rs, api_version, kind, failure)
+                self.retry_later(self.retry_seconds)
             api.set_status(rs_rt, rs, status)
 
-    def _failed_create(self, rs: dict, message: str) -> list[dict]:
-        """A pod the API refused (an admission plugin's 403, a terminating namespace): the
+    @staticmethod
+    def _component(kind: str) -> str:
+        """The controller's name as its events give it (replication-controller for RCs)."""
+        return "replication-controller" if kind == "ReplicationController" \
+            else "replicaset-controller"
+
+    def _failed_create(self, rs: dict, api_version: str, kind: str,
+                       message: str) -> list[dict]:
+        """A pod the API refused (an admission plugin's or webhook's 403, a terminating
+        namespace, a webhook that could not be called under failurePolicy Fail): the
         ``ReplicaFailure`` condition, and a ``FailedCreate`` event when its message is new
-        (pkg/controller/replicaset ``manageReplicas``: "Error creating: …")."""
+        (pkg/controller/replicaset ``manageReplicas``: "Error creating: …"). A
+        ReplicationController gets the same (pkg/controller/replication wraps it)."""
         text = f"Error creating: {message}"
         prev = [c for c in (rs.get("status") or {}).get("conditions") or []
                 if c.get("type") == "ReplicaFailure"]
@@ -157,13 +178,13 @@ class ReplicaSetController(Reconciler):
             try:
                 self.api.create(self.api.rt("v1", "Event"), meta["namespace"], {
                     "metadata": {"name": f"{meta['name']}.{self._events:x}"},
-                    "involvedObject": {"kind": "ReplicaSet", "namespace": meta["namespace"],
+                    "involvedObject": {"kind": kind, "namespace": meta["namespace"],
                                        "name": meta["name"], "uid": meta["uid"],
-                                       "apiVersion": "apps/v1"},
+                                       "apiVersion": api_version},
                     "reason": "FailedCreate", "message": text, "type": "Warning",
-                    "source": {"component": "replicaset-controller"},
+                    "source": {"component": self._component(kind)},
                     "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-                    "reportingComponent": "replicaset-controller"})
+                    "reportingComponent": self._component(kind)})
             except ApiError:
                 pass  # events are best effort, as upstream
         return [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",

@@ -4,9 +4,11 @@
 kube-apiserver sends an ``admission.k8s.io/v1`` AdmissionReview holding the pod; istiod
 answers with the pod's injection as a JSONPatch (pkg/kube/inject/webhook.go ``inject``),
 as its own revision injects it (injector.py), or with no patch for a pod it must not
-inject or that is injected already. localmesh's own admission chain injects in process
-first (injector.py, webhooks.py); this endpoint is what an API server that calls webhooks
-over the network reaches, and what a client can call to see a revision's injection.
+inject or that is injected already. localmesh's own API server calls admission webhooks
+over HTTPS but not this one: the in-process injector answers Istio's injection webhooks
+(injector.py, webhooks.py; localmesh/webhooks.py says why), so a pod is injected once.
+This endpoint answers as that injector does, for a client that asks to see a revision's
+injection, or an API server of its own that calls webhooks.
 
 istiod also keeps the ``caBundle`` of its webhook configurations (those labelled with its
 revision, tags included) set to the mesh's root certificate, which signs its serving

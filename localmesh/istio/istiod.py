@@ -43,20 +43,21 @@ from aiohttp import web
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, json_format
 
+import localmesh.istio.ambient.protos  # noqa: F401 - ztunnel's and waypoints' config types
 from localmesh.api.objects import ObjectAPI
 from localmesh.istio import debugz, histogram, meshconfig, snapshot
 from localmesh.istio.ads_state import Connection, Generated, TypeState
+from localmesh.istio.ambient import model as ambient_model
+from localmesh.istio.ambient import workloadapi
 from localmesh.istio.gatewayapi import binding as gatewayapi
 from localmesh.istio.gatewayapi import model as gatewayapi_model
 from localmesh.istio.gatewayapi.crds import KEYS as GATEWAY_API_KEYS
+from localmesh.istio.generator import generate
 from localmesh.istio.names import ISTIO_NAMESPACE, ISTIOD_HOST
 from localmesh.istio.security.ca import MeshCA
 from localmesh.istio.security.ca_server import CertificateService, TokenReview
 from localmesh.istio.xds import model as xds
-from localmesh.istio.xds.gateway import gateway_resources
 from localmesh.istio.xds.memo import Memo, content_digest
-from localmesh.istio.xds.sidecar import sidecar_resources
-from localmesh.mixer.xds import report_to_mixer
 from localmesh.network import AddressPlan
 from localmesh.pki import pem_server_context
 from localmesh.store import now_rfc3339
@@ -69,6 +70,7 @@ MESSAGES = {
     xds.T_LISTENER: listener_pb2.Listener,
     xds.T_ROUTE: route_pb2.RouteConfiguration,
     xds.T_SCOPED: scoped_route_pb2.ScopedRouteConfiguration,
+    **workloadapi.MESSAGES,  # ztunnel's Address and Authorization
 }
 SHORT = {xds.T_CLUSTER: "cluster", xds.T_ENDPOINT: "endpoint", xds.T_LISTENER: "listener",
          xds.T_ROUTE: "route", xds.T_SCOPED: "scopedroute"}
@@ -113,7 +115,9 @@ class Istiod:
         # The mesh CA and its certificate service (security/pkg/server/ca), served with
         # ADS on the TLS port, as istiod serves both on 15012.
         self.ca = ca
-        self.certificates = CertificateService(ca, token_review)
+        self.certificates = CertificateService(
+            ca, token_review, node_authorizer=ambient_model.node_authorizer(api.store,
+                                                                            ca.trust_domain))
         self._tls_server: grpc.aio.Server | None = None
         self.connections: dict[str, Connection] = {}
         self._ids = itertools.count(1)
@@ -292,6 +296,7 @@ class Istiod:
             # Every Istio configuration the shared resources can read, by content (a
             # handful of objects): any change is a new key, so nothing stale is shared.
             config_key=content_digest([mesh_config_map, classes, config]), **config,
+            ambient=ambient_model.snapshot(store),
         )
 
     def proxy_for(self, node_id: str, metadata: dict) -> xds.Proxy | None:
@@ -349,7 +354,7 @@ class Istiod:
             ts.sent_digests = {}
         ts.sent_digests.update((n, gen.digest(type_url, n)) for n in names)
         ts.sent_version, ts.sent_nonce = version, nonce
-        self.pushes[SHORT[type_url]] += 1
+        self.pushes[SHORT.get(type_url, "wds")] += 1
         return out
 
     def _pack(self, type_url: str, gen: Generated, name: str) -> any_pb2.Any:
@@ -390,7 +395,8 @@ class Istiod:
             if conn.proxy is None:
                 continue
             entry = {"cluster_id": "Kubernetes", "proxy": conn.proxy.id,
-                     "proxy_type": "router" if conn.proxy.kind == "router" else "sidecar",
+                     "proxy_type": conn.proxy.kind if conn.proxy.kind in (
+                         "router", "ztunnel", "waypoint") else "sidecar",
                      "proxy_version": conn.proxy_version or self.version,
                      "istio_version": f"{self.version}-localmesh"}
             for t, short in SHORT.items():
@@ -431,19 +437,6 @@ class Istiod:
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 
-def generate(state: xds.MeshState, proxy: xds.Proxy) -> dict[str, dict[str, dict]]:
-    """A proxy's resources by type URL and name: the generator for its type (a gateway in
-    router mode, else a sidecar), as pilot's ConfigGenerator picks by node type; with a
-    ``mixerReportServer`` (an Istio 1.4 mesh) its requests are reported to Mixer."""
-    if proxy.kind == "router":
-        out = gateway_resources(state, proxy)
-    else:
-        out = sidecar_resources(state, proxy)
-    if state.mesh_config.mixer_report_server:
-        report_to_mixer(out, state, proxy)
-    return out
-
-
 def _pod_changed_for_xds(old: dict | None, new: dict) -> bool:
     """Does a pod change matter to xDS? Its identity (labels, IP) or its going away.
 
@@ -456,7 +449,10 @@ def _pod_changed_for_xds(old: dict | None, new: dict) -> bool:
     def key(p: dict) -> tuple:
         meta, st = p.get("metadata") or {}, p.get("status") or {}
         ports = [c.get("ports") for c in (p.get("spec") or {}).get("containers") or []]
-        return (meta.get("labels"), meta.get("deletionTimestamp"), st.get("podIP"), ports)
+        ambient = {k: v for k, v in (meta.get("annotations") or {}).items()
+                   if k in ambient_model.XDS_ANNOTATIONS}
+        return (meta.get("labels"), meta.get("deletionTimestamp"), st.get("podIP"), ports,
+                ambient, ambient_model.ready(p))
 
     return key(old) != key(new)
 
@@ -501,7 +497,7 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                     # changed cluster, the routes after a listener push).
                     changed_clusters: set[str] = set()
                     listeners_sent = False
-                    for t in xds.TYPES:
+                    for t in (*xds.TYPES, *workloadapi.MESSAGES):
                         ts = conn.types.get(t)
                         if ts is None or not ts.subscribed:
                             continue
@@ -540,7 +536,7 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 ts = conn.types.setdefault(t, TypeState())
                 if req.HasField("error_detail") and req.error_detail.code:
                     ts.nacked = req.error_detail.message[:500]
-                    log.warning("ADS: %s NACKed %s: %s", conn.node_id, SHORT[t],
+                    log.warning("ADS: %s NACKed %s: %s", conn.node_id, SHORT.get(t, t),
                                 req.error_detail.message[:300])
                     continue
                 if req.response_nonce and req.response_nonce != ts.sent_nonce:
@@ -550,7 +546,8 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                     # istiod's shouldRespond logs "Expired nonce received" and drops it).
                     continue
                 names = set(req.resource_names)
-                wildcard = t in (xds.T_CLUSTER, xds.T_LISTENER, xds.T_SCOPED) and not names
+                wildcard = t in (xds.T_CLUSTER, xds.T_LISTENER, xds.T_SCOPED,
+                                 *workloadapi.MESSAGES) and not names
                 changed_subscription = (names != ts.names or wildcard != ts.wildcard or
                                         not ts.subscribed)
                 ts.names, ts.wildcard, ts.subscribed = names, wildcard, True

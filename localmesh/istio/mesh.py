@@ -235,6 +235,10 @@ class Mesh:
         self._create(injector_configmap(webhooks.DEFAULT, ISTIO_VERSION))
         self._create(webhooks.revision_configuration(webhooks.DEFAULT))
         self.api.admission.add_mutator(("", "pods"), self.injector)
+        # The injector answers Istio's injection webhooks in process: the API server's
+        # webhook plugin leaves them to it (localmesh/webhooks.py), so a pod is injected
+        # once, by the revision those webhooks select, and istiod's /inject is not called.
+        self.api.admission.answered_in_process.append(webhooks.answered_by_injector)
         self.api.admission.add_mutator(("", "pods"), self.revisions.admit)
         self.revisions.start()
         # Services first: pods started later get their service environment variables.

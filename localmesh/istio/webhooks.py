@@ -23,17 +23,22 @@ nothing more than such configurations, rendered by Istio's chart
   two webhooks (and ``istioctl tag set default`` deactivates the default revision's own
   with the never-matching selector ``istio.io/deactivated: never-match``).
 
-localmesh's API server calls no webhooks over the network, so the in-process injector asks
-:func:`injector_call` which configuration the API server would call, and injects as the
-revision behind its Service. A selected webhook whose Service is gone or has no ready
-endpoint fails the pod's creation under ``failurePolicy: Fail``, with kube-apiserver's
-message, as on a real cluster (a deleted istiod with its configuration left behind).
+localmesh's API server calls admission webhooks over HTTPS (localmesh/webhooks.py), but
+not these: the in-process injector stands for them. It asks :func:`injector_call` which
+configuration the API server would call, and injects as the revision behind its Service;
+:func:`answered_by_injector` tells the API server's webhook plugin which webhooks that
+covers, so none is answered twice (the mesh registers it beside the injector). A selected
+webhook whose Service is gone or has no ready endpoint fails the pod's creation under
+``failurePolicy: Fail``, with kube-apiserver's message, as on a real cluster (a deleted
+istiod with its configuration left behind). istiod still serves ``/inject`` over HTTPS
+(inject_server.py) for any other client.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from localmesh.api.selectors import selector_matches
 from localmesh.api.status import ApiError
 from localmesh.istio.names import ISTIO_NAMESPACE
 from localmesh.resources import Registry, ResourceType
@@ -48,6 +53,7 @@ MWC_TYPE = ResourceType(GROUP, "v1", "mutatingwebhookconfigurations",
 SERVICES = ("", "services")
 ENDPOINTS = ("", "endpoints")
 NAMESPACES = ("", "namespaces")
+PODS = ("", "pods")
 NEVER_MATCH = {"matchLabels": {"istio.io/deactivated": "never-match"}}
 DEFAULT = "default"
 
@@ -56,24 +62,6 @@ def serve_kind(registry: Registry) -> None:
     """Make the API serve MutatingWebhookConfigurations, unless it already does."""
     if registry.by_key(MWC) is None:
         registry.types.append(MWC_TYPE)
-
-
-def selector_matches(selector: dict | None, labels: dict) -> bool:
-    """A metav1.LabelSelector against labels; an absent or empty selector matches all."""
-    selector = selector or {}
-    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
-        return False
-    for e in selector.get("matchExpressions") or []:
-        key, op, values = e.get("key", ""), e.get("operator", ""), e.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
 
 
 def _covers_pod_create(webhook: dict) -> bool:
@@ -128,6 +116,17 @@ def calls(store: Store, namespace: dict, pod: dict) -> list[Call]:
 def is_istio_injector(call: Call) -> bool:
     """Istio's injection endpoint (``/inject``, also ``/inject/cluster/<c>/net/<n>``)."""
     return call.namespace == ISTIO_NAMESPACE and call.path.startswith("/inject")
+
+
+def answered_by_injector(hook: dict, rt: ResourceType, operation: str) -> bool:
+    """Whether the in-process injector answers this webhook for this request: one of
+    Istio's injection webhooks (as :func:`is_istio_injector` tells them) on a pod's
+    creation — exactly the calls :func:`calls` considers."""
+    service = (hook.get("clientConfig") or {}).get("service") or {}
+    return rt.key == PODS and operation == "CREATE" and _covers_pod_create(hook) and \
+        is_istio_injector(Call("", hook.get("name", ""), service.get("name", ""),
+                               service.get("namespace", ""), service.get("path", ""),
+                               hook.get("failurePolicy", "Fail")))
 
 
 def _unreachable(store: Store, call: Call) -> str | None:

@@ -60,8 +60,36 @@ def _catalogue() -> dict[str, Image]:
               "Kiali's graph API computed from Prometheus"),
         Image("docker.io/istio/servicegraph", (PY, "-m", "localmesh.addons.servicegraph"),
               "the Istio 0.x servicegraph addon (/graph, /d3graph, /dotviz)"),
+        Image("docker.io/istio/ztunnel", (PY, "-m", "localmesh.ztunnel"),
+              "ztunnel: a real Envoy carrying HBONE, configured by istiod, and its agent "
+              "(metrics, readiness, config_dump, certificates)",
+              tools={"kill": (PY, "-m", "localmesh.kubelet.pidns", "kill")}),
+        # `command: [install-cni]` names the image's program, as in Istio's chart.
+        Image("docker.io/istio/install-cni", (),
+              "istio-cni's node pod: answers /readyz; the node agent runs in localmesh",
+              tools={"install-cni": (PY, "-m", "localmesh.istio.ambient.cni_pod")}),
         Image("docker.io/istio/pilot", (PY, "-m", "localmesh.istio.pod"),
               "istiod's pod: serves the in-process istiod's xDS and debug ports"),
+        # The images test manifests commonly use (issue 13), each with its documented
+        # entrypoint, default arguments and ports.
+        Image("docker.io/library/nginx", (PY, "-m", "localmesh.images.nginx"),
+              "Debian's nginx serving the image's default site on port 80 (the pod's "
+              "address); conf.d and html mounts honoured",
+              tools={"nginx": (PY, "-m", "localmesh.images.nginx", "nginx")},
+              default_args=("nginx", "-g", "daemon off;")),
+        Image("docker.io/library/python", (), "the host's Python (python, python3)",
+              tools={"python": (PY,), "python3": (PY,), "pip": (PY, "-m", "pip"),
+                     "sh": ("/bin/sh",)}, default_args=("python3",)),
+        Image("docker.io/curlimages/curl", (PY, "-m", "localmesh.images.curl"),
+              "the host's curl, behind the image's entrypoint (arguments are curl's)",
+              tools={"sh": ("/bin/sh",)}, default_args=("curl",)),
+        Image("registry.k8s.io/pause", (PY, "-m", "localmesh.images.pause"),
+              "waits for a signal, as /pause does"),
+        Image("registry.k8s.io/e2e-test-images/agnhost", (PY, "-m", "localmesh.images.agnhost"),
+              "agnhost's netexec, serve-hostname and pause modes",
+              tools={"sh": ("/bin/sh",), "/agnhost": (PY, "-m", "localmesh.images.agnhost")}),
+        Image("docker.io/mendhak/http-https-echo", (PY, "-m", "localmesh.images.echo"),
+              "echoes each request as JSON on HTTP_PORT (8080) and HTTPS_PORT (8443)"),
         Image("docker.io/istio/mixer", (PY, "-m", "localmesh.mixer.server"),
               "Istio 1.4's Mixer (istio-telemetry, istio-policy): sidecars' reports in, "
               "the stdio and Prometheus adapters out"),
@@ -102,6 +130,10 @@ ALIASES = {
     "gcr.io/istio-release/pilot": "docker.io/istio/pilot",
     "gcr.io/istio-release/mixer": "docker.io/istio/mixer",
     "quay.io/prometheus/prometheus": "docker.io/prom/prometheus",
+    # The e2e images' older home, and the pause image's.
+    "k8s.gcr.io/e2e-test-images/agnhost": "registry.k8s.io/e2e-test-images/agnhost",
+    "k8s.gcr.io/pause": "registry.k8s.io/pause",
+    "registry.k8s.io/e2e-test-images/echoserver": "docker.io/mendhak/http-https-echo",
     # OpenShift's own build of the router.
     "registry.redhat.io/openshift4/ose-haproxy-router": "quay.io/openshift/origin-haproxy-router",
 }

@@ -248,6 +248,9 @@ def materialise_volumes(store: Store, pod: dict, pod_dir: Path,
                     else:
                         text = _field_ref(pod, fp)
                     _write(d / item["path"], text.encode())
+        elif "persistentVolumeClaim" in vol:
+            out[name] = claim_path(store, ns, vol["persistentVolumeClaim"].get("claimName"),
+                                   pod_dir.parent.parent / "volumes")
         elif "projected" in vol:
             for source in vol["projected"].get("sources") or []:
                 if "serviceAccountToken" in source:
@@ -259,6 +262,21 @@ def materialise_volumes(store: Store, pod: dict, pod_dir: Path,
                     for k, v in ((cm or {}).get("data") or {}).items():
                         _write(d / k, v.encode())
     return out
+
+
+def claim_path(store: Store, ns: str, claim: str | None, volumes_dir: Path) -> Path:
+    """A PersistentVolumeClaim's directory: its bound volume's ``hostPath``, or the local
+    provisioner's directory for the claim (localmesh/controllers/storage.py), which exists
+    from the moment the claim does, so a pod never waits for the binding."""
+    pvc = store.get(("", "persistentvolumeclaims"), ns, claim or "")
+    if pvc is None:
+        raise ConfigError(f'persistentvolumeclaim "{claim}" not found')
+    volume = (pvc.get("spec") or {}).get("volumeName")
+    pv = store.get(("", "persistentvolumes"), "", volume) if volume else None
+    path = ((pv or {}).get("spec") or {}).get("hostPath", {}).get("path")
+    target = Path(path) if path else volumes_dir / f"pvc-{pvc['metadata']['uid']}"
+    target.mkdir(parents=True, exist_ok=True)
+    return target
 
 
 def mount_env(container: dict, volumes: dict[str, Path]) -> dict[str, str]:

@@ -13,11 +13,14 @@ import copy
 import logging
 import platform
 import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from localmesh.api.objects import ObjectAPI
 from localmesh.api.status import ApiError
-from localmesh.kubelet import catalogue
+from localmesh.kubelet import catalogue, containerfs
+from localmesh.kubelet.cni import NetworkPlugin
 from localmesh.kubelet.containers import ContainerProcess, ContainerRuntime
 from localmesh.kubelet.environment import TokenIssuer, container_env, mount_env
 from localmesh.kubelet.pods import ContainerState, PodWorker
@@ -36,8 +39,11 @@ class Kubelet:
 
     def __init__(self, api: ObjectAPI, addresses: AddressPlan, state_dir: Path,
                  tokens: TokenIssuer | None = None,
+                 network: Sequence[NetworkPlugin] = (),
                  containers: ContainerRuntime | None = None) -> None:
         self.api = api
+        # Chained CNI plugins asked when a pod's network is set up (istio-cni in ambient).
+        self.network: Sequence[NetworkPlugin] = tuple(network)
         # --runtime podman: containers whose image podman has run in it (containers.py).
         self.containers = containers
         # TokenRequest, for projected ServiceAccount token volumes.
@@ -221,8 +227,16 @@ class Kubelet:
             pass  # the namespace may be going away; events are best effort, as upstream
 
     # -- exec ----------------------------------------------------------------------------
-    def exec_argv(self, c: ContainerState, command: list[str]) -> list[str]:
+    def exec_argv(self, c: ContainerState, command: list[str],
+                  mounts: dict[str, str] | None = None) -> list[str]:
+        """The host argv of an exec: the image's tools, then tar through the container's
+        mounts (what ``kubectl cp`` runs), then the host's program; arguments naming a
+        mounted path are translated (localmesh/kubelet/containerfs.py)."""
         image = catalogue.lookup(c.spec.get("image", ""))
+        if command and command[0] == "tar" and (image is None or "tar" not in image.tools):
+            # containerfs reads the mounts itself: the archive names container paths.
+            return [sys.executable, "-m", "localmesh.kubelet.containerfs", *command]
+        command = containerfs.translate_argv(command, mounts or {})
         if image is not None and command and command[0] in image.tools:
             return [*image.tools[command[0]], *command[1:]]
         return list(command)
@@ -243,7 +257,7 @@ class Kubelet:
         if c.process is not None:
             # What "PID 1" is for the container's `kill` tool (no PID namespace here).
             env["LOCALMESH_CONTAINER_PGID"] = str(c.process.pgid)
-        argv = self.exec_argv(c, command)
+        argv = self.exec_argv(c, command, containerfs.mounts(env))
         return await asyncio.create_subprocess_exec(
             *argv, env=env, cwd=str(worker.dir),
             stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,

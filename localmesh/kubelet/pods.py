@@ -11,17 +11,19 @@ CreateContainerConfigError, running, terminated), ``restartCount``, ``ready`` an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import os
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from localmesh.kubelet import catalogue
+from localmesh.kubelet import catalogue, cni
 from localmesh.kubelet.environment import (
     ConfigError,
     TokenIssuer,
@@ -88,6 +90,7 @@ class PodHost(Protocol):
     pods_dir: Path
     hosts_file: Path
     tokens: TokenIssuer | None
+    network: Sequence[cni.NetworkPlugin]
 
     def event(self, pod: dict, type_: str, reason: str, message: str) -> None: ...
 
@@ -143,11 +146,9 @@ class PodWorker:
                                              sidecar=c.get("restartPolicy") == "Always"))
         for c in spec.get("containers") or []:
             self.containers.append(ContainerState(c))
-        self.intercepted = any(
-            (img := catalogue.lookup(c.spec.get("image", ""))) is not None and img.intercepts
-            and c.spec.get("args", [""])[:1] != ["istio-iptables"]
-            for c in self.inits + self.containers)
-        self.publish()
+        self.publish()  # the pod's IP first: a chained plugin waits for what holds it
+        self.intercepted = await cni.intercepted(self.kubelet.network, self.pod, self.ip,
+                                                 self.local_ip)
         try:
             await self._mount_volumes()
             await self._run_inits()
@@ -177,10 +178,8 @@ class PodWorker:
                 for c in self.inits + self.containers:
                     c.waiting = ("ContainerCreating", "")
                 self.publish()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.terminating.wait(), delay)
-            except TimeoutError:
-                pass
             delay = min(delay * 2, 1.0)
 
     async def _run_inits(self) -> None:
@@ -228,10 +227,8 @@ class PodWorker:
     async def _wait_backoff(self, c: ContainerState) -> None:
         delay = max(0.0, c.next_start - time.monotonic())
         if delay:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.terminating.wait(), delay)
-            except TimeoutError:
-                pass
 
     async def _start(self, c: ContainerState) -> None:
         """Pull (look up), configure and start one container."""
@@ -258,12 +255,15 @@ class PodWorker:
         if image is None:
             first = c.waiting is None or c.waiting[0] not in ("ErrImagePull", "ImagePullBackOff")
             reason = "ErrImagePull" if first else "ImagePullBackOff"
+            backoff = f'Back-off pulling image "{c.spec.get("image")}"'
             msg = (f'Failed to pull image "{c.spec.get("image")}": localmesh cannot run this '
                    "image: it is not in the image catalogue (see docs/images.md); use an image "
-                   "listed there or run the suite against a real cluster"
-                   if first else f'Back-off pulling image "{c.spec.get("image")}"')
-            c.waiting = (reason, msg)
-            self.kubelet.event(self.pod, "Warning", "Failed" if first else "BackOff", msg)
+                   "listed there or run the suite against a real cluster")
+            # In back-off the kubelet keeps the pull's error in the message (image_manager.go
+            # wraps it: 'Back-off pulling image "x": ErrImagePull: <error>'); not the event.
+            c.waiting = (reason, msg if first else f"{backoff}: ErrImagePull: {msg}")
+            self.kubelet.event(self.pod, "Warning", "Failed" if first else "BackOff",
+                               msg if first else backoff)
             c.next_start = time.monotonic() + c.backoff
             c.backoff = min(c.backoff * 2, BACKOFF_MAX)
             self.publish()
@@ -382,10 +382,8 @@ class PodWorker:
             waits = [c.next_start - now for c in running
                      if c.process is None and c.next_start > now]
             timeout = min(waits) if waits else 1.0
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), max(0.05, timeout))
-            except TimeoutError:
-                pass
             if self.terminating.is_set():
                 return
 

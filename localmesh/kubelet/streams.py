@@ -1,4 +1,8 @@
-"""Pod subresources that stream: exec and portforward over WebSocket, log, and proxy.
+"""Pod subresources that stream: exec, attach and portforward, log, and proxy.
+
+exec, attach and port-forward come over SPDY/3.1 (kubectl <= 1.29, and kubectl >= 1.31's
+port-forward tunnelled in a WebSocket) — localmesh/kubelet/spdy_streams.py — or over
+WebSocket channels (kubectl >= 1.30 exec, the Python client), here.
 
 WebSocket framing follows the Kubernetes remotecommand protocol: each binary message starts
 with a channel byte (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize; ``v5`` adds 255 =
@@ -23,6 +27,7 @@ from aiohttp import web
 from localmesh.api import status
 from localmesh.api.proxy import forward_http, proxied_path, split_proxy_name
 from localmesh.api.status import ApiError
+from localmesh.kubelet import spdy_streams
 from localmesh.resources import ResourceType
 
 if TYPE_CHECKING:
@@ -31,7 +36,10 @@ if TYPE_CHECKING:
 
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io",
                   "v2.channel.k8s.io", "channel.k8s.io")
-PORTFORWARD_PROTOCOLS = ("v4.channel.k8s.io", "portforward.k8s.io", "channel.k8s.io")
+# SPDY tunnelled in a WebSocket first (what kubectl >= 1.31 asks for), then the
+# channel protocols the Python client's portforward() speaks.
+PORTFORWARD_PROTOCOLS = ("SPDY/3.1+portforward.k8s.io", "v4.channel.k8s.io",
+                         "portforward.k8s.io", "channel.k8s.io")
 
 
 
@@ -60,19 +68,44 @@ def handlers(kubelet: Kubelet) -> dict[str, Callable[..., Awaitable[web.StreamRe
 
     async def exec_handler(request: web.Request, rt: ResourceType, namespace: str,
                            name: str) -> web.StreamResponse:
+        return await remote_command(request, namespace, name, attach=False)
+
+    async def attach_handler(request: web.Request, rt: ResourceType, namespace: str,
+                             name: str) -> web.StreamResponse:
+        return await remote_command(request, namespace, name, attach=True)
+
+    async def remote_command(request: web.Request, namespace: str, name: str, *,
+                             attach: bool) -> web.StreamResponse:
+        """exec or attach, over SPDY (kubectl <= 1.29) or WebSocket (1.30+, clients)."""
         q = request.query
         command = q.getall("command", [])
-        if not command:
+        if not command and not attach:
             raise status.bad_request("you must specify at least 1 command")
         worker, c = _pod_and_container(kubelet, namespace, name, q.get("container"))
         if c.process is None or c.process.exit_code is not None:
             raise status.bad_request(
                 f"container {c.name} is not valid for pod {name}: container not running")
+        if spdy_streams.wants_spdy(request):
+            up = await spdy_streams.upgrade(request, spdy_streams.EXEC_PROTOCOLS)
+            if isinstance(up, web.Response):
+                return up
+            channel, protocol, resp = up
+            runner = spdy_streams.attach_runner(worker, c) if attach else \
+                spdy_streams.exec_runner(kubelet, worker, c, command, _tty(q))
+            kubelet.open_streams.add(channel)
+            try:
+                await spdy_streams.serve_remotecommand(channel, protocol, q, runner)
+            finally:
+                kubelet.open_streams.discard(channel)
+            return resp
+        if attach:
+            raise ApiError(400, "BadRequest", "Upgrade request required: localmesh serves "
+                                              "attach over SPDY")
         ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS, max_msg_size=0)
         if not ws.can_prepare(request).ok:
             raise ApiError(400, "BadRequest",
-                           "Upgrade request required: localmesh serves exec over WebSocket "
-                           "only (kubectl >= 1.30, or the Python client's stream())")
+                           "Upgrade request required: exec is served over SPDY/3.1 or "
+                           "WebSocket")
         await ws.prepare(request)
         want_stdin = q.get("stdin") in ("1", "true")
         kubelet.open_streams.add(ws)
@@ -129,15 +162,37 @@ def handlers(kubelet: Kubelet) -> dict[str, Callable[..., Awaitable[web.StreamRe
         worker = kubelet.workers.get(pod["metadata"]["uid"])
         if worker is None or not worker.ip:
             raise status.bad_request(f"pod {name} is not running")
-        ports = [int(p) for p in request.query.getall("ports", [])]
-        if not ports:
-            raise status.bad_request("at least one port must be specified")
+        if spdy_streams.wants_spdy(request):
+            # kubectl <= 1.30: SPDY on the upgraded connection; the ports come as stream
+            # headers, not in the query.
+            up = await spdy_streams.upgrade(request, spdy_streams.PORTFORWARD_PROTOCOLS)
+            if isinstance(up, web.Response):
+                return up
+            channel, _, resp = up
+            kubelet.open_streams.add(channel)
+            try:
+                await spdy_streams.serve_portforward(channel, worker)
+            finally:
+                kubelet.open_streams.discard(channel)
+            return resp
         ws = web.WebSocketResponse(protocols=PORTFORWARD_PROTOCOLS, max_msg_size=0)
         if not ws.can_prepare(request).ok:
             raise ApiError(400, "BadRequest",
-                           "Upgrade request required: localmesh serves portforward over "
-                           "WebSocket only")
+                           "Upgrade request required: port-forward is served over SPDY/3.1 "
+                           "or WebSocket")
         await ws.prepare(request)
+        if (ws.ws_protocol or "").startswith(spdy_streams.TUNNEL_PREFIX):
+            # kubectl >= 1.31: the SPDY session tunnelled in the WebSocket (KEP-4006).
+            kubelet.open_streams.add(ws)
+            try:
+                await spdy_streams.serve_portforward(spdy_streams.WebSocketChannel(ws), worker)
+            finally:
+                kubelet.open_streams.discard(ws)
+            return ws
+        ports = [int(p) for p in request.query.getall("ports", []) if p.isdigit()]
+        if not ports:
+            await ws.close(code=1002, message=b"at least one port must be specified")
+            return ws
         kubelet.open_streams.add(ws)
         try:
             await _run_portforward(worker, ports, ws)
@@ -163,8 +218,12 @@ def handlers(kubelet: Kubelet) -> dict[str, Callable[..., Awaitable[web.StreamRe
         rest = proxied_path(request.path)
         return await forward_http(request, f"{scheme}://{ip}:{port}{rest}")
 
-    return {"exec": exec_handler, "attach": exec_handler, "log": log_handler,
+    return {"exec": exec_handler, "attach": attach_handler, "log": log_handler,
             "portforward": portforward_handler, "proxy": proxy_handler}
+
+
+def _tty(query: object) -> bool:
+    return getattr(query, "get", lambda _k: None)("tty") in ("1", "true", "True")
 
 
 def _first_port(pod: dict) -> str | None:

@@ -49,8 +49,13 @@ class OpenShiftInjection:
     def selected(self, namespace: dict, pod: dict) -> bool | None:
         if self.member_of is None:
             return None
-        ns_labels = (namespace.get("metadata") or {}).get("labels") or {}
-        if ns_labels.get(MEMBER_OF) != self.member_of or \
+        ns_meta = namespace.get("metadata") or {}
+        ns_labels = ns_meta.get("labels") or {}
+        # The control plane's own namespace is part of its mesh (its gateways are):
+        # OSSM 2's operator deploys istio-ingressgateway there with the opt-in label.
+        member = ns_labels.get(MEMBER_OF) == self.member_of or \
+            ns_meta.get("name") == self.member_of
+        if not member or \
                 ns_labels.get("istio-injection") == "disabled":
             return False
         meta = pod.get("metadata") or {}

@@ -32,7 +32,7 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
@@ -43,6 +43,9 @@ from localmesh.kubelet.runtime import die_with_parent
 from localmesh.pilot_agent import sds
 from localmesh.pilot_agent.certs import AgentSettings, SecretManager, parse_duration
 from localmesh.pilot_agent.telemetry import Identity, Metrics, Request, flags_of, tls_of
+
+if TYPE_CHECKING:
+    from localmesh.pilot_agent.waypoint import WaypointPeers
 
 
 def envoy_binary() -> str:
@@ -122,6 +125,10 @@ def bootstrap(kind: str, pod_ip: str, local_ip: str, pod: str, ns: str,
         "node": {"id": node_id,
                  "cluster": f"{meta.get('CANONICAL_SERVICE') or meta.get('WORKLOAD_NAME')}.{ns}",
                  "locality": {}, "metadata": meta},
+        # Internal listeners (HBONE: waypoints, and gateways sending to waypoints).
+        "bootstrap_extensions": [{"name": "envoy.bootstrap.internal_listener", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3."
+                     "InternalListener"}}],
         "layered_runtime": {"layers": [{"name": "global config", "static_layer": {
             "envoy.reloadable_features.http_reject_path_with_fragment": False}},
             {"name": "admin", "admin_layer": {}}]},
@@ -129,10 +136,14 @@ def bootstrap(kind: str, pod_ip: str, local_ip: str, pod: str, ns: str,
             # Istio's default inclusion list (its bootstrap's statsMatcher, as a 1.2x
             # sidecar's config dump shows it; meshConfig's proxyStatsMatcher extends it):
             # without it a proxy of a mesh of 2,000 Services exposed ~10 MB of per-cluster
-            # stats on every scrape.
+            # stats on every scrape. Plus ``access_logs.``: localmesh's telemetry rides on
+            # Envoy's gRPC access log (standing in for Istio's stats filter, and for 1.4's
+            # Mixer filter, whose ``http_mixer_filter`` stats 1.4's list kept), so its
+            # counters (reports sent, dropped) stay readable.
             "stats_matcher": {"inclusion_list": {"patterns": [
                 {"prefix": p} for p in ("reporter=", "cluster_manager", "listener_manager",
-                                        "server", "cluster.xds-grpc", "wasm", "component")]}},
+                                        "server", "cluster.xds-grpc", "wasm", "component",
+                                        "access_logs.")]}},
             "use_all_default_tags": False,
             "stats_tags": [
                 # Istio's cluster-name tag: Envoy's default envoy.cluster_name tag stops
@@ -213,8 +224,11 @@ def bootstrap(kind: str, pod_ip: str, local_ip: str, pod: str, ns: str,
 class _ALS(als_pb2_grpc.AccessLogServiceServicer):
     """Receives Envoy's HTTP access-log entries and turns them into Istio metrics."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, peers: WaypointPeers | None = None) -> None:
         self.metrics = metrics
+        # A waypoint's callers and destinations have no sidecar to send their identity:
+        # it looks them up in the workloads istiod sent (waypoint.py).
+        self.peers = peers
 
     async def StreamAccessLogs(self, request_iterator, context):
         log_name = ""
@@ -229,12 +243,17 @@ class _ALS(als_pb2_grpc.AccessLogServiceServicer):
                 dur = cp.time_to_last_downstream_tx_byte
                 grpc_status = dict(e.response.response_trailers).get("grpc-status") or \
                     resp_h.get("grpc-status")
+                request_peer, response_peer = req_h.get(PEER_HEADER), resp_h.get(PEER_HEADER)
+                tls = tls_of(cp)
+                if self.peers is not None:
+                    request_peer, response_peer, principals = self.peers(cp)
+                    tls.update(principals)
                 self.metrics.record(Request(
-                    **tls_of(cp),
+                    **tls,
                     log_name=log_name, upstream_cluster=cp.upstream_cluster,
                     response_code=e.response.response_code.value,
                     duration_ms=dur.seconds * 1000 + dur.nanos / 1e6,
-                    request_peer=req_h.get(PEER_HEADER), response_peer=resp_h.get(PEER_HEADER),
+                    request_peer=request_peer, response_peer=response_peer,
                     grpc=ctype.startswith("application/grpc"), grpc_status=grpc_status,
                     response_flags=flags_of(cp.response_flags)))
         return als_pb2.StreamAccessLogsResponse()
@@ -274,8 +293,21 @@ async def _serve(kind: str) -> int:
     boot.write_text(json.dumps(bootstrap(kind, pod_ip, local_ip, pod, ns, discovery_address,
                                          meta)))
 
+    peers: WaypointPeers | None = None
+    watching: list[asyncio.Task] = []
+    if kind == "waypoint":
+        # Imported here: every sidecar starts a pilot-agent, and only waypoints need these.
+        from localmesh.pilot_agent.waypoint import WaypointPeers
+        from localmesh.ztunnel.state import ProxyState, subscribe
+
+        workloads = ProxyState()
+        peers = WaypointPeers(workloads)
+        watching.append(asyncio.ensure_future(subscribe(
+            f"{discovery_address[0]}:{discovery_address[1]}",
+            f"waypoint~{pod_ip}~{pod}.{ns}~{ns}.svc.cluster.local", {"NAMESPACE": ns, "NAME": pod},
+            workloads)))
     als_server = grpc.aio.server()
-    als_pb2_grpc.add_AccessLogServiceServicer_to_server(_ALS(metrics), als_server)
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(_ALS(metrics, peers), als_server)
     als_server.add_insecure_port(f"{local_ip}:{ALS_PORT}")
     await als_server.start()
 
@@ -370,6 +402,8 @@ async def _serve(kind: str) -> int:
     for server in servers:
         server.close()
     certificates.cancel()
+    for task in watching:
+        task.cancel()
     await sds_server.stop(0.1)
     await als_server.stop(0.1)
     return code
@@ -377,7 +411,7 @@ async def _serve(kind: str) -> int:
 
 def run(args: list[str]) -> int:
     kind = args[0] if args else "sidecar"
-    if kind not in ("sidecar", "router"):
+    if kind not in ("sidecar", "router", "waypoint"):
         print(f"pilot-agent proxy: unknown proxy type {kind!r}", file=sys.stderr)
         return 2
     return asyncio.run(_serve(kind))

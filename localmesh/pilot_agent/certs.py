@@ -95,6 +95,9 @@ class AgentSettings:
     grace_ratio: float = DEFAULT_GRACE_RATIO
     ecdsa: bool = False
     cluster_id: str = "Kubernetes"
+    # ztunnel asks for its pods' identities, not its own: the request's metadata names
+    # the identity (Istio's ``ImpersonatedIdentity``), istiod checks the node (ca_server.py).
+    impersonate: bool = False
     # The name istiod's certificate is checked against: CA_ADDR's host
     # (``istiod-<rev>.istio-system.svc`` for a revision), resolved to an address above.
     ca_host: str = "istiod.istio-system.svc"
@@ -156,8 +159,11 @@ class SecretManager:
                 ca_api.METHOD,
                 request_serializer=ca_api.IstioCertificateRequest.SerializeToString,
                 response_deserializer=ca_api.IstioCertificateResponse.FromString)
-            resp = await call(ca_api.IstioCertificateRequest(
-                csr=csr_pem.decode(), validity_duration=int(self.settings.ttl)),
+            request = ca_api.IstioCertificateRequest(
+                csr=csr_pem.decode(), validity_duration=int(self.settings.ttl))
+            if self.settings.impersonate:
+                request.metadata.update({ca_api.IMPERSONATED_IDENTITY: self.settings.identity})
+            resp = await call(request,
                 metadata=(("authorization", f"Bearer {token}"),
                           ("clusterid", self.settings.cluster_id)), timeout=10)
         chain = list(resp.cert_chain)

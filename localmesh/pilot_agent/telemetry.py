@@ -93,7 +93,17 @@ class Metrics:
 
     def labels_for(self, r: Request) -> tuple:
         inbound = r.log_name.startswith("inbound")
-        if inbound:
+        waypoint = r.log_name == "waypoint"
+        if waypoint:
+            # A waypoint reports the caller and the destination workload it looked up, and
+            # the service of its ``inbound-vip|<port>|http|<fqdn>`` cluster (Istio's
+            # reporter="waypoint", istio.io "Ambient telemetry").
+            reporter = "waypoint"
+            src = Identity.from_header(r.request_peer)
+            dst = Identity.from_header(r.response_peer)
+            parts = r.upstream_cluster.split("|")
+            service = parts[3] if len(parts) == 4 and parts[0] == "inbound-vip" else ""
+        elif inbound:
             reporter = "destination"
             src = Identity.from_header(r.request_peer)
             dst = self.me
@@ -110,14 +120,15 @@ class Metrics:
         values = {
             "reporter": reporter,
             "source_workload": src.workload, "source_workload_namespace": src.namespace,
-            "source_principal": (r.peer_principal if inbound else "") or "unknown",
+            "source_principal": (r.peer_principal if inbound or waypoint else "") or "unknown",
             "source_app": src.app,
             "source_version": src.version, "source_canonical_service": src.canonical_service,
             "source_canonical_revision": src.canonical_revision,
             "source_cluster": src.cluster,
             "destination_workload": dst.workload,
             "destination_workload_namespace": dst.namespace,
-            "destination_principal": (r.local_principal if inbound else "") or "unknown",
+            "destination_principal": (r.local_principal if inbound or waypoint else "")
+            or "unknown",
             "destination_app": dst.app,
             "destination_version": dst.version, "destination_service": service or "unknown",
             "destination_service_name": svc_name, "destination_service_namespace": svc_ns,
@@ -129,7 +140,7 @@ class Metrics:
             "grpc_response_status": r.grpc_status if r.grpc and r.grpc_status else "",
             "response_flags": r.response_flags or "-",
             "connection_security_policy": ("mutual_tls" if r.peer_principal else "none")
-            if inbound else "unknown",
+            if inbound or waypoint else "unknown",
         }
         return tuple(values[k] for k in LABELS)
 

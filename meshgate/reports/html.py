@@ -221,6 +221,8 @@ def _header(run: RunRecord) -> str:
         meta.append(f"target {_e(run.target)}")
     if run.profile:
         meta.append(_e(run.profile))
+    if run.mesh:
+        meta.append(_e(run.mesh))
     if started:
         meta.append(f"started {started}")
     meta.append(f"wall time {_secs(run.duration)}")
@@ -461,6 +463,10 @@ def _scenario(scenario: ScenarioRecord, report_dir: Path, base_dir: Path) -> str
     ]
     if scenario.description:
         out.append(f'<p class="desc">{_e(scenario.description)}</p>')
+    if scenario.data_plane:
+        checked = "".join(f"<li>{_e(line)}</li>" for line in scenario.checked)
+        out.append(f'<div class="note">Data plane: {_e(scenario.data_plane)}'
+                   + (f"<ul>{checked}</ul>" if checked else "") + "</div>")
     if scenario.status == "skipped" and scenario.error:
         out.append(f'<div class="skipnote">Skipped: {_e(scenario.error)}</div>')
     out.append('<table class="steps"><tbody>')

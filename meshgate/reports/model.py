@@ -149,6 +149,10 @@ class ScenarioRecord:
     convergence: list[SampleRecord] = field(default_factory=list)
     graph: list[EdgeRecord] = field(default_factory=list)
     bundles: list[str] = field(default_factory=list)
+    # The data plane the scenario met (its namespace's: sidecar, ambient with or without a
+    # waypoint) and what its data-plane checks read, one line each.
+    data_plane: str | None = None
+    checked: list[str] = field(default_factory=list)
 
     @property
     def all_tags(self) -> list[str]:
@@ -173,6 +177,7 @@ class ScenarioRecord:
         plain["convergence"] = [SampleRecord.from_dict(s) for s in data.get("convergence") or []]
         plain["graph"] = [EdgeRecord(**e) for e in data.get("graph") or []]
         plain["bundles"] = list(data.get("bundles") or [])
+        plain["checked"] = list(data.get("checked") or [])
         return cls(**plain)
 
 
@@ -184,6 +189,7 @@ class RunRecord:
     run_id: str | None = None
     target: str | None = None
     profile: str | None = None  # the profile in force and why
+    mesh: str | None = None  # the platform and mesh found (MeshInfo.describe())
     started: float | None = None  # Unix time
     duration: float = 0.0  # wall time of the session
     workers: int = 0  # xdist workers (0 without xdist)

@@ -17,11 +17,17 @@ __all__ = ["TARGETS", "Provided", "Target", "TargetError", "TargetUnavailable", 
 TARGETS = ("local", "kubeconfig", "kind", "k3s")
 
 
-def make(name: str, *, kubeconfig: str | None, context: str | None, state_dir: Path) -> Target:
+def make(name: str, *, kubeconfig: str | None, context: str | None, state_dir: Path,
+         data_plane: str = "auto") -> Target:
+    """The target ``name``; a cluster the run creates is created able to hold the data
+    plane the run asks for (``--data-plane``: an ambient localmesh for ambient, waypoint
+    or mixed)."""
     if name == "local":
         from meshgate.targets.local import LocalTarget
 
-        return LocalTarget(state_dir=state_dir, kubeconfig=kubeconfig)
+        mesh = "ambient" if data_plane in ("ambient", "waypoint", "mixed") else "sidecar"
+        return LocalTarget(state_dir=state_dir, kubeconfig=kubeconfig,
+                           shape={"mesh": mesh} if mesh != "sidecar" else {})
     if name == "kubeconfig":
         from meshgate.targets.kubeconfig import KubeconfigTarget
 

@@ -21,7 +21,8 @@ class LocalTarget:
     kubeconfig: str | None = None
     name: str = "local"
     # The localmesh shape to boot (localmesh.shape.Shape's fields), e.g.
-    # {"synthetic_services": 2000} for ``meshgate bench --mesh-sizes``.
+    # {"synthetic_services": 2000} for ``meshgate bench --mesh-sizes``, {"mesh": "ambient"}
+    # for Istio's ambient profile (ztunnel, istio-cni, waypoints; injection still there).
     shape: dict[str, Any] = field(default_factory=dict)
     _handle: object | None = field(default=None, repr=False)
     _tmp: Path | None = field(default=None, repr=False)
@@ -55,8 +56,10 @@ class LocalTarget:
             shutil.rmtree(self._tmp, ignore_errors=True)
             raise TargetError(f"cannot boot localmesh: {exc}") from exc
         self._handle = handle
-        return Provided(handle.kubeconfig, None,
-                        f"localmesh (booted in {handle.boot_seconds:.2f}s, {handle.server})")
+        # Its shape's flags, as ``localmesh serve`` would take them (none for the default).
+        flags = "".join(f" {a}" for a in Shape(**self.shape).argv())
+        return Provided(handle.kubeconfig, None, f"localmesh{flags} (booted in "
+                                                 f"{handle.boot_seconds:.2f}s, {handle.server})")
 
     def stop(self) -> None:
         if self._handle is not None:

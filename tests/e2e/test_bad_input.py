@@ -159,10 +159,24 @@ def test_istio_not_installed(tmp_path: Path, bare: Handle) -> None:
     poll(no_leftovers, timeout=15, what="the run's namespaces gone")
 
 
+def test_an_ambient_data_plane_without_ztunnel(tmp_path: Path, meshed: Handle) -> None:
+    """The sidecar mesh runs no ztunnel: ``--data-plane ambient`` stops at once with one
+    message (nothing would capture the pods), and leaves no namespace behind."""
+    r = suite("--target", "kubeconfig", "--kubeconfig", str(meshed.kubeconfig),
+              "--data-plane", "ambient", tmp=tmp_path, timeout=120)
+    assert r.returncode == 3, message(r)
+    assert "--data-plane ambient needs Istio's ambient mode" in message(r)
+    assert "istioctl install --set profile=ambient" in message(r)
+    cluster = Cluster(meshed.kubeconfig)
+    assert [n["metadata"]["name"] for n in cluster.list("v1", "Namespace")
+            if n["metadata"]["name"].startswith("mg-") and
+            not (n.get("status") or {}).get("phase") == "Terminating"] == []
+
+
 def test_image_localmesh_cannot_run(tmp_path: Path, meshed: Handle) -> None:
     d = copy_manifests(tmp_path)
     (d / "membersrvc.yaml").write_text((d / "membersrvc.yaml").read_text().replace(
-        "ghcr.io/meshgate/workloads:0.1.0", "docker.io/library/nginx:1.27"))
+        "ghcr.io/meshgate/workloads:0.1.0", "registry.example.com/team/payments:1.0"))
     r = suite("--manifests", str(d), "--kubeconfig", str(meshed.kubeconfig),
               "-k", "composer and route", tmp=tmp_path)
     assert r.returncode == 3, message(r)

@@ -46,3 +46,25 @@ def test_the_gate_passes_with_the_workloads_in_containers(tmp_path: Path) -> Non
         running = _workload_containers(handle.state_dir)
         assert {"composer", "membersrvc", "vp0"} <= set(running), running
     assert _workload_containers(handle.state_dir) == []
+
+
+def test_the_ambient_gate_passes_with_the_workloads_in_containers(tmp_path: Path) -> None:
+    """``--mesh ambient --runtime podman``: the workloads are containers redirected to the
+    node's ztunnel (a process) on the pod's loopback addresses, and the gate passes on the
+    ambient data plane."""
+    workloads_image()
+    with boot_localmesh(tmp_path / "state", mesh=True,
+                        shape=Shape(mesh="ambient", runtime="podman")) as handle:
+        r = subprocess.run(
+            [sys.executable, "-m", "meshgate", "run", "--target", "kubeconfig",
+             "--kubeconfig", str(handle.kubeconfig), "--data-plane", "ambient", "--keep",
+             "always", "--", "-p", "no:cacheprovider", "--no-html-report",
+             f"--artifacts={tmp_path / 'art'}"],
+            cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=420)
+        out = r.stdout + r.stderr
+        assert r.returncode == 0, out[-4000:]
+        assert " passed" in out and " failed" not in out
+        assert "ambient (ztunnel, no waypoint)" in (tmp_path / "art" / "run.json").read_text()
+        running = _workload_containers(handle.state_dir)
+        assert {"composer", "membersrvc", "vp0"} <= set(running), running
+    assert _workload_containers(handle.state_dir) == []

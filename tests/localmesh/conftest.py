@@ -22,8 +22,8 @@ from localmesh.cli import Handle
 from tests.support import boot_localmesh, require_kubectl
 
 # The oldest and newest kubectl the tests drive (the machine image ships 1.27 … 1.33 beside
-# the kubectl on the PATH), and the first with WebSocket exec.
-OLDEST, NEWEST, WEBSOCKET_EXEC = "1.28", "1.33", "1.30"
+# the kubectl on the PATH), the oldest (exec over SPDY) and the first with WebSocket exec.
+OLDEST, NEWEST, SPDY_EXEC, WEBSOCKET_EXEC = "1.28", "1.33", "1.27", "1.30"
 
 
 @pytest.fixture(scope="session")
@@ -103,12 +103,6 @@ class Kubectl:
 
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args, "-o", "json").stdout)
-
-    @property
-    def validate_flags(self) -> list[str]:
-        """kubectl < 1.29 validates only with OpenAPI v2 protobuf, which localmesh does
-        not serve (docs/localmesh.md, "OpenAPI"); newer ones validate on the server."""
-        return ["--validate=false"] if self.version < "1.29" else []
 
 
 def make_kubectl(version: str, kubeconfig: Path, cache_dir: Path) -> Kubectl:

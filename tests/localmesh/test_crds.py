@@ -115,7 +115,7 @@ def test_gateway_api_route_with_kubectl(crds: None, kubectl: Kubectl, ns: str) -
              "spec": {"parentRefs": [{"name": "gw"}], "hostnames": ["shop.example.com"],
                       "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/login"}}],
                                  "backendRefs": [{"name": "composer", "port": 8080}]}]}}
-    out = kubectl("apply", "-n", ns, *kubectl.validate_flags, "-f", "-",
+    out = kubectl("apply", "-n", ns, "-f", "-",
                   input=json.dumps(route))
     assert "httproute.gateway.networking.k8s.io/login created" in out
     table = kubectl("get", "httproutes", "-n", ns)
@@ -136,7 +136,7 @@ def test_gateway_api_route_with_kubectl(crds: None, kubectl: Kubectl, ns: str) -
 
 
 def test_virtual_service_with_kubectl_short_name(crds: None, kubectl: Kubectl, ns: str) -> None:
-    kubectl("apply", "-n", ns, *kubectl.validate_flags, "-f", "-",
+    kubectl("apply", "-n", ns, "-f", "-",
             input=json.dumps(_vs("ratings", ["ratings"])))
     table = kubectl("get", "vs", "-n", ns)
     assert table.split("\n")[0].split() == ["NAME", "GATEWAYS", "HOSTS", "AGE"]

@@ -14,6 +14,7 @@ from kubernetes import client
 
 from tests.localmesh.conftest import (
     NEWEST,
+    SPDY_EXEC,
     WEBSOCKET_EXEC,
     Kubectl,
     container_status,
@@ -63,10 +64,10 @@ def rows(out: str) -> list[list[str]]:
 
 
 def test_apply_get_outputs_and_tables(kubectl: Kubectl, ns: str) -> None:
-    out = kubectl("apply", "-n", ns, *kubectl.validate_flags, "-f", "-", input=APP)
+    out = kubectl("apply", "-n", ns, "-f", "-", input=APP)
     assert "deployment.apps/web created" in out and "service/web created" in out
     kubectl("rollout", "status", "-n", ns, "deploy/web", "--timeout=20s")
-    again = kubectl("apply", "-n", ns, *kubectl.validate_flags, "-f", "-", input=APP)
+    again = kubectl("apply", "-n", ns, "-f", "-", input=APP)
     assert "deployment.apps/web unchanged" in again and "configmap/settings unchanged" in again
 
     pods = kubectl("get", "pods", "-n", ns)
@@ -110,15 +111,14 @@ def test_apply_get_outputs_and_tables(kubectl: Kubectl, ns: str) -> None:
 
 def test_server_side_apply(kubectl: Kubectl, ns: str) -> None:
     doc = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: '1'}\n"
-    v = kubectl.validate_flags
-    out = kubectl("apply", "--server-side", "-n", ns, *v, "-f", "-", input=doc)
+    out = kubectl("apply", "--server-side", "-n", ns, "-f", "-", input=doc)
     assert "configmap/ssa serverside-applied" in out
-    kubectl("apply", "--server-side", "-n", ns, *v, "-f", "-", input=doc.replace("'1'", "'2'"))
+    kubectl("apply", "--server-side", "-n", ns, "-f", "-", input=doc.replace("'1'", "'2'"))
     assert kubectl.json("get", "cm", "ssa", "-n", ns)["data"] == {"a": "2"}
 
 
 def test_describe(kubectl: Kubectl, ns: str) -> None:
-    kubectl("apply", "-n", ns, *kubectl.validate_flags, "-f", "-", input=APP)
+    kubectl("apply", "-n", ns, "-f", "-", input=APP)
     kubectl("rollout", "status", "-n", ns, "deploy/web", "--timeout=20s")
     d = kubectl("describe", "deploy", "web", "-n", ns)
     assert re.search(r"Replicas:\s+2 desired \| 2 updated \| 2 total \| 2 available", d)
@@ -151,7 +151,7 @@ def test_label_annotate_patch(kubectl: Kubectl, ns: str) -> None:
 
 
 def test_scale_rollout_wait(kubectl: Kubectl, ns: str, core: client.CoreV1Api) -> None:
-    kubectl("apply", "-n", ns, *kubectl.validate_flags, "-f", "-", input=APP)
+    kubectl("apply", "-n", ns, "-f", "-", input=APP)
     kubectl("wait", "-n", ns, "--for=condition=Available", "deploy/web", "--timeout=20s")
     assert "scaled" in kubectl("scale", "-n", ns, "deploy/web", "--replicas=3")
     out = kubectl("rollout", "status", "-n", ns, "deploy/web", "--timeout=20s")
@@ -188,7 +188,7 @@ def test_logs(kubectl: Kubectl, ns: str, core: client.CoreV1Api) -> None:
                                      "sleep 0.3; echo late; sleep 30"]},
             {"name": "crasher", "image": "busybox",
              "command": ["sh", "-c", "echo run at $(date +%s%N); exit 1"]}]}}
-    kubectl("apply", "-n", ns, *kubectl.validate_flags, "-f", "-", input=json.dumps(pod))
+    kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(pod))
     poll(lambda: "late" in kubectl("logs", "logs", "-c", "counter", "-n", ns),
          what="counter logs")
     assert kubectl("logs", "logs", "-c", "counter", "-n", ns, "--tail=2") == "line 5\nlate\n"
@@ -213,7 +213,7 @@ def test_logs_follow_ends_with_the_container(kubectl: Kubectl, ns: str) -> None:
            "spec": {"restartPolicy": "Never", "containers": [
                {"name": "c", "image": "busybox",
                 "command": ["sh", "-c", "echo a; sleep 1; echo b"]}]}}
-    kubectl("apply", "-n", ns, *kubectl.validate_flags, "-f", "-", input=json.dumps(pod))
+    kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(pod))
     kubectl("wait", "-n", ns, "--for=jsonpath={.status.phase}=Running", "pod/short",
             "--timeout=10s")
     proc = kubectl.run("logs", "-f", "short", "-n", ns, timeout=15)
@@ -221,7 +221,7 @@ def test_logs_follow_ends_with_the_container(kubectl: Kubectl, ns: str) -> None:
 
 
 def test_delete_and_propagation(kubectl: Kubectl, ns: str, core: client.CoreV1Api) -> None:
-    kubectl("apply", "-n", ns, *kubectl.validate_flags, "-f", "-", input=APP)
+    kubectl("apply", "-n", ns, "-f", "-", input=APP)
     kubectl("rollout", "status", "-n", ns, "deploy/web", "--timeout=20s")
     out = kubectl("delete", "deploy", "web", "-n", ns, "--cascade=orphan")
     assert 'deployment.apps "web" deleted' in out
@@ -241,13 +241,13 @@ def test_error_messages(kubectl: Kubectl, ns: str) -> None:
     assert nf.returncode == 1
     assert 'Error from server (NotFound): pods "nope" not found' in nf.stderr
     doc = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: dup}\n"
-    kubectl("create", "-n", ns, *kubectl.validate_flags, "-f", "-", input=doc)
-    dup = kubectl.run("create", "-n", ns, *kubectl.validate_flags, "-f", "-", input=doc,
+    kubectl("create", "-n", ns, "-f", "-", input=doc)
+    dup = kubectl.run("create", "-n", ns, "-f", "-", input=doc,
                       check=False)
     assert 'Error from server (AlreadyExists): error when creating "STDIN": configmaps ' \
            '"dup" already exists' in dup.stderr
     bad = "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec: {ports: [{port: 0}]}\n"
-    inv = kubectl.run("apply", "-n", ns, *kubectl.validate_flags, "-f", "-", input=bad,
+    inv = kubectl.run("apply", "-n", ns, "-f", "-", input=bad,
                       check=False)
     assert inv.returncode == 1
     assert 'The Service "bad" is invalid: spec.ports[0].port: Invalid value: 0' in inv.stderr
@@ -255,9 +255,10 @@ def test_error_messages(kubectl: Kubectl, ns: str) -> None:
     assert 'the server doesn\'t have a resource type "widgets"' in wrong.stderr
 
 
-@pytest.mark.parametrize("version", [WEBSOCKET_EXEC, NEWEST])
-def test_exec_over_websocket(version: str, kubeconfig, tmp_path, ns: str,
-                             core: client.CoreV1Api) -> None:
+@pytest.mark.parametrize("version", [SPDY_EXEC, "1.29", WEBSOCKET_EXEC, NEWEST])
+def test_exec_over_spdy_and_websocket(version: str, kubeconfig, tmp_path, ns: str,
+                                      core: client.CoreV1Api) -> None:
+    """kubectl <= 1.29 execs over SPDY/3.1, 1.30 and later over WebSocket (v5)."""
     k = make_kubectl(version, kubeconfig, tmp_path / "cache")
     k("run", "sh", "-n", ns, "--image=busybox", "--restart=Never", "--",
       "sh", "-c", "sleep 60")
@@ -270,12 +271,6 @@ def test_exec_over_websocket(version: str, kubeconfig, tmp_path, ns: str,
     assert piped == "HELLO\n"
     env = k("exec", "sh", "-n", ns, "--", "sh", "-c", "echo $HOSTNAME")
     assert env == "sh\n"
-
-
-def test_kubectl_port_forward_needs_spdy(kubectl_new: Kubectl) -> None:
-    pytest.skip("kubectl port-forward tunnels over SPDY (even 1.30+ wraps SPDY in its "
-                "WebSocket upgrade); localmesh serves port-forward over WebSocket only — "
-                "see test_kubelet.py::test_port_forward_with_python_client")
 
 
 def test_create_subcommands_post_protobuf(kubectl_new: Kubectl, ns: str, tmp_path) -> None:
@@ -333,7 +328,7 @@ def test_create_namespace_with_every_kubectl(kubeconfig, tmp_path) -> None:
 
 
 def test_kubectl_get_all_and_events(kubectl: Kubectl, ns: str) -> None:
-    kubectl("apply", "-n", ns, *kubectl.validate_flags, "-f", "-", input=APP)
+    kubectl("apply", "-n", ns, "-f", "-", input=APP)
     kubectl("rollout", "status", "-n", ns, "deploy/web", "--timeout=20s")
     everything = kubectl("get", "all", "-n", ns)
     for kind in ("pod/web-", "service/web", "deployment.apps/web", "replicaset.apps/web-"):
@@ -362,3 +357,50 @@ def test_kubectl_version_and_api_resources(kubectl: Kubectl) -> None:
                        capture_output=True, timeout=20, check=False)
     except subprocess.TimeoutExpired as exc:  # explain must not hang, whatever it prints
         raise AssertionError("kubectl explain hung") from exc
+
+
+def test_kubectl_explain_shows_fields_and_descriptions(kubectl_new: Kubectl,
+                                                       api_client: client.ApiClient,
+                                                       ns: str) -> None:
+    """``kubectl explain`` reads a kind's schema from /openapi/v3: Kubernetes' own
+    definitions for a built-in kind, the CRD's schema for a custom resource."""
+    out = kubectl_new("explain", "pods.spec.containers")
+    assert re.search(r"^FIELD:\s+containers\s+<\[\]Container>", out, re.M), out
+    assert "List of containers belonging to the pod." in out
+    assert re.search(r"^\s+image\s+<string>", out, re.M), out
+    assert re.search(r"^\s+replicas\s+<integer>", kubectl_new("explain", "deploy.spec"), re.M)
+    group = f"{ns[-5:]}.explain.example.com"
+    ext = client.ApiextensionsV1Api(api_client)
+    ext.create_custom_resource_definition({
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": "widgets", "singular": "widget", "kind": "Widget",
+                           "listKind": "WidgetList"},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                     "openAPIV3Schema": {"type": "object", "description": "A widget.",
+                                         "properties": {"spec": {"type": "object",
+                                                                 "properties": {"size": {
+                                                                     "type": "integer",
+                                                                     "description":
+                                                                         "How big it is."}}}}}}}]}})
+    try:
+        def explained() -> str | None:
+            proc = kubectl_new.run("explain", f"widgets.{group}.spec", check=False)
+            return proc.stdout if proc.returncode == 0 else None
+
+        out = poll(explained, timeout=10, what="the CRD's kind in kubectl explain")
+        assert re.search(r"^\s+size\s+<integer>", out, re.M), out
+        assert "How big it is." in out
+    finally:
+        ext.delete_custom_resource_definition(f"widgets.{group}")
+
+
+def test_kubectl_validates_on_the_server(kubectl: Kubectl, ns: str) -> None:
+    """kubectl 1.28 learns from /openapi/v2 (protobuf), 1.33 from /openapi/v3, that the
+    server validates fields; both then send fieldValidation=Strict and the server refuses
+    an unknown field with the API server's message."""
+    bad = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: strict}\nbogus: 1\n"
+    proc = kubectl.run("apply", "-n", ns, "-f", "-", input=bad, check=False)
+    assert proc.returncode == 1
+    assert 'strict decoding error: unknown field "bogus"' in proc.stderr, proc.stderr
+    assert kubectl.run("get", "cm", "strict", "-n", ns, check=False).returncode == 1

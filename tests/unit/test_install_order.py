@@ -53,12 +53,20 @@ def test_istio_config_comes_before_workloads() -> None:
 class _Recorder:
     """Records apply calls; stands in for the API server only to see the call order."""
 
-    def __init__(self) -> None:
+    def __init__(self, ns_labels: dict[str, str] | None = None) -> None:
         self.calls: list[tuple[str, str, bool]] = []
+        self.applied: list[dict] = []
+        self.ns_labels = ns_labels or {}
 
     def apply(self, obj: dict, namespace: str | None, *, dry_run: bool = False) -> dict:
         self.calls.append((obj["kind"], obj["metadata"]["name"], dry_run))
+        if not dry_run:
+            self.applied.append(obj)
         return obj
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict:
+        assert (api_version, kind, namespace) == ("v1", "Namespace", None)
+        return {"metadata": {"name": name, "labels": self.ns_labels}}
 
 
 def test_apply_objects_dry_runs_everything_then_applies_in_install_order() -> None:
@@ -71,3 +79,35 @@ def test_apply_objects_dry_runs_everything_then_applies_in_install_order() -> No
     assert rec.calls[:len(objs)] == [(k, n, True) for k, n in expected]
     assert dry == expected and real == expected
     assert [(o["kind"], o["metadata"]["name"]) for o in out] == expected
+
+
+def _template_labels(obj: dict) -> dict:
+    return obj["spec"]["template"]["metadata"].get("labels") or {}
+
+
+def test_pods_opt_in_to_injection_in_an_ossm2_member_namespace() -> None:
+    """OSSM 2.x injects only pods that ask: in a member namespace every pod template the
+    suite applies asks with the label; elsewhere nothing changes."""
+    objs = _blockchain_objects()
+    member = _Recorder({"maistra.io/member-of": "istio-system"})
+    manifests.apply_objects(member, objs, "ns")  # type: ignore[arg-type]
+    deployments = [o for o in member.applied if o["kind"] == "Deployment"]
+    assert deployments and all(_template_labels(d)["sidecar.istio.io/inject"] == "true"
+                               for d in deployments)
+    assert all("sidecar.istio.io/inject" not in _template_labels(o)
+               for o in objs if o["kind"] == "Deployment"), "the input is not modified"
+    elsewhere = _Recorder({"istio-injection": "enabled"})
+    manifests.apply_objects(elsewhere, objs, "ns")  # type: ignore[arg-type]
+    assert all("sidecar.istio.io/inject" not in _template_labels(o)
+               for o in elsewhere.applied if o["kind"] == "Deployment")
+
+
+def test_a_pod_that_already_chose_keeps_its_choice() -> None:
+    outside = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "out"},
+               "spec": {"template": {"metadata": {
+                   "annotations": {"sidecar.istio.io/inject": "false"}}}}}
+    assert manifests.opt_in(outside) == outside
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}
+    assert manifests.opt_in(pod)["metadata"]["labels"] == {"sidecar.istio.io/inject": "true"}
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}
+    assert manifests.opt_in(svc) is svc

@@ -81,6 +81,7 @@ EXPECTED_FILES: dict[str, set[tuple[str, str]]] = {
         ("VirtualService", "blockchain"),
     },
     "overlays/gateway-api.yaml": {("Gateway", "blockchain-gateway"), ("HTTPRoute", "blockchain")},
+    "overlays/waypoint.yaml": {("Gateway", "waypoint")},
     "overlays/openshift-route.yaml": {("Route", "blockchain-ingress")},
 }
 
@@ -357,3 +358,13 @@ def test_openshift_route_targets_the_istio_gateway_in_istio_system() -> None:
     assert route["spec"]["to"] == {"kind": "Service", "name": "istio-ingressgateway", "weight": 100}
     assert route["spec"]["port"] == {"targetPort": "http2"}
     assert "host" not in route["spec"]
+
+
+def test_the_waypoint_overlay_is_what_istioctl_waypoint_apply_creates() -> None:
+    """A Gateway of class istio-waypoint with one listener ``mesh`` on 15008, HBONE (istio.io,
+    "Configure waypoint proxies"), for services (``istio.io/waypoint-for``)."""
+    (gateway,) = load("overlays/waypoint.yaml")
+    assert gateway["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert gateway["spec"]["gatewayClassName"] == "istio-waypoint"
+    assert gateway["spec"]["listeners"] == [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]
+    assert gateway["metadata"]["labels"]["istio.io/waypoint-for"] == "service"

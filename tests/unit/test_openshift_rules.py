@@ -180,3 +180,12 @@ def test_ossm2_injects_only_members_that_opt_in(ns_labels: dict, pod_labels: dic
     pod = {"metadata": {"labels": pod_labels, "annotations": pod_annotations}}
     assert rules.selected({"metadata": {"labels": ns_labels}}, pod) is selected
     assert OpenShiftInjection().selected({"metadata": {"labels": ns_labels}}, pod) is None
+
+
+def test_ossm2_injects_the_gateway_of_its_own_control_plane_namespace() -> None:
+    """istio-system is no member of its own roll, yet its ingress gateway (opting in with
+    the label, as OSSM's gateway chart does) gets its proxy."""
+    rules = OpenShiftInjection(member_of="istio-system")
+    gateway = {"metadata": {"labels": {"sidecar.istio.io/inject": "true"}}}
+    assert rules.selected({"metadata": {"name": "istio-system"}}, gateway) is True
+    assert rules.selected({"metadata": {"name": "other"}}, gateway) is False

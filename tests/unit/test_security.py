@@ -113,13 +113,17 @@ def test_policies_are_istios_objects() -> None:
         "principals": ["spiffe://td/ns/n/sa/composer"]}}]}]
 
 
-def test_a_caller_outside_the_mesh_asks_not_to_be_injected() -> None:
+def test_a_caller_outside_the_mesh_asks_not_to_be_injected_nor_captured() -> None:
     outside = {o["kind"]: o for o in Caller("outside", in_mesh=False).objects()}
     template = outside["Deployment"]["spec"]["template"]
     assert template["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
     assert template["spec"]["serviceAccountName"] == "outside"
+    # istio-cni leaves it out of an ambient namespace too (Istio's opt-out label).
+    assert template["metadata"]["labels"]["istio.io/dataplane-mode"] == "none"
     inside = {o["kind"]: o for o in Caller("client", in_mesh=True).objects()}
     assert inside["Deployment"]["spec"]["template"]["metadata"]["annotations"] == {}
+    assert "istio.io/dataplane-mode" not in \
+        inside["Deployment"]["spec"]["template"]["metadata"]["labels"]
     json.dumps(outside)  # plain data, applied as it is
 
 

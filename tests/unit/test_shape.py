@@ -26,10 +26,18 @@ def test_a_shape_round_trips_through_the_serve_command_line() -> None:
     assert from_arguments(_parse(*shape.argv())) == shape
 
 
+def test_ambient_is_built() -> None:
+    """``--mesh ambient``: ztunnel and istio-cni (localmesh/istio/ambient/)."""
+    shape = from_arguments(_parse("--mesh", "ambient"))
+    assert shape.mesh == "ambient" and shape.with_mesh and shape.argv() == ["--mesh", "ambient"]
+    assert "mesh ambient" in shape.describe()
+
+
 @pytest.mark.parametrize(("argv", "says"), [
-    (("--mesh", "ambient"), "--mesh ambient is not built into this localmesh yet"),
     (("--flavor", "openshift", "--mesh", "mixer"),
      "--flavor openshift with --mesh mixer is not built"),
+    (("--flavor", "openshift", "--mesh", "ambient"),
+     "--flavor openshift with --mesh ambient is not built"),
     (("--synthetic-services", "-1"), "negative"),
 ])
 def test_a_shape_not_built_yet_is_refused_with_one_message(argv: tuple[str, ...],

@@ -414,6 +414,18 @@ def test_rbac_grants_what_the_suite_does() -> None:
         assert _allows(istio, "", "services/proxy", "get", service)
     assert not _allows(istio, "", "services/proxy", "get", "kubernetes-dashboard:443")
     assert _allows(istio, "", "pods/exec", "create") and _allows(istio, "", "pods", "list")
+    # OpenShift: the suite's Routes to the gateway, its namespaces' ServiceMeshMembers,
+    # the ReplicaSets whose refusal it reports; never the shared member roll.
+    for verb in ("create", "get", "list", "delete"):
+        assert _allows(istio, "route.openshift.io", "routes", verb)
+    assert _allows(istio, "route.openshift.io", "routes/custom-host", "create")
+    for verb in ("create", "get", "delete"):
+        assert _allows(scenario, "maistra.io", "servicemeshmembers", verb)
+    assert _allows(scenario, "apps", "replicasets", "list")
+    assert _allows(suite, "config.openshift.io", "clusterversions", "get", "version")
+    assert _allows(suite, "config.openshift.io", "ingresses", "get", "cluster")
+    assert _allows(suite, "", "configmaps", "get", "default-ingress-cert")
+    assert not _allows(suite, "", "configmaps", "get", "kube-root-ca.crt")
 
 
 def test_rbac_is_least_privilege() -> None:
@@ -423,11 +435,24 @@ def test_rbac_is_least_privilege() -> None:
                 assert "*" not in rule[key], f"{doc['metadata']['name']}: wildcard {key}"
             assert not {"escalate", "impersonate"} & set(rule["verbs"])
     scenario = _rules("ClusterRole", "meshgate-scenario")
-    # Namespace deletion cleans up; the scenario deletes only the config objects it applies
-    # for one scenario (ingress alternatives, security policies; deploy/rbac.yaml).
-    scenario_config = {"networking.istio.io", "gateway.networking.k8s.io", "security.istio.io"}
+    # The workloads' objects go with their namespace: delete only for what a scenario
+    # applies for itself and removes when it ends (ingress overlays, security policies;
+    # deploy/rbac.yaml says which code does it) and its namespace's ServiceMeshMember
+    # (leaving OSSM 2.x before the namespace goes).
+    scenario_scoped = {"virtualservices", "gateways", "destinationrules", "httproutes",
+                       "grpcroutes", "peerauthentications", "authorizationpolicies",
+                       "servicemeshmembers"}
+    deletable = {res for r in scenario if "delete" in r["verbs"] for res in r["resources"]}
+    assert deletable <= scenario_scoped, deletable - scenario_scoped
+    # ... and only in the config groups.
+    scenario_config = {"networking.istio.io", "gateway.networking.k8s.io", "security.istio.io",
+                       "maistra.io"}
     assert all(set(r["apiGroups"]) <= scenario_config
                for r in scenario if "delete" in r["verbs"])
+    for doc in _rbac():
+        for rule in doc.get("rules") or []:
+            # The member roll is shared by every team on the mesh: the suite never edits it.
+            assert "servicemeshmemberrolls" not in rule["resources"], doc["metadata"]["name"]
     bindings = [d for d in _rbac() if d["kind"] == "ClusterRoleBinding"]
     assert [b["roleRef"]["name"] for b in bindings] == ["meshgate-suite"]
 
@@ -467,3 +492,17 @@ def test_k3s_container_import_is_lazy_and_names_the_extra(
     monkeypatch.setitem(sys.modules, "testcontainers.community.k3s", None)
     with pytest.raises(TargetUnavailable, match=r"pip install -e '\.\[containers\]'"):
         k3s_target.build_container(k3s_target.container_spec({}))
+
+
+@pytest.mark.parametrize(("data_plane", "shape"), [
+    ("auto", {}), ("sidecar", {}), ("ambient", {"mesh": "ambient"}),
+    ("waypoint", {"mesh": "ambient"}), ("mixed", {"mesh": "ambient"}),
+])
+def test_the_local_target_boots_the_mesh_the_data_plane_needs(tmp_path: Path, data_plane: str,
+                                                               shape: dict) -> None:
+    from meshgate.targets import make
+    from meshgate.targets.local import LocalTarget
+
+    target = make("local", kubeconfig=None, context=None, state_dir=tmp_path,
+                  data_plane=data_plane)
+    assert isinstance(target, LocalTarget) and target.shape == shape

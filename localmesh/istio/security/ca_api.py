@@ -28,6 +28,9 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, st
 
 SERVICE = "istio.v1.auth.IstioCertificateService"
 METHOD = f"/{SERVICE}/CreateCertificate"
+# The key of ``metadata`` by which a trusted node agent (ztunnel) asks for one of its
+# pods' identities (istio/istio security/pkg/server/ca/server.go, ``ImpersonatedIdentity``).
+IMPERSONATED_IDENTITY = "ImpersonatedIdentity"
 
 
 def _messages() -> tuple[Any, Any]:

@@ -32,15 +32,21 @@ log = logging.getLogger("localmesh.istiod.ca")
 # istiod's TOKEN_AUDIENCES default; the injector projects tokens for it.
 CA_AUDIENCE = "istio-ca"
 TokenReview = Callable[[str, tuple[str, ...]], UserInfo | None]
+# (caller, impersonated identity) -> may the caller, a node agent, have that identity's
+# certificate? Istio's ``CA_TRUSTED_NODE_ACCOUNTS`` (istio-system/ztunnel) and its node
+# authorizer: a pod of that identity runs on the caller's node.
+NodeAuthorizer = Callable[[str, str], bool]
 
 
 class CertificateService:
     """Signs workload certificates for authenticated ServiceAccounts."""
 
     def __init__(self, ca: MeshCA, review: TokenReview,
-                 audiences: tuple[str, ...] = (CA_AUDIENCE,)) -> None:
+                 audiences: tuple[str, ...] = (CA_AUDIENCE,),
+                 node_authorizer: NodeAuthorizer | None = None) -> None:
         self.ca = ca
         self.review = review
+        self.node_authorizer = node_authorizer
         self.audiences = audiences
         self.counts: Counter[str] = Counter()
 
@@ -65,6 +71,15 @@ class CertificateService:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "request authenticate failure")
             raise AssertionError("unreachable: ServicerContext.abort raises")
+        asked = request.metadata.fields.get(ca_api.IMPERSONATED_IDENTITY)
+        if asked is not None and asked.string_value:
+            if self.node_authorizer is None or not self.node_authorizer(identity,
+                                                                        asked.string_value):
+                log.warning("CA: %s may not impersonate %s", identity, asked.string_value)
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                    "request authenticate failure")
+                raise AssertionError("unreachable: ServicerContext.abort raises")
+            identity = asked.string_value
         try:
             chain = self.ca.sign(request.csr, identity, int(request.validity_duration))
         except SigningError as exc:

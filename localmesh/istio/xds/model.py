@@ -17,6 +17,7 @@ from localmesh.istio.meshconfig import MeshConfig
 from localmesh.istio.xds.memo import Memo, freeze
 
 if TYPE_CHECKING:
+    from localmesh.istio.ambient.model import AmbientState
     from localmesh.istio.gatewayapi.binding import Binding
 
 T_LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
@@ -99,6 +100,8 @@ class MeshState:
     peer_authentications: list[dict] = field(default_factory=list)
     authorization_policies: list[dict] = field(default_factory=list)
     mesh_config: MeshConfig = field(default_factory=MeshConfig)
+    # Ambient mode: pods as workloads, waypoints (localmesh/istio/ambient/model.py).
+    ambient: AmbientState | None = None
     # What generation remembers across states (memo.py), and a key that changes whenever
     # any Istio configuration in the state does (the resource versions of the routing,
     # security and mesh configuration; istiod.py). A state built without one (a test's)
