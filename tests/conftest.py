@@ -31,3 +31,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue  # not a test of this folder (the acceptance scenarios)
         if folder in TIME_LIMITS and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(TIME_LIMITS[folder]))
+        if folder in TIME_LIMITS and item.get_closest_marker("xdist_group") is None:
+            # Under xdist (`./dev test` runs -n 2, --dist loadgroup) a module's tests stay
+            # on one worker: its module-scoped fixtures (a booted localmesh, deployed
+            # workloads) are set up once, not once per worker.
+            item.add_marker(pytest.mark.xdist_group(item.path.relative_to(HERE).as_posix()))
