@@ -27,6 +27,7 @@ Each figure is also given as a ratio to its value at the smallest size, one line
 from __future__ import annotations
 
 import functools
+import shutil
 import statistics
 import tempfile
 import time
@@ -152,9 +153,13 @@ def measure(services: int, repeat: int = 5) -> SizeResult:
     """One size, on a fresh localmesh."""
     from meshgate.targets.local import LocalTarget
 
-    target = LocalTarget(Path(tempfile.mkdtemp(prefix="meshgate-scale-")),
-                         shape={"synthetic_services": services})
-    provided = target.start()
+    folder = Path(tempfile.mkdtemp(prefix="meshgate-scale-"))
+    target = LocalTarget(folder, shape={"synthetic_services": services})
+    try:
+        provided = target.start()
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     run_id = uuid.uuid4().hex[:8]
     try:
         cluster = Cluster(provided.kubeconfig, provided.context, run_id=run_id)
@@ -186,6 +191,7 @@ def measure(services: int, repeat: int = 5) -> SizeResult:
                           convergence, memory)
     finally:
         target.stop()
+        shutil.rmtree(folder, ignore_errors=True)  # the target's own folder went with it
 
 
 def format_sizes(results: list[SizeResult]) -> str:
