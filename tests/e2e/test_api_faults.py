@@ -45,7 +45,8 @@ def _injected(kubeconfig: Path) -> dict[str, int]:
      ("429-retry-after", "500-retry-after", "503-retry-after")),
     (Shape(api_faults="restart", api_restart_every=8.0, api_restart_down=1.5),
      ("connection", "unreachable")),
-    (Shape(api_faults="token-expiry", api_token_ttl=4.0), ()),
+    # Tokens of 2 s: a gate run on a quiet machine takes ~8 s, and must outlive several.
+    (Shape(api_faults="token-expiry", api_token_ttl=2.0), ()),
 ], ids=["flaky", "restart", "token-expiry"])
 def test_the_gate_passes_against_a_struggling_api_server(
         shape: Shape, retried: tuple[str, ...], tmp_path: Path) -> None:
